@@ -1,0 +1,35 @@
+"""The `aigcsched` command: assembles the platform's and the endpoint's commands."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from aigcsched.platform import commands as platform_commands
+from aigcsched.platform.config import ConfigError
+
+app = typer.Typer(
+    help="Train, evaluate and serve schedulers for AI-generated-content inference workloads.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+platform_commands.register(app)
+
+
+@app.callback()
+def _root() -> None:
+    """Train, evaluate and serve schedulers for AI-generated-content inference workloads."""
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Simulators of the AIGC scheduling problems, registered with gymnasium on import."""
+
+import gymnasium as gym
+
+from aigcsched.envs.edge import EdgeConfig, EdgeEnv, SchedulingState
+from aigcsched.envs.edge_vector import EdgeVectorEnv
+
+EDGE_ENV_ID = "aigcsched/EdgeT2I-v0"
+
+# Short problem names used on the command line -> (gymnasium id, config model).
+PROBLEMS = {"edge": (EDGE_ENV_ID, EdgeConfig)}
+
+if EDGE_ENV_ID not in gym.registry:
+    gym.register(
+        id=EDGE_ENV_ID,
+        entry_point="aigcsched.envs.edge:EdgeEnv",
+        vector_entry_point="aigcsched.envs.edge_vector:EdgeVectorEnv",
+    )
+
+__all__ = ["EDGE_ENV_ID", "PROBLEMS", "EdgeConfig", "EdgeEnv", "EdgeVectorEnv", "SchedulingState"]

@@ -1,0 +1,86 @@
+import json
+import sys
+
+import pytest
+
+from aigcsched import cli
+
+
+def run(capsys, monkeypatch, *args):
+    monkeypatch.setattr(sys, "argv", ["aigcsched", *args])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_evaluate_json(capsys, monkeypatch):
+    code, out, err = run(
+        capsys,
+        monkeypatch,
+        "evaluate",
+        "edge",
+        "-p",
+        "greedy",
+        "-p",
+        "myopic",
+        "--episodes",
+        "2",
+        "--seed",
+        "5",
+        "--set",
+        "n_requests=50",
+        "--json",
+    )
+    assert code == 0, err
+    result = json.loads(out)  # nothing but the JSON object on stdout
+    assert list(result) == ["greedy", "myopic"]
+    assert set(result["greedy"]) == {"reward", "quality", "tardiness", "late_fraction"}
+    assert result["myopic"]["reward"] >= result["greedy"]["reward"]
+
+
+def test_evaluate_table(capsys, monkeypatch):
+    code, out, _ = run(capsys, monkeypatch, "evaluate", "edge", "--episodes", "1", "--set", "n_requests=20")
+    assert code == 0
+    for name in ("random", "greedy", "myopic", "late fraction"):
+        assert name in out
+
+
+def test_set_overrides_change_the_scenario(capsys, monkeypatch):
+    args = ["evaluate", "edge", "-p", "greedy", "--episodes", "2", "--set", "n_requests=100", "--json"]
+    _, base, _ = run(capsys, monkeypatch, *args)
+    _, weak, _ = run(capsys, monkeypatch, *args, "--set", "n_strong=0", "--set", "due_window_s=[2, 5]")
+    assert json.loads(weak)["greedy"]["quality"] < json.loads(base)["greedy"]["quality"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "edge", "-p", "nope"], "unknown policy 'nope'"),
+        (["evaluate", "moon"], "unknown env 'moon'"),
+        (["evaluate", "edge", "--set", "n_strong"], "--set expects KEY=VALUE"),
+        (["evaluate", "edge", "--set", "=3"], "--set expects KEY=VALUE"),
+        (["evaluate", "edge", "--set", "n_strongg=3"], "unknown edge config key(s) n_strongg"),
+        (["evaluate", "edge", "--set", "n_strong=11"], "n_strong (11) must be <= n_servers (10)"),
+        (["evaluate", "edge", "--set", "strong_capability=[0, 5]"], "strong_capability must satisfy 0 < low"),
+        (["evaluate", "edge", "--set", "weak_capability=[-2, 5]"], "weak_capability must satisfy 0 < low"),
+        (["evaluate", "edge", "--set", "mean_interarrival_s=-1"], "mean_interarrival_s must be > 0"),
+        (["evaluate", "edge", "--set", "due_window_s=[9, 3]"], "due_window_s must satisfy"),
+        (["evaluate", "edge", "--set", "max_steps=0"], "max_steps must be >= 1"),
+        (["evaluate", "edge", "--set", "n_servers=many"], "n_servers: Input should be a valid integer"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, args, message):
+    code, out, err = run(capsys, monkeypatch, *args)
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert out == ""
+
+
+def test_help_explains_evaluate(capsys, monkeypatch):
+    code, out, _ = run(capsys, monkeypatch, "evaluate", "--help")
+    assert code == 0 and "--policy" in out and "--set" in out and "--json" in out
