@@ -158,3 +158,17 @@ def test_batched_env_state_matches_single():
 def test_impossible_configs_are_rejected(bad, message):
     with pytest.raises(ValueError, match=message):
         EdgeConfig(**bad)
+
+
+@pytest.mark.parametrize("observe_capabilities", [False, True])
+def test_observation_from_state_matches_env(observe_capabilities):
+    from aigcsched.envs import observation_from_state
+
+    env = EdgeEnv(n_requests=20, observe_capabilities=observe_capabilities)
+    obs, _ = env.reset(seed=2)
+    for _ in range(10):
+        np.testing.assert_array_equal(observation_from_state(env.state(), env.cfg), obs)
+        obs, *_ = env.step([1, 150])
+    venv = EdgeVectorEnv(num_envs=3, n_requests=20, observe_capabilities=observe_capabilities)
+    obs, _ = venv.reset(seed=2)
+    np.testing.assert_array_equal(observation_from_state(venv.state(), venv.cfg), obs)

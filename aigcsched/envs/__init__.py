@@ -2,7 +2,7 @@
 
 import gymnasium as gym
 
-from aigcsched.envs.edge import EdgeConfig, EdgeEnv, SchedulingState
+from aigcsched.envs.edge import EdgeConfig, EdgeEnv, SchedulingState, observation_from_state
 from aigcsched.envs.edge_vector import EdgeVectorEnv
 
 EDGE_ENV_ID = "aigcsched/EdgeT2I-v0"
@@ -17,4 +17,12 @@ if EDGE_ENV_ID not in gym.registry:
         vector_entry_point="aigcsched.envs.edge_vector:EdgeVectorEnv",
     )
 
-__all__ = ["EDGE_ENV_ID", "PROBLEMS", "EdgeConfig", "EdgeEnv", "EdgeVectorEnv", "SchedulingState"]
+__all__ = [
+    "EDGE_ENV_ID",
+    "PROBLEMS",
+    "EdgeConfig",
+    "EdgeEnv",
+    "EdgeVectorEnv",
+    "SchedulingState",
+    "observation_from_state",
+]

@@ -155,6 +155,17 @@ class SchedulingState(NamedTuple):
     penalty: np.ndarray  # (...,) penalty code
 
 
+def observation_from_state(state: SchedulingState, cfg: EdgeConfig) -> np.ndarray:
+    """The env's observation (float32) for a scheduling state; batch dimensions are kept."""
+    busy = np.asarray(state.busy_for, dtype=np.float64)
+    parts = [busy]
+    if cfg.observe_capabilities:
+        parts.append(np.broadcast_to(state.capability, busy.shape))
+    probe = cfg.probe_penalties()[np.asarray(state.penalty)]
+    parts += [np.asarray(state.due_in, dtype=np.float64)[..., None], np.asarray(probe)[..., None]]
+    return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
 class EdgeEnv(gym.Env):
     """Schedule a stream of text-to-image requests on J heterogeneous edge GPU servers.
 

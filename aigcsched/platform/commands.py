@@ -9,9 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aigcsched.algorithms.heuristics import HEURISTICS, make_heuristic
 from aigcsched.platform.config import ConfigError, env_config, parse_overrides
 from aigcsched.platform.evaluation import evaluate_policy
+from aigcsched.platform.policies import resolve_policy
 
 DEFAULT_POLICIES = ["random", "greedy", "myopic"]
 
@@ -39,11 +39,8 @@ def evaluate(
     """Compare scheduling policies on the same seeded episodes: per-request means of reward,
     quality, tardiness (s) and the fraction of requests finished late."""
     names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
-    unknown = [n for n in names if n not in HEURISTICS]
-    if unknown:
-        raise ConfigError(f"unknown policy {unknown[0]!r}; choose from {', '.join(HEURISTICS)}")
     cfg = env_config(env, parse_overrides(overrides))
-    policies = {name: make_heuristic(name, cfg, seed=seed) for name in names}
+    policies = {name: resolve_policy(name, cfg, seed=seed) for name in names}
     results = {name: evaluate_policy(p, cfg, episodes, seed).means() for name, p in policies.items()}
     if as_json:
         typer.echo(json.dumps(results))
