@@ -46,15 +46,11 @@ def time_batched(num_envs: int, seconds: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
     args = parser.parse_args()
     single = time_single(args.seconds)
-    rows = [("single env", single)] + [
-        (f"batched env, B={b}", time_batched(b, args.seconds)) for b in (64, 1024)
-    ]
+    rows = [("single env", single)] + [(f"batched env, B={b}", time_batched(b, args.seconds)) for b in (64, 1024)]
     table = Table(title="edge env speed (random actions, paper defaults)")
     for col in ("env", "steps/s", "ratio vs single env"):
         table.add_column(col, justify="left" if col == "env" else "right")

@@ -9,9 +9,7 @@ from aigcsched.platform.evaluation import evaluate_policy
 
 def test_greedy_never_late_when_some_server_can_meet_the_due_time():
     # Overloaded (arrivals faster than one-step service, tight due times): lateness is often unavoidable.
-    cfg = EdgeConfig(
-        n_servers=3, n_strong=1, n_requests=400, mean_interarrival_s=0.05, due_window_s=(0.1, 1.0)
-    )
+    cfg = EdgeConfig(n_servers=3, n_strong=1, n_requests=400, mean_interarrival_s=0.05, due_window_s=(0.1, 1.0))
     env, greedy = EdgeEnv(cfg), greedy_policy(cfg)
     avoidable = unavoidable = 0
     for seed in range(3):
@@ -30,14 +28,10 @@ def test_greedy_never_late_when_some_server_can_meet_the_due_time():
 
 def test_greedy_picks_shortest_remaining_server_lowest_index_and_most_steps():
     cfg = EdgeConfig(n_servers=3, n_strong=1)
-    state = SchedulingState(
-        np.array([0.0, 0.0, 2.0]), np.array([15.0, 8.0, 10.0]), np.float64(5.0), np.int64(0)
-    )
+    state = SchedulingState(np.array([0.0, 0.0, 2.0]), np.array([15.0, 8.0, 10.0]), np.float64(5.0), np.int64(0))
     server, steps = greedy_policy(cfg)(None, state)
     assert server == 0 and steps + 1 == 75  # floor(5 s * 15 steps/s)
-    state = SchedulingState(
-        np.array([30.0, 0.0, 2.0]), np.array([15.0, 8.0, 10.0]), np.float64(100.0), np.int64(0)
-    )
+    state = SchedulingState(np.array([30.0, 0.0, 2.0]), np.array([15.0, 8.0, 10.0]), np.float64(100.0), np.int64(0))
     server, steps = greedy_policy(cfg)(None, state)
     assert server == 1 and steps + 1 == cfg.max_steps  # capped at the ceiling
 

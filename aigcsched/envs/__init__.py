@@ -10,6 +10,14 @@ EDGE_ENV_ID = "aigcsched/EdgeT2I-v0"
 # Short problem names used on the command line -> (gymnasium id, config model).
 PROBLEMS = {"edge": (EDGE_ENV_ID, EdgeConfig)}
 
+
+def make_edge_env(config: dict | None = None):
+    """Env creator for RLlib: a batched env when RLlib asks for `num_envs`, else a single env."""
+    config = dict(config or {})
+    num_envs = config.pop("num_envs", None)
+    return EdgeVectorEnv(num_envs=num_envs, **config) if num_envs is not None else EdgeEnv(**config)
+
+
 if EDGE_ENV_ID not in gym.registry:
     gym.register(
         id=EDGE_ENV_ID,

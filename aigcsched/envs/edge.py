@@ -36,9 +36,7 @@ class EdgeConfig(BaseModel):
     )
     n_requests: int = Field(2000, ge=1, description="requests per episode")
     mean_interarrival_s: float = Field(15.0, description="mean of the exponential inter-arrival time")
-    due_window_s: tuple[float, float] = Field(
-        (2.0, 20.0), description="due time = arrival + uniform(low, high)"
-    )
+    due_window_s: tuple[float, float] = Field((2.0, 20.0), description="due time = arrival + uniform(low, high)")
     penalty_kinds: tuple[str, ...] = Field(
         PENALTY_KINDS, description="tardiness penalties g, each request draws one uniformly"
     )
@@ -48,12 +46,8 @@ class EdgeConfig(BaseModel):
     quality_range: float = Field(35.0)
     quality_slope: float = Field(0.1)
     quality_mid: float = Field(9.0)
-    penalty_probe_s: float = Field(
-        5.0, ge=0.0, description="o_p = g(probe): tells the agent the penalty kind"
-    )
-    observe_capabilities: bool = Field(
-        False, description="append each server's capability to the observation"
-    )
+    penalty_probe_s: float = Field(5.0, ge=0.0, description="o_p = g(probe): tells the agent the penalty kind")
+    observe_capabilities: bool = Field(False, description="append each server's capability to the observation")
 
     @model_validator(mode="after")
     def _check(self) -> EdgeConfig:
@@ -71,9 +65,7 @@ class EdgeConfig(BaseModel):
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if not self.penalty_kinds or any(k not in PENALTY_KINDS for k in self.penalty_kinds):
-            raise ValueError(
-                f"penalty_kinds must be a non-empty subset of {PENALTY_KINDS}, got {self.penalty_kinds}"
-            )
+            raise ValueError(f"penalty_kinds must be a non-empty subset of {PENALTY_KINDS}, got {self.penalty_kinds}")
         return self
 
     @property
@@ -83,9 +75,7 @@ class EdgeConfig(BaseModel):
     def quality_table(self) -> np.ndarray:
         """Q(s) for s = 0..max_steps (index 0 unused), float64."""
         s = np.arange(self.max_steps + 1, dtype=np.float64)
-        return self.quality_base + self.quality_range / (
-            1.0 + np.exp(-(self.quality_slope * s - self.quality_mid))
-        )
+        return self.quality_base + self.quality_range / (1.0 + np.exp(-(self.quality_slope * s - self.quality_mid)))
 
     def probe_penalties(self) -> np.ndarray:
         """o_p for each penalty code."""
@@ -192,9 +182,7 @@ class EdgeEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(
-        self, config: EdgeConfig | dict | None = None, render_mode: str | None = None, **overrides: Any
-    ):
+    def __init__(self, config: EdgeConfig | dict | None = None, render_mode: str | None = None, **overrides: Any):
         self.cfg = make_config(config, overrides)
         self.render_mode = render_mode
         cfg = self.cfg
@@ -257,9 +245,7 @@ class EdgeEnv(gym.Env):
         t = self._t
         now = self._arrival[t]
         busy = np.maximum(np.array(self._free) - now, 0.0)
-        return SchedulingState(
-            busy, self.instance.capability, np.float64(self._due[t] - now), np.int64(self._kind[t])
-        )
+        return SchedulingState(busy, self.instance.capability, np.float64(self._due[t] - now), np.int64(self._kind[t]))
 
 
 def make_config(config: EdgeConfig | dict | None, overrides: dict) -> EdgeConfig:

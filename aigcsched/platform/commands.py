@@ -1,15 +1,16 @@
-"""The platform's commands: evaluate (train, models and reproduce join later)."""
+"""The platform's commands: evaluate, train, models."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from aigcsched.platform.config import ConfigError, env_config, parse_overrides
+from aigcsched.platform.config import ConfigError, env_config, load_experiment, parse_overrides
 from aigcsched.platform.evaluation import evaluate_policy
 from aigcsched.platform.policies import resolve_policy
 
@@ -20,19 +21,13 @@ def evaluate(
     env: Annotated[str, typer.Argument(help="problem to evaluate on: edge")] = "edge",
     policy: Annotated[
         list[str] | None,
-        typer.Option(
-            "--policy", "-p", help="policy to evaluate; repeat for several [default: random, greedy, myopic]"
-        ),
+        typer.Option("--policy", "-p", help="policy to evaluate; repeat for several [default: random, greedy, myopic]"),
     ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="episodes per policy")] = 10,
-    seed: Annotated[
-        int, typer.Option(help="episode k uses seed + k (the same episodes for every policy)")
-    ] = 100,
+    seed: Annotated[int, typer.Option(help="episode k uses seed + k (the same episodes for every policy)")] = 100,
     overrides: Annotated[
         list[str] | None,
-        typer.Option(
-            "--set", help="scenario override KEY=VALUE, e.g. --set n_strong=4 --set 'due_window_s=[2, 10]'"
-        ),
+        typer.Option("--set", help="scenario override KEY=VALUE, e.g. --set n_strong=4 --set 'due_window_s=[2, 10]'"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object and nothing else")] = False,
 ) -> None:
@@ -45,9 +40,7 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(results))
         return
-    table = Table(
-        title=f"{env}: per-request means over {episodes} episodes (seeds {seed}..{seed + episodes - 1})"
-    )
+    table = Table(title=f"{env}: per-request means over {episodes} episodes (seeds {seed}..{seed + episodes - 1})")
     for col in ("policy", "reward", "quality", "tardiness (s)", "late fraction"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for name, m in results.items():
@@ -61,8 +54,93 @@ def evaluate(
     Console().print(table)
 
 
+def train(
+    config: Annotated[str, typer.Argument(help="experiment YAML, e.g. configs/edge_ppo.yaml")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override KEY=VALUE with dotted keys, e.g. --set algorithm.lr=0.0005"),
+    ] = None,
+    stop_iters: Annotated[int | None, typer.Option(min=1, help="stop after this many iterations (in total)")] = None,
+    stop_minutes: Annotated[float | None, typer.Option(min=0.01, help="stop after this many minutes")] = None,
+    address: Annotated[str | None, typer.Option(help="join this Ray cluster instead of starting a local one")] = None,
+    resume: Annotated[str | None, typer.Option(help="continue this MLflow run from its last checkpoint")] = None,
+) -> None:
+    """Train a scheduler with RLlib, tracked in MLflow (MLFLOW_TRACKING_URI or ./mlflow.db): progress per
+    iteration, checkpoints every K iterations and at the end (Ctrl-C stops cleanly), then evaluation
+    on held-out seeds against the baselines, registration, and promotion to `champion` if it beats it."""
+    values = parse_overrides(overrides)
+    if stop_iters is not None or stop_minutes is not None:
+        values["stop"] = {"iterations": stop_iters, "minutes": stop_minutes}
+    exp = load_experiment(config, values)
+    from aigcsched.platform.training import train as run_training
+
+    outcome = run_training(exp, address=address, resume_run_id=resume)
+    console = Console()
+    console.print(f"run {outcome.run_id}: {outcome.iterations} iterations, {outcome.env_steps:,} env steps")
+    if outcome.evaluation:
+        _print_table(console, outcome.evaluation, f"held-out evaluation ({exp.evaluation.episodes} episodes)")
+    if outcome.model_version:
+        console.print(f"model {exp.tracking.model_name} version {outcome.model_version}: {outcome.promotion_reason}")
+
+
+models_app = typer.Typer(help="The model registry: list versions, promote one to champion.", no_args_is_help=True)
+
+
+@models_app.command("list")
+def models_list(name: Annotated[str | None, typer.Argument(help="registered model name (all if omitted)")] = None):
+    """Registered versions with their aliases, training run and held-out reward."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    names = [name] if name else [m.name for m in client.search_registered_models()]
+    table = Table(title=f"registered models ({mlflow.get_tracking_uri()})")
+    for col in ("name", "version", "aliases", "run", "eval reward", "created"):
+        table.add_column(col)
+    for n in names:
+        model = client.get_registered_model(n) if name else None
+        aliases = {}
+        for alias, version in (model or client.get_registered_model(n)).aliases.items():
+            aliases.setdefault(str(version), []).append(alias)
+        for mv in sorted(client.search_model_versions(f"name='{n}'"), key=lambda v: int(v.version)):
+            created = datetime.fromtimestamp(mv.creation_timestamp / 1000).strftime("%Y-%m-%d %H:%M")
+            table.add_row(
+                n,
+                str(mv.version),
+                ",".join(aliases.get(str(mv.version), [])),
+                (mv.run_id or "")[:8],
+                mv.tags.get("eval_reward", ""),
+                created,
+            )
+    Console().print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    version: Annotated[int, typer.Argument(help="version to make the champion")],
+):
+    """Point the `champion` alias at VERSION (what `serve` and `models:/NAME@champion` use)."""
+    from aigcsched.platform import registry
+
+    registry.promote(name, version)
+    Console().print(f"{name}@{registry.CHAMPION} -> version {version}")
+
+
+def _print_table(console: Console, results: dict, title: str) -> None:
+    table = Table(title=title)
+    for col in ("policy", "reward", "quality", "tardiness (s)", "late fraction"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for name, m in results.items():
+        table.add_row(
+            name, f"{m['reward']:.2f}", f"{m['quality']:.2f}", f"{m['tardiness']:.3f}", f"{m['late_fraction']:.3f}"
+        )
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(evaluate)
+    app.command()(train)
+    app.add_typer(models_app, name="models")
 
 
 __all__ = ["ConfigError", "register"]

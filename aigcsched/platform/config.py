@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from aigcsched.envs import PROBLEMS
 
@@ -56,3 +59,143 @@ def env_config(problem: str, values: dict) -> BaseModel:
     if problem not in PROBLEMS:
         raise ConfigError(f"unknown env {problem!r}; choose from {', '.join(PROBLEMS)}")
     return build_model(PROBLEMS[problem][1], values, f"{problem} config")
+
+
+# --- Experiment configs (YAML validated by pydantic) -------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class EnvSection(_Section):
+    id: str = Field("edge", description="problem name: edge")
+    config: dict = Field(default_factory=dict, description="scenario fields of the problem's config")
+
+
+class AlgorithmSection(_Section):
+    name: Literal["PPO"] = "PPO"
+    module: Literal["edge_scheduler", "default"] = Field(
+        "edge_scheduler",
+        description="edge_scheduler: the project's per-server scored actor; default: RLlib's MLP",
+    )
+    lr: float = Field(1e-3, gt=0)
+    gamma: float = Field(0.9, ge=0, le=1)
+    lambda_: float = Field(0.9, ge=0, le=1)
+    train_batch_size: int = Field(4096, ge=1, description="env steps per training iteration")
+    minibatch_size: int = Field(1024, ge=1)
+    num_epochs: int = Field(4, ge=1)
+    entropy_coeff: float = Field(0.0, ge=0)
+    clip_param: float = Field(0.2, gt=0)
+    vf_clip_param: float = Field(1e6, gt=0, description="large: values are in reward units (~600), not ~1")
+    hidden: int = Field(64, ge=1, description="width of the module's hidden layers")
+    logit_scale: float = Field(10.0, gt=0)
+    value_scale: float = Field(100.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> AlgorithmSection:
+        if self.minibatch_size > self.train_batch_size:
+            raise ValueError(f"minibatch_size ({self.minibatch_size}) must be <= train_batch_size")
+        return self
+
+
+class ResourcesSection(_Section):
+    num_env_runners: int = Field(0, ge=0, description="0: sample in the driver process")
+    num_envs_per_env_runner: int = Field(64, ge=1, description="sub-envs of the batched env per runner")
+    num_gpus_per_learner: float = Field(0, ge=0)
+    num_cpus: int | None = Field(2, ge=1, description="CPUs of a local Ray instance (ignored with --address)")
+
+
+class StopSection(_Section):
+    iterations: int | None = Field(None, ge=1)
+    env_steps: int | None = Field(None, ge=1)
+    minutes: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> StopSection:
+        if self.iterations is None and self.env_steps is None and self.minutes is None:
+            raise ValueError("give at least one stop criterion: iterations, env_steps or minutes")
+        return self
+
+
+class EvaluationSection(_Section):
+    episodes: int = Field(10, ge=1)
+    seed: int = Field(1_000_000, ge=0, description="held-out seeds seed..seed+episodes-1")
+    baselines: list[str] = Field(default_factory=lambda: ["greedy", "myopic"])
+
+
+class TrackingSection(_Section):
+    experiment: str = Field("aigcsched-edge", min_length=1)
+    model_name: str = Field("aigcsched-edge", min_length=1, description="registered model name")
+    register_model: bool = True
+    checkpoint_every: int = Field(5, ge=1, description="iterations between checkpoints")
+
+
+class ExperimentConfig(_Section):
+    env: EnvSection = Field(default_factory=EnvSection)
+    algorithm: AlgorithmSection = Field(default_factory=AlgorithmSection)
+    resources: ResourcesSection = Field(default_factory=ResourcesSection)
+    stop: StopSection = Field(default_factory=lambda: StopSection(minutes=5))
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    seed: int = Field(0, ge=0, description="training seed (sub-env i starts from seed + i)")
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        env_config(self.env.id, self.env.config)  # raises ConfigError naming the bad key
+        train = range(
+            self.seed,
+            self.seed + self.resources.num_envs_per_env_runner * max(1, self.resources.num_env_runners),
+        )
+        held_out = range(self.evaluation.seed, self.evaluation.seed + self.evaluation.episodes)
+        if train.start < held_out.stop and held_out.start < train.stop:
+            raise ValueError(f"evaluation seeds {held_out.start}..{held_out.stop - 1} overlap the training seeds")
+        return self
+
+    def scenario(self):
+        """The validated env config of this experiment."""
+        return env_config(self.env.id, self.env.config)
+
+    def flat(self) -> dict:
+        """Dotted keys -> values, for MLflow params."""
+        return _flatten(self.model_dump())
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) and v else {key: v})
+    return out
+
+
+def set_dotted(d: dict, dotted: str, value) -> None:
+    """d['a']['b'] = value for 'a.b'; env.config.* keys go into the scenario dict."""
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        node = d.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {k} is not a section")
+        d = node
+    d[keys[-1]] = value
+
+
+def load_experiment(path: str | Path | None, overrides: dict | None = None) -> ExperimentConfig:
+    """Read a YAML experiment file (or the defaults), apply dotted overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    try:
+        return ExperimentConfig(**raw)
+    except ValidationError as e:
+        raise ConfigError(f"invalid experiment config: {validation_message(e)}") from None

@@ -1,0 +1,58 @@
+"""Tables and plots of results (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLUMNS = (
+    ("reward", "reward", 2),
+    ("quality", "quality", 2),
+    ("tardiness", "tardiness (s)", 3),
+    ("late_fraction", "late fraction", 3),
+)
+
+
+def eval_markdown(results: dict[str, dict[str, float]], caption: str) -> str:
+    """A markdown table of per-request means per policy."""
+    lines = [
+        f"Per-request means, {caption}.",
+        "",
+        "| policy | " + " | ".join(c[1] for c in COLUMNS) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
+    ]
+    for name, m in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.{d}f}" for k, _, d in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_learning_curve(
+    history: dict[str, list], path: Path, references: dict[str, float] | None = None
+) -> Path | None:
+    """Per-request reward and quality against env steps (MLflow metric histories keyed by name)."""
+    series = {k: v for k, v in history.items() if v}
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, points in series.items():
+        ax.plot(
+            [p.step for p in points],
+            [p.value for p in points],
+            label=name.replace("request_", "per-request "),
+        )
+    for name, value in (references or {}).items():
+        ax.axhline(value, linestyle="--", linewidth=1, color="grey")
+        ax.annotate(name, (0, value), textcoords="offset points", xytext=(2, 2), fontsize=8, color="grey")
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("per-request mean")
+    ax.set_title("edge: learning curve (sampled requests)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

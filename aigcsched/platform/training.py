@@ -1,0 +1,230 @@
+"""The training loop: config -> Ray -> RLlib -> MLflow run -> evaluation -> registered model.
+
+Checkpoints go to the run's artifacts (`checkpoints/iter_NNNNNN`, with the policy folder
+inside); the tag `aigcsched.checkpoint` names the latest, so `resume` can continue the same run
+after the process was killed, from anywhere that reaches the tracking store.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from aigcsched.platform import registry
+from aigcsched.platform.config import ConfigError, ExperimentConfig
+from aigcsched.platform.evaluation import METRICS, evaluate_policy
+from aigcsched.platform.policies import resolve_policy
+from aigcsched.platform.reports import eval_markdown, plot_learning_curve
+
+CHECKPOINT_TAG = "aigcsched.checkpoint"
+CONFIG_ARTIFACT = "config.yaml"
+
+
+@dataclass
+class TrainOutcome:
+    run_id: str
+    iterations: int
+    env_steps: int
+    checkpoint: str | None
+    interrupted: bool = False
+    evaluation: dict = field(default_factory=dict)
+    model_version: str | None = None
+    promoted: bool = False
+    promotion_reason: str = ""
+
+
+def _iteration_metrics(result: dict, seconds: float, steps_before: int) -> dict:
+    runners = result.get("env_runners", {})
+    learner = result.get("learners", {}).get("default_policy", {})
+    steps = int(runners.get("num_env_steps_sampled_lifetime", result.get("num_env_steps_sampled_lifetime", 0)))
+    metrics = {"env_steps": steps, "env_steps_per_s": (steps - steps_before) / max(seconds, 1e-9)}
+    for key in ("request_reward", "request_quality", "request_tardiness", "request_late_fraction"):
+        if key in runners:
+            metrics[key] = float(runners[key])
+    for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss"):
+        if key in learner:
+            metrics[f"learner.{key}"] = float(learner[key])
+    return metrics
+
+
+def _save_checkpoint(algo, exp: ExperimentConfig, iteration: int) -> str:
+    """Algorithm checkpoint plus a standalone policy folder, logged as run artifacts."""
+    artifact_path = f"checkpoints/iter_{iteration:06d}"
+    with tempfile.TemporaryDirectory() as tmp:
+        algo.save_to_path(tmp)
+        registry.save_policy(algo.get_module(), exp.scenario(), Path(tmp) / "policy")
+        mlflow.log_artifacts(tmp, artifact_path)
+    mlflow.set_tag(CHECKPOINT_TAG, artifact_path)
+    return artifact_path
+
+
+def _start_ray(exp: ExperimentConfig, address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=exp.resources.num_cpus, include_dashboard=False)
+
+
+def _done(exp: ExperimentConfig, iteration: int, steps: int, started: float) -> bool:
+    s = exp.stop
+    return (
+        (s.iterations is not None and iteration >= s.iterations)
+        or (s.env_steps is not None and steps >= s.env_steps)
+        or (s.minutes is not None and time.time() - started >= 60 * s.minutes)
+    )
+
+
+def train(
+    exp: ExperimentConfig,
+    *,
+    address: str | None = None,
+    resume_run_id: str | None = None,
+    console: Console | None = None,
+) -> TrainOutcome:
+    """Train until a stop criterion, Ctrl-C, or an error; then evaluate, register, maybe promote."""
+    from aigcsched.platform.rllib_setup import algorithm_config
+
+    console = console or Console(stderr=True)
+    _start_ray(exp, address)
+    mlflow.set_experiment(exp.tracking.experiment)
+    resume_from = _checkpoint_of(resume_run_id) if resume_run_id else None
+    with mlflow.start_run(run_id=resume_run_id) as run:
+        run_id = run.info.run_id
+        if resume_run_id is None:
+            mlflow.log_params(exp.flat())
+            mlflow.log_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False), CONFIG_ARTIFACT)
+        algo = algorithm_config(exp).build_algo()
+        try:
+            if resume_from:
+                algo.restore_from_path(resume_from)
+                console.print(f"resumed run {run_id} from {resume_from} at iteration {algo.iteration}")
+            outcome = _loop(algo, exp, run_id, console)
+            plot_and_log_curve(run_id)
+            if not outcome.interrupted:
+                _evaluate_and_register(algo, exp, outcome, console)
+        finally:
+            algo.stop()
+    return outcome
+
+
+def _checkpoint_of(run_id: str) -> str:
+    try:
+        run = mlflow.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise ConfigError(f"no MLflow run {run_id} in {mlflow.get_tracking_uri()}") from None
+    artifact = run.data.tags.get(CHECKPOINT_TAG)
+    if not artifact:
+        raise ConfigError(f"run {run_id} has no checkpoint to resume from")
+    return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)
+
+
+def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console) -> TrainOutcome:
+    started = time.time()
+    outcome = TrainOutcome(run_id=run_id, iterations=algo.iteration, env_steps=0, checkpoint=None)
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
+    total = exp.stop.iterations
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"training {run_id[:8]}", total=total, completed=algo.iteration, info="")
+        try:
+            while not _done(exp, algo.iteration, outcome.env_steps, started):
+                t0 = time.time()
+                result = algo.train()
+                metrics = _iteration_metrics(result, time.time() - t0, outcome.env_steps)
+                outcome.iterations, outcome.env_steps = algo.iteration, int(metrics["env_steps"])
+                mlflow.log_metrics(metrics, step=algo.iteration)
+                info = (
+                    f"iter {algo.iteration}  steps {outcome.env_steps:,}  {metrics['env_steps_per_s']:,.0f}/s  "
+                    f"reward {metrics.get('request_reward', float('nan')):.2f}  "
+                    f"quality {metrics.get('request_quality', float('nan')):.2f}  "
+                    f"tardiness {metrics.get('request_tardiness', float('nan')):.2f}s"
+                )
+                progress.update(task, completed=algo.iteration, info=info)
+                if algo.iteration % exp.tracking.checkpoint_every == 0:
+                    outcome.checkpoint = _save_checkpoint(algo, exp, algo.iteration)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            console.print("interrupted: saving a final checkpoint")
+    if outcome.checkpoint != f"checkpoints/iter_{algo.iteration:06d}":
+        outcome.checkpoint = _save_checkpoint(algo, exp, algo.iteration)
+    if outcome.interrupted:
+        mlflow.set_tag("aigcsched.stopped_by", "interrupt")
+        console.print(f"stopped at iteration {algo.iteration}; continue with: aigcsched train CONFIG --resume {run_id}")
+    return outcome
+
+
+def plot_and_log_curve(run_id: str) -> None:
+    client = mlflow.MlflowClient()
+    history = {k: client.get_metric_history(run_id, k) for k in ("request_reward", "request_quality")}
+    with tempfile.TemporaryDirectory() as tmp:
+        png = plot_learning_curve(history, Path(tmp) / "learning_curve.png")
+        if png is not None:
+            mlflow.log_artifact(str(png))
+
+
+def _evaluate_and_register(algo, exp: ExperimentConfig, outcome: TrainOutcome, console: Console) -> None:
+    cfg, ev = exp.scenario(), exp.evaluation
+    policy = registry.ModulePolicy(algo.get_module(), cfg, {"uri": f"run:{outcome.run_id}"})
+    policies = {"trained": policy} | {b: resolve_policy(b, cfg, seed=ev.seed) for b in ev.baselines}
+    results = {name: evaluate_policy(p, cfg, ev.episodes, ev.seed).means() for name, p in policies.items()}
+    outcome.evaluation = results
+    mlflow.log_metrics({f"eval.{p}.{m}": v for p, r in results.items() for m, v in r.items()})
+    mlflow.log_text(json.dumps(results, indent=2), "evaluation.json")
+    mlflow.log_text(eval_markdown(results, f"held-out seeds {ev.seed}..{ev.seed + ev.episodes - 1}"), "evaluation.md")
+    if not exp.tracking.register_model:
+        return
+    name = exp.tracking.model_name
+    with tempfile.TemporaryDirectory() as tmp:
+        registry.save_policy(algo.get_module(), cfg, tmp)
+        info = registry.log_policy_model(tmp, cfg, name)
+    version = str(info.registered_model_version)
+    outcome.model_version = version
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(name, version, "eval_reward", f"{results['trained']['reward']:.4f}")
+    client.set_model_version_tag(name, version, "eval_seeds", f"{ev.seed}+{ev.episodes}")
+    outcome.promoted, outcome.promotion_reason = _maybe_promote(name, version, results["trained"], exp)
+    mlflow.set_tag("aigcsched.model_version", version)
+    console.print(f"registered {name} version {version}; {outcome.promotion_reason}")
+
+
+def _maybe_promote(name: str, version: str, new: dict, exp: ExperimentConfig) -> tuple[bool, str]:
+    """Champion moves only when the new version beats it on the same evaluation."""
+    current = registry.champion_version(name)
+    if current is None:
+        registry.promote(name, version)
+        return True, f"promoted to {registry.CHAMPION} (there was none)"
+    cfg, ev = exp.scenario(), exp.evaluation
+    champion = registry.load_policy(f"models:/{name}/{current.version}")
+    try:
+        champion.check_fits(cfg)
+    except ConfigError as e:
+        return False, f"{registry.CHAMPION} stays at version {current.version}: cannot compare ({e})"
+    old = evaluate_policy(champion, cfg, ev.episodes, ev.seed).means()
+    if new["reward"] > old["reward"]:
+        registry.promote(name, version)
+        return (
+            True,
+            f"promoted to {registry.CHAMPION}: reward {new['reward']:.3f} > {old['reward']:.3f} (v{current.version})",
+        )
+    return False, (
+        f"{registry.CHAMPION} stays at version {current.version}: reward {new['reward']:.3f} <= {old['reward']:.3f}"
+    )
+
+
+__all__ = ["METRICS", "TrainOutcome", "train"]

@@ -1,0 +1,148 @@
+"""A real (tiny) training through RLlib, MLflow tracking and the registry."""
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import ray
+
+from aigcsched.envs import EdgeConfig, EdgeEnv
+from aigcsched.platform import registry
+from aigcsched.platform.config import ConfigError, load_experiment
+from aigcsched.platform.evaluation import evaluate_policy
+from aigcsched.platform.policies import resolve_policy
+from aigcsched.platform.training import CHECKPOINT_TAG, _maybe_promote, train
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "edge_ppo.yaml")
+
+TINY = {
+    "env.config.n_requests": 64,
+    "resources.num_envs_per_env_runner": 4,
+    "algorithm.train_batch_size": 256,
+    "algorithm.minibatch_size": 128,
+    "algorithm.num_epochs": 1,
+    "algorithm.hidden": 16,
+    "evaluation.episodes": 2,
+    "tracking.checkpoint_every": 1,
+    "tracking.model_name": "edge-test",
+    "tracking.experiment": "edge-test",
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One local Ray and a fresh MLflow store for the module."""
+    root = tmp_path_factory.mktemp("mlflow")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield root
+    ray.shutdown()
+    mp.undo()
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def first_run(store):
+    exp = load_experiment(CONFIG, {**TINY, "stop": {"iterations": 2}})
+    return exp, train(exp)
+
+
+def test_training_logs_metrics_checkpoints_and_registers(first_run):
+    exp, outcome = first_run
+    assert outcome.iterations == 2 and outcome.env_steps >= 2 * 256
+    run = mlflow.get_run(outcome.run_id)
+    assert run.data.params["algorithm.lr"] == str(exp.algorithm.lr)
+    history = mlflow.MlflowClient().get_metric_history(outcome.run_id, "request_reward")
+    assert [m.step for m in history] == [1, 2] and all(0 < m.value < 70 for m in history)
+    assert run.data.tags[CHECKPOINT_TAG] == "checkpoints/iter_000002"
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(outcome.run_id)}
+    assert {
+        "config.yaml",
+        "evaluation.json",
+        "evaluation.md",
+        "learning_curve.png",
+        "checkpoints",
+    } <= artifacts
+    assert set(outcome.evaluation) == {"trained", "greedy", "myopic"}
+    assert outcome.model_version == "1" and outcome.promoted  # first version becomes champion
+    assert str(registry.champion_version("edge-test").version) == "1"
+
+
+def test_registered_pyfunc_loads_and_returns_valid_actions(first_run):
+    exp, _ = first_run
+    model = mlflow.pyfunc.load_model("models:/edge-test@champion")
+    env = EdgeEnv(exp.scenario())
+    obs = np.stack([env.reset(seed=s)[0] for s in range(5)])
+    out = model.predict(obs)
+    assert out.shape == (5, 2)
+    assert np.all((out[:, 0] >= 0) & (out[:, 0] < 10)) and np.all((out[:, 1] >= 1) & (out[:, 1] <= 200))
+    assert model.metadata.get_input_schema().inputs[0].shape == (-1, exp.scenario().obs_size)
+
+
+def test_registered_policy_in_evaluate_and_scenario_mismatch(first_run):
+    exp, outcome = first_run
+    policy = resolve_policy("models:/edge-test@champion", exp.scenario())
+    assert policy.info["version"] == "1" and policy.info["run_id"] == outcome.run_id
+    # It also runs on a scenario without capabilities in the observation: it builds its own.
+    other = EdgeConfig(n_requests=64, mean_interarrival_s=5.0)
+    result = evaluate_policy(resolve_policy("models:/edge-test/1", other), other, episodes=2, seed=7).means()
+    assert 25 < result["quality"] <= 65
+    with pytest.raises(ConfigError, match="takes n_servers=10, the scenario has n_servers=8"):
+        resolve_policy("models:/edge-test@champion", EdgeConfig(n_servers=8, n_strong=4))
+    with pytest.raises(registry.ModelNotFoundError, match="no registered model"):
+        resolve_policy("models:/edge-test@nobody", exp.scenario())
+
+
+def test_checkpoint_policy_matches_registered_one(first_run, tmp_path):
+    exp, outcome = first_run
+    path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
+    from_checkpoint = resolve_policy(f"checkpoint:{path}", exp.scenario())
+    registered = resolve_policy("models:/edge-test/1", exp.scenario())
+    env = EdgeEnv(exp.scenario())
+    env.reset(seed=3)
+    state = env.state()
+    np.testing.assert_array_equal(from_checkpoint(None, state), registered(None, state))
+    with pytest.raises(ConfigError, match="checkpoint not found"):
+        resolve_policy(f"checkpoint:{tmp_path}/nothing", exp.scenario())
+
+
+def test_resume_continues_the_run_and_iteration_count(first_run):
+    exp, outcome = first_run
+    more = load_experiment(CONFIG, {**TINY, "stop": {"iterations": 3}, "tracking.register_model": False})
+    resumed = train(more, resume_run_id=outcome.run_id)
+    assert resumed.run_id == outcome.run_id and resumed.iterations == 3
+    assert resumed.env_steps > outcome.env_steps
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(outcome.run_id, "request_reward")]
+    assert steps == [1, 2, 3]
+    with pytest.raises(ConfigError, match="no MLflow run"):
+        train(more, resume_run_id="0" * 32)
+
+
+def test_champion_moves_only_on_improvement(first_run):
+    exp, _ = first_run
+    name = "edge-test"
+    # A second version to compete with the champion (version 1).
+    with mlflow.start_run():
+        v2 = registry.log_policy_model(_policy_dir(first_run), exp.scenario(), name).registered_model_version
+    champion = resolve_policy("models:/edge-test@champion", exp.scenario())
+    ev = exp.evaluation
+    champion_reward = evaluate_policy(champion, exp.scenario(), ev.episodes, ev.seed).means()["reward"]
+    promoted, reason = _maybe_promote(name, str(v2), {"reward": champion_reward}, exp)
+    assert not promoted and "stays at version 1" in reason
+    assert str(registry.champion_version(name).version) == "1"
+    promoted, reason = _maybe_promote(name, str(v2), {"reward": champion_reward + 0.01}, exp)
+    assert promoted and str(registry.champion_version(name).version) == str(v2)
+    registry.promote(name, 1)  # manual promotion back
+    assert str(registry.champion_version(name).version) == "1"
+    with pytest.raises(registry.ModelNotFoundError):
+        registry.promote(name, 99)
+
+
+def _policy_dir(first_run):
+    _, outcome = first_run
+    path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
+    return f"{path}/policy"
