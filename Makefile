@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# A short training on 2 cores (registered in ./mlflow.db), then the trained champion against the baselines.
 demo: $(STAMP)
-	$(BIN)/aigcsched evaluate edge --episodes 10 --seed 100
+	$(BIN)/aigcsched train configs/edge_ppo.yaml --stop-minutes 3
+	$(BIN)/aigcsched evaluate edge --episodes 10 --seed 100 \
+		-p random -p greedy -p myopic -p models:/aigcsched-edge@champion
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,6 +29,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py
+	$(BIN)/python benchmarks/train_edge.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 import typer
@@ -24,6 +26,9 @@ def _root() -> None:
 
 
 def main() -> None:
+    # MLflow announces store migrations at INFO on stderr; the CLI's own messages are what matter.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         app()
     except ConfigError as e:

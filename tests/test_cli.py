@@ -84,3 +84,25 @@ def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, args, message):
 def test_help_explains_evaluate(capsys, monkeypatch):
     code, out, _ = run(capsys, monkeypatch, "evaluate", "--help")
     assert code == 0 and "--policy" in out and "--set" in out and "--json" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "no-such.yaml"], "config file not found: no-such.yaml"),
+        (
+            ["train", "configs/edge_ppo.yaml", "--set", "algorithm.lr=-1"],
+            "algorithm.lr: Input should be greater than 0",
+        ),
+        (["reproduce", "edge", "--model", "models:/nobody@champion"], "no registered model at models:/nobody@champion"),
+        (["evaluate", "edge", "-p", "models:/nobody/3"], "no registered model at models:/nobody/3"),
+        (["evaluate", "edge", "-p", "models:nobody"], "unknown policy 'models:nobody'"),
+        (["evaluate", "edge", "-p", "checkpoint:/no/such/dir"], "checkpoint not found: /no/such/dir"),
+        (["models", "promote", "nobody", "1"], "model 'nobody' has no version 1"),
+    ],
+)
+def test_platform_commands_bad_input(capsys, monkeypatch, tmp_path, args, message):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    code, out, err = run(capsys, monkeypatch, *args)
+    assert code == 2, err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err

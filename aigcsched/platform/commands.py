@@ -83,6 +83,54 @@ def train(
         console.print(f"model {exp.tracking.model_name} version {outcome.model_version}: {outcome.promotion_reason}")
 
 
+def reproduce(
+    env: Annotated[str, typer.Argument(help="problem: edge")] = "edge",
+    model: Annotated[str, typer.Option(help="trained policy to include")] = "models:/aigcsched-edge@champion",
+    no_model: Annotated[bool, typer.Option("--no-model", help="baselines only (no trained policy)")] = False,
+    out: Annotated[str, typer.Option(help="folder for the figures and report.md")] = "outputs/reproduce-edge",
+    instances: Annotated[int, typer.Option(min=1, help="arrival instances for the per-instance figure")] = 50,
+    sweep_episodes: Annotated[int, typer.Option(min=1, help="episodes per point of the sweeps")] = 5,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="scenario override KEY=VALUE")] = None,
+) -> None:
+    """The paper's evaluation set as PNG figures and a markdown report (also logged to MLflow):
+    learning curve, 50 arrival instances, per-request distributions, inter-arrival sweep
+    {1, 2, 5, 10, 15, 20} s, strong servers {2, 4, 6, 8} of 10."""
+    from pathlib import Path
+
+    import mlflow
+
+    from aigcsched.platform.reproduce import SEED, reproduce_edge
+
+    if env != "edge":
+        raise ConfigError(f"reproduce supports only edge, got {env!r}")
+    cfg = env_config(env, parse_overrides(overrides))
+    factories = {name: (lambda c, n=name: resolve_policy(n, c, seed=SEED)) for name in DEFAULT_POLICIES}
+    history, policy = None, None
+    if not no_model:
+        policy = resolve_policy(model, cfg)
+
+        def trained(c):
+            policy.check_fits(c)
+            return policy
+
+        factories["trained"] = trained
+        run_id = policy.info.get("run_id")
+        if run_id:
+            client = mlflow.MlflowClient()
+            history = {k: client.get_metric_history(run_id, k) for k in ("request_reward", "request_quality")}
+    console = Console(stderr=True)
+    report = reproduce_edge(factories, cfg, Path(out), instances, sweep_episodes, history, lambda m: console.log(m))
+    mlflow.set_experiment("aigcsched-reproduce")
+    with mlflow.start_run(run_name=f"reproduce-{env}") as run:
+        mlflow.log_params({"model": "none" if no_model else model, "instances": instances})
+        if policy is not None:
+            mlflow.set_tags(
+                {"model_version": str(policy.info.get("version")), "model_run_id": str(policy.info.get("run_id"))}
+            )
+        mlflow.log_artifacts(out, "reproduce")
+    Console().print(f"report: {report}  (MLflow run {run.info.run_id})")
+
+
 models_app = typer.Typer(help="The model registry: list versions, promote one to champion.", no_args_is_help=True)
 
 
@@ -140,6 +188,7 @@ def _print_table(console: Console, results: dict, title: str) -> None:
 def register(app: typer.Typer) -> None:
     app.command()(evaluate)
     app.command()(train)
+    app.command()(reproduce)
     app.add_typer(models_app, name="models")
 
 

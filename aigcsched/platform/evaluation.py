@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,23 +20,30 @@ class EvalResult:
     quality: np.ndarray
     tardiness: np.ndarray
     late_fraction: np.ndarray
+    # With record_requests: per-request quality and tardiness, shape (episodes, n_requests).
+    requests: dict[str, np.ndarray] = field(default_factory=dict)
 
     def means(self) -> dict[str, float]:
         """Per-request means over all episodes (episodes have equal length)."""
         return {m: float(np.mean(getattr(self, m))) for m in METRICS}
 
 
-def evaluate_policy(policy: Policy, cfg: EdgeConfig, episodes: int = 10, seed: int = 0) -> EvalResult:
+def evaluate_policy(
+    policy: Policy, cfg: EdgeConfig, episodes: int = 10, seed: int = 0, record_requests: bool = False
+) -> EvalResult:
     """Run `episodes` episodes at once (episode k seeded with seed + k) under `policy`."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     env = EdgeVectorEnv(num_envs=episodes, config=cfg)
     obs, _ = env.reset(seed=seed)
     totals = {m: np.zeros(episodes) for m in METRICS}
-    for _ in range(cfg.n_requests):
+    requests = {k: np.zeros((episodes, cfg.n_requests)) for k in ("quality", "tardiness")} if record_requests else {}
+    for t in range(cfg.n_requests):
         obs, reward, _, _, info = env.step(policy(obs, env.state()))
         totals["reward"] += reward
         totals["quality"] += info["quality"]
         totals["tardiness"] += info["tardiness"]
         totals["late_fraction"] += info["late"]
-    return EvalResult(**{m: v / cfg.n_requests for m, v in totals.items()})
+        for key, values in requests.items():
+            values[:, t] = info[key]
+    return EvalResult(**{m: v / cfg.n_requests for m, v in totals.items()}, requests=requests)
