@@ -114,9 +114,11 @@ class DataCenterConfig(BaseModel):
     quality_max: tuple[float, ...] = Field((0.43, 0.55, 0.71), description="quality ceiling per model")
     quality_mid_steps: tuple[float, ...] = Field((8.0, 10.0, 10.0), description="steps at half quality")
     quality_scale_steps: tuple[float, ...] = Field((3.0, 3.5, 4.0), description="sigmoid width in steps")
-    # ~60% of each site's capacity at 30 steps on average (capacity: 32 GPUs x 300 s / (30 x s/step)).
+    # Capacity at 30 steps: 32 GPUs x 300 s / (30 x s/step) = 5424, 2909, 1391 jobs per slot. The
+    # SD1.5 and SDXL sites are ~50% busy at 30 steps on average, the SD3.5 site ~100%: it must cut
+    # steps or hand jobs off.
     base_rate: tuple[float, ...] = Field(
-        (3000.0, 1600.0, 800.0), description="mean jobs per slot; x hourly workload profile"
+        (2700.0, 1450.0, 1400.0), description="mean jobs per slot; x hourly workload profile"
     )
     pv_kwp: tuple[float, ...] = Field((30.0, 20.0, 25.0), description="on-site PV, kW peak")
     wind_kw: tuple[float, ...] = Field((10.0, 15.0, 20.0), description="on-site wind turbine, rated kW")
@@ -338,7 +340,8 @@ class DataCenterEnv(ParallelEnv):
         self._load_traces()
         self._constants()
         self._rng = np.random.default_rng()
-        self.ledger: dict[str, np.ndarray] = {}
+        self._rows: list[list[float]] = []
+        self._ledger_cache: tuple[int, dict] | None = None
 
     # --- PettingZoo API
 
@@ -355,15 +358,20 @@ class DataCenterEnv(ParallelEnv):
         day = cfg.day if cfg.day is not None else int(self._rng.integers(0, 365))
         self._episode_inputs(day)
         k, a, c = cfg.n_asps, self._age_buckets, len(cfg.deadline_slots)
-        self._q = np.zeros((k, a, c, k), dtype=np.int64)  # [executor, age (0 = oldest), class, origin]
-        self._late = np.zeros((k, k), dtype=np.int64)  # [executor, origin], penalty already paid
+        # jobs waiting, [executor, bucket, class, origin]: bucket 0 holds late jobs (their penalty
+        # paid), bucket 1 + a the jobs of age A - 1 - a slots (oldest first, the serving order)
+        self._q = np.zeros((k, a + 1, c, k), dtype=np.int64)
         self._transit = np.zeros((max(cfg.handoff_delay_slots, 1), k, c, k), dtype=np.int64)
-        self._carry = np.zeros(k)  # fraction of a job already processed at each data center
-        self._soc = np.asarray(cfg.battery_kwh) * cfg.battery_soc_init
-        self._busy = np.zeros(k)
-        self._last_arrivals = np.zeros(k)
+        # arrivals do not depend on actions: drawn for the whole episode at once
+        self._arrivals_l = self._rng.poisson(self._lam).tolist()  # [slot][origin][class]
+        self._carry = [0.0] * k  # fraction of a job already processed at each data center
+        self._soc = [b * cfg.battery_soc_init for b in cfg.battery_kwh]  # kWh
+        self._busy = [0.0] * k  # GPUs busy in the last slot (GPU-equivalents)
+        self._last_arrivals = [0] * k
+        self._utility_sum = np.zeros(k)
         self._t = 0
-        self.ledger = {name: np.zeros((cfg.episode_slots, k)) for name in LEDGER_FIELDS}
+        self._rows: list[list[float]] = []
+        self._ledger_cache: tuple[int, dict] | None = None
         self.agents = list(self.possible_agents)
         obs = self._observe()
         return {agent: obs[i] for i, agent in enumerate(self.agents)}, {agent: {} for agent in self.agents}
@@ -371,23 +379,25 @@ class DataCenterEnv(ParallelEnv):
     def step(self, actions: dict[str, Any]):
         if not self.agents:
             raise RuntimeError("call reset() before step(), and again after the episode ended")
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
-            raise ValueError(f"actions missing for {', '.join(missing)}")
-        act = np.array([actions[a] for a in self.agents], dtype=np.int64).reshape(len(self.agents), 5)
+        agents = self.agents
+        try:
+            act = np.array([actions[a] for a in agents], dtype=np.int64).reshape(len(agents), 5)
+        except KeyError as e:
+            raise ValueError(f"actions missing for agent {e.args[0]}") from None
         utility = self._advance(act)
+        self._utility_sum += utility
         self._t += 1
         done = self._t >= self.cfg.episode_slots
-        if self.cfg.reward_mode == "team":
-            reward = np.full(len(utility), utility.sum())
-        elif self.cfg.reward_mode == "sparse":
-            reward = self.ledger["utility"].sum(axis=0) if done else np.zeros(len(utility))
-        else:
-            reward = utility
+        mode = self.cfg.reward_mode
+        if mode == "dense":
+            reward = utility.tolist()
+        elif mode == "team":
+            reward = [float(utility.sum())] * len(agents)
+        else:  # sparse: the day's settled utility at its end
+            reward = self._utility_sum.tolist() if done else [0.0] * len(agents)
         obs = self._observe()
-        agents = self.agents
-        rewards = dict(zip(agents, reward.tolist(), strict=True))
         observations = {a: obs[i] for i, a in enumerate(agents)}
+        rewards = dict(zip(agents, reward, strict=True))
         terminations = dict.fromkeys(agents, done)
         truncations = dict.fromkeys(agents, False)
         infos = {a: {} for a in agents}
@@ -395,26 +405,36 @@ class DataCenterEnv(ParallelEnv):
             self.agents = []
         return observations, rewards, terminations, truncations, infos
 
+    @property
+    def ledger(self) -> dict[str, np.ndarray]:
+        """The episode so far: {field: (slots, K) array} for each of LEDGER_FIELDS."""
+        t = len(self._rows)
+        if self._ledger_cache is None or self._ledger_cache[0] != t:
+            k = self.cfg.n_asps
+            rows = np.array(self._rows, dtype=np.float64).reshape(t, len(LEDGER_FIELDS), k)
+            self._ledger_cache = (t, {name: rows[:, i] for i, name in enumerate(LEDGER_FIELDS)})
+        return self._ledger_cache[1]
+
     def state(self) -> DataCenterState:
         """Full-knowledge view before the next slot (for heuristics)."""
         cfg, t = self.cfg, min(self._t, self.cfg.episode_slots - 1)
-        spj = self._sec_per_job[:, :, 0]  # full power
+        spj = self._sec_per_job[:, :, self._full_power]
         it_kw_per_job = (np.asarray(cfg.gpu_power_w)[:, None] + self._host_w[:, None]) / 1000.0
         return DataCenterState(
             slot=self._t,
-            queue=self._q.sum(axis=(1, 2, 3)) + self._late.sum(axis=1),
+            queue=self._q.sum(axis=(1, 2, 3)),
             expected_arrivals=self._rate[:, t].copy(),
             capacity=self._gpu_s[:, None] / spj,
             kwh_per_job=it_kw_per_job * spj / 3600.0 * self._pue[:, t, None],
             price=self._price[:, t].copy(),
             day_prices=self._day_prices.copy(),
-            soc=self._soc / np.maximum(self._battery_kwh, 1e-12),
+            soc=np.array(self._soc) / np.maximum(self._battery_kwh, 1e-12),
             handoff_fee=cfg.handoff_fee,
         )
 
     def queued_jobs(self) -> int:
         """Jobs not yet served: waiting at a data center or in transit."""
-        return int(self._q.sum() + self._late.sum() + self._transit.sum())
+        return int(self._q.sum() + self._transit.sum())
 
     # --- set-up
 
@@ -434,29 +454,52 @@ class DataCenterEnv(ParallelEnv):
         self._slot_s = cfg.slot_minutes * 60.0
         self._slot_h = cfg.slot_minutes / 60.0
         self._age_buckets = max(cfg.deadline_slots)
-        self._deadline = np.asarray(cfg.deadline_slots)
+        self._n_classes = len(cfg.deadline_slots)
+        self._classes = np.arange(self._n_classes)
+        # bucket of the jobs of age deadline - 1 (bucket 0: late, bucket 1 + a: age A - 1 - a)
+        self._deadline_row = 1 + self._age_buckets - np.asarray(cfg.deadline_slots)
         self._late_penalty = np.asarray(cfg.late_penalty)
         self._mix = np.asarray(cfg.class_mix)
         self._gpus = np.asarray(cfg.n_gpus, dtype=np.float64)
         self._gpu_s = self._gpus * self._slot_s  # GPU seconds per slot
         self._host_w = np.full(k, cfg.host_power_w)
         self._sec_per_job = cfg.seconds_per_job()  # (K, S, P)
-        self._revenue = cfg.revenue_per_quality * cfg.quality()  # (K, S)
-        self._quality = cfg.quality()
-        self._steps = np.asarray(cfg.step_levels)
-        self._keep = np.asarray(cfg.keep_levels)
-        self._cap_levels = np.asarray(cfg.power_cap_levels)
+        self._full_power = int(np.argmax(cfg.power_cap_levels))
+        self._quality = cfg.quality()  # (K, S)
+        self._revenue = cfg.revenue_per_quality * self._quality
+        self._handoff_share = 1.0 - np.asarray(cfg.keep_levels)
         self._battery_kwh = np.asarray(cfg.battery_kwh, dtype=np.float64)
-        self._battery_kw = np.asarray(cfg.battery_kw, dtype=np.float64)
-        self._eta = np.sqrt(cfg.battery_efficiency)  # same loss charging and discharging
+        self._battery_kwh_safe = np.maximum(self._battery_kwh, 1e-12)
+        self._eta = float(np.sqrt(cfg.battery_efficiency))  # same loss charging and discharging
         self._others = np.array([[j for j in range(k) if j != i] for i in range(k)])
         self._arange = np.arange(k)
+        # plain-Python copies for the per-site loops
+        self._sec_per_job_l = self._sec_per_job.tolist()
+        self._gpu_s_l = self._gpu_s.tolist()
+        self._revenue_l = self._revenue.tolist()
+        self._quality_l = self._quality.tolist()
+        self._late_penalty_l = list(cfg.late_penalty)
+        self._handoff_share_l = self._handoff_share.tolist()
+        self._others_l = self._others.tolist()
+        self._gpus_l = [float(g) for g in cfg.n_gpus]
+        self._host_w_l = [cfg.host_power_w] * k
+        self._idle_w_l = list(cfg.gpu_idle_w)
+        self._cap_w_l = [[c * p for c in cfg.power_cap_levels] for p in cfg.gpu_power_w]
+        self._battery_kw_l = list(cfg.battery_kw)
+        self._soc_min_kwh = [b * cfg.battery_soc_min for b in cfg.battery_kwh]
+        self._soc_max_kwh = [b * cfg.battery_soc_max for b in cfg.battery_kwh]
+        self._battery_kwh_safe_l = self._battery_kwh_safe.tolist()
         # normalizers of the observation
         mid = len(cfg.step_levels) // 2
-        self._obs_jobs = np.maximum(self._gpu_s / self._sec_per_job[:, mid, 0], 1.0)
+        self._obs_jobs = np.maximum(self._gpu_s / self._sec_per_job[:, mid, self._full_power], 1.0)
         peak_it_kw = self._gpus * (np.asarray(cfg.gpu_power_w) + cfg.host_power_w) / 1000.0
         self._obs_kw = np.maximum(peak_it_kw, 1e-9)
+        self._obs_jobs_l = self._obs_jobs.tolist()
         self._utc_offset = np.array([REGIONS[r].utc_offset_h for r in cfg.regions])
+        # observation columns: queue per class, late, busy, soc | price, forecast, renewables,
+        # time of day (sin, cos) | arrivals | others' queues | others' prices
+        self._col_static = self._n_classes + 3
+        self._col_arrivals = self._col_static + 1 + len(cfg.forecast_hours) + 3
 
     def _episode_inputs(self, day: int) -> None:
         """Per-slot prices, rates, PUE and renewables of the episode, (K, T) arrays."""
@@ -491,158 +534,189 @@ class DataCenterEnv(ParallelEnv):
         self._grid_renewable = np.stack([x.grid_renewable[idx] for x in tr])
         self._carbon = np.stack([x.carbon[idx] for x in tr])
         local_hour = (hour_f[None, :] + self._utc_offset[:, None]) % 24.0
-        self._time_features = np.stack(
-            [np.sin(2 * np.pi * local_hour / 24), np.cos(2 * np.pi * local_hour / 24)], -1
-        )
+        self._lam = (self._rate.T[:, :, None] * self._mix).copy()  # (T, K, C) mean arrivals
+        # plain-Python (T, K) lists for the per-site energy loop
+        self._pue_l = self._pue.T.tolist()
+        self._renewable_l = self._renewable_kw.T.tolist()
+        self._price_l = self._price.T.tolist()
+        self._grid_renewable_l = self._grid_renewable.T.tolist()
+        self._carbon_l = self._carbon.T.tolist()
+        # the observation columns known in advance, (T, K, obs_size)
+        k, n = self.cfg.n_asps, cfg.episode_slots
+        static = np.zeros((n, k, cfg.obs_size), dtype=np.float32)
+        c0, c1 = self._col_static, self._col_arrivals
+        static[:, :, c0] = self._price.T / 100.0
+        static[:, :, c0 + 1 : c1 - 3] = self._forecast.transpose(1, 0, 2) / 100.0
+        static[:, :, c1 - 3] = (self._renewable_kw / self._obs_kw[:, None]).T
+        static[:, :, c1 - 2] = np.sin(2 * np.pi * local_hour / 24).T
+        static[:, :, c1 - 1] = np.cos(2 * np.pi * local_hour / 24).T
+        static[:, :, c1 + k :] = (self._price.T / 100.0)[:, self._others]
+        self._obs_static = static
         self.day = day
 
     # --- one slot
 
     def _advance(self, act: np.ndarray) -> np.ndarray:
-        """Simulate one slot under actions (K, 5); record it in the ledger; return utility (K,)."""
+        """Simulate one slot under actions (K, 5); record it in the ledger; return utility (K,).
+        Queues are counted with numpy; per-site scalars are plain Python, which is faster than
+        numpy for a handful of numbers."""
         cfg, t = self.cfg, self._t
         k = cfg.n_asps
-        ar = self._arange
-        q, late = self._q, self._late
-        newest = self._age_buckets - 1
+        q = self._q  # [executor, bucket, class, origin]; bucket 0: late, 1: oldest .. A: newest
+        newest = self._age_buckets
+        keep_i, target_i, level_i, battery_i, cap_i = act.T.tolist()
 
-        # arrivals and hand-offs
-        arrivals = self._rng.poisson(self._rate[:, t, None] * self._mix)  # (K origin, C)
-        handed = np.rint(arrivals * (1.0 - self._keep[act[:, 0]])[:, None]).astype(np.int64)
-        dest = self._others[ar, act[:, 1]]
-        q[ar, newest, :, ar] += arrivals - handed
+        # arrivals (drawn at reset) and hand-offs, as nested lists: a handful of numbers
+        arrivals = self._arrivals_l[t]  # [origin][class]
+        share = [self._handoff_share_l[j] for j in keep_i]
+        handed = [[int(n * share[i] + 0.5) for n in row] for i, row in enumerate(arrivals)]
+        dest = [self._others_l[i][target_i[i]] for i in range(k)]
+        n_classes = self._n_classes
+        newest_bucket = [[[0] * k for _ in range(n_classes)] for _ in range(k)]  # [exec][class][origin]
+        sent = [[[0] * k for _ in range(n_classes)] for _ in range(k)]
+        for i in range(k):
+            row, gone, to = arrivals[i], handed[i], dest[i]
+            for c in range(n_classes):
+                newest_bucket[i][c][i] = row[c] - gone[c]
+                sent[to][c][i] = gone[c]
         delay = cfg.handoff_delay_slots
         if delay:
             ring = self._transit[t % delay]
             q[:, newest - delay] += ring  # jobs sent `delay` slots ago land, aged by their transit
-            ring[:] = 0
-            ring[dest, :, ar] = handed
+            ring[:] = sent
+            q[:, newest] = newest_bucket
         else:
-            q[dest, newest, :, ar] += handed
-        n_handed = handed.sum(axis=1)
-        fees = n_handed * cfg.handoff_fee
-        fees_received = np.bincount(dest, weights=fees, minlength=k)
+            q[:, newest] = np.add(newest_bucket, sent)
 
         # service: first come first served, late jobs first
-        level, cap = act[:, 2], act[:, 4]
-        sec = self._sec_per_job[ar, level, cap]
-        capacity = self._gpu_s / sec + self._carry
-        can_serve = np.floor(capacity)
-        flat = np.concatenate([late, q.reshape(k, -1)], axis=1)
-        before = np.cumsum(flat, axis=1) - flat
-        served_flat = np.clip(can_serve[:, None] - before, 0, flat).astype(np.int64)
-        executed = served_flat.sum(axis=1)
-        backlog = flat.sum(axis=1) > executed  # jobs remain: the GPUs were busy all slot
-        work_s = np.where(backlog, self._gpu_s, np.maximum(executed - self._carry, 0.0) * sec)
-        self._busy = busy = np.clip(work_s / self._slot_s, 0.0, self._gpus)
-        self._carry = np.where(backlog, capacity - can_serve, 0.0)
-        late -= served_flat[:, :k]
-        q -= served_flat[:, k:].reshape(q.shape)
-        served_eo = served_flat[:, :k] + served_flat[:, k:].reshape(q.shape).sum(
-            axis=(1, 2)
-        )  # [exec, origin]
-        revenue = self._revenue[ar, level] @ served_eo
-        quality_sum = self._quality[ar, level] @ served_eo
+        sec = [self._sec_per_job_l[i][level_i[i]][cap_i[i]] for i in range(k)]
+        carry = self._carry
+        capacity = [self._gpu_s_l[i] / sec[i] + carry[i] for i in range(k)]
+        flat = q.reshape(k, -1)
+        reached = np.minimum(np.cumsum(flat, axis=1), np.array([[int(c)] for c in capacity]))
+        served_flat = reached.copy()
+        served_flat[:, 1:] -= reached[:, :-1]
+        flat -= served_flat
+        executed = reached[:, -1].tolist()
+        remaining = flat.sum(axis=1).tolist()
+        served_eo = served_flat.reshape(k, -1, k).sum(axis=1)  # [exec, origin]
+        busy = []
+        for i in range(k):
+            if remaining[i] > 0:  # jobs remain: the GPUs were busy all slot
+                busy.append(self._gpus_l[i])
+                carry[i] = capacity[i] - int(capacity[i])
+            else:
+                busy.append(min(max(executed[i] - carry[i], 0.0) * sec[i] / self._slot_s, self._gpus_l[i]))
+                carry[i] = 0.0
+        self._busy = busy
+        per_job = [
+            [self._revenue_l[i][level_i[i]] for i in range(k)],
+            [self._quality_l[i][level_i[i]] for i in range(k)],
+            [1.0] * k,
+        ]
+        revenue, quality_sum, served = (np.array(per_job) @ served_eo).tolist()
 
         # deadlines: jobs of class c still waiting at age deadline-1 are late from now on
-        rows = self._age_buckets - self._deadline
-        cls = np.arange(len(self._deadline))
+        rows, cls = self._deadline_row, self._classes
         missed = q[:, rows, cls, :]  # (exec, C, origin)
+        q[:, 0] += missed
         q[:, rows, cls, :] = 0
-        late += missed.sum(axis=1)
-        violations = missed.sum(axis=(0, 1)).astype(np.float64)
-        penalty = self._late_penalty @ missed.sum(axis=0)
-        self._q = q = np.roll(q, -1, axis=1)  # one slot older; the oldest bucket is empty here
-
-        # energy
-        capw = self._cap_levels[cap] * np.asarray(cfg.gpu_power_w)
-        it_kw = (
-            self._gpus * self._host_w + busy * capw + (self._gpus - busy) * np.asarray(cfg.gpu_idle_w)
-        ) / 1000.0
-        load_kw = it_kw * self._pue[:, t]
-        ren_kw = self._renewable_kw[:, t]
-        net_kw = load_kw - ren_kw
-        soc, h, eta = self._soc, self._slot_h, self._eta
-        command = act[:, 3] - 1
-        room_kw = (cfg.battery_soc_max * self._battery_kwh - soc) / (eta * h)
-        avail_kw = (soc - cfg.battery_soc_min * self._battery_kwh) * eta / h
-        charge_kw = np.where(command > 0, np.clip(np.minimum(self._battery_kw, room_kw), 0.0, None), 0.0)
-        discharge_kw = np.where(
-            command < 0, np.clip(np.minimum(np.minimum(self._battery_kw, avail_kw), net_kw), 0.0, None), 0.0
-        )
-        self._soc = soc + (charge_kw * eta - discharge_kw / eta) * h
-        balance_kw = net_kw + charge_kw - discharge_kw
-        bought_kwh = np.maximum(balance_kw, 0.0) * h
-        curtailed_kwh = np.maximum(-balance_kw, 0.0) * h
-        price = self._price[:, t]
-        energy_cost = bought_kwh * price / 1000.0
-        degradation = discharge_kw * h * cfg.battery_wear_usd_per_kwh
-
+        missed_oc = missed.sum(axis=0)  # (C, origin)
+        q[:, 1:-1] = q[:, 2:]  # one slot older; the oldest bucket is empty here
+        q[:, -1] = 0
         if t == cfg.episode_slots - 1:  # settle: unserved jobs not yet late pay their penalty now
-            pending = q.sum(axis=1) + self._transit.transpose(1, 0, 2, 3).sum(axis=1)  # (exec, C, origin)
-            penalty = penalty + self._late_penalty @ pending.sum(axis=0)
-            violations = violations + pending.sum(axis=(0, 1))
-            q[:] = 0
+            pending = q[:, 1:].sum(axis=1) + self._transit.sum(axis=0)  # (exec, C, origin)
+            missed_oc = missed_oc + pending.sum(axis=0)
+            q[:, 0] += pending
+            q[:, 1:] = 0
             self._transit[:] = 0
-            late += pending.sum(axis=1)
+        pen = self._late_penalty_l
+        missed_l = missed_oc.T.tolist()  # [origin][class]
+        penalty = [sum(p * m for p, m in zip(pen, row, strict=True)) for row in missed_l]
+        violations = [sum(row) for row in missed_l]
 
-        utility = revenue - penalty - energy_cost - degradation - fees + fees_received
-        arrived = arrivals.sum(axis=1)
+        arrived = [sum(row) for row in arrivals]
         self._last_arrivals = arrived
-        led = self.ledger
-        for name, value in (
-            ("utility", utility),
-            ("revenue", revenue),
-            ("penalty", penalty),
-            ("energy_cost", energy_cost),
-            ("degradation", degradation),
-            ("fees_paid", fees),
-            ("fees_received", fees_received),
-            ("arrivals", arrived),
-            ("handed_out", n_handed),
-            ("served", served_eo.sum(axis=0)),
-            ("executed", executed),
-            ("violations", violations),
-            ("quality_sum", quality_sum),
-            ("load_kwh", load_kw * h),
-            ("bought_kwh", bought_kwh),
-            ("renewable_kwh", ren_kw * h),
-            ("renewable_used_kwh", ren_kw * h - curtailed_kwh),
-            ("grid_renewable_kwh", bought_kwh * self._grid_renewable[:, t]),
-            ("carbon_kg", bought_kwh * self._carbon[:, t] / 1000.0),
-            ("charge_kwh", charge_kw * h),
-            ("discharge_kwh", discharge_kw * h),
-            ("soc", self._soc / np.maximum(self._battery_kwh, 1e-12)),
-            ("queue", q.sum(axis=(1, 2, 3)) + late.sum(axis=1)),
-            ("price", price),
-        ):
-            led[name][t] = value
-        return utility
+        n_handed = [sum(row) for row in handed]
+        fees = [n * cfg.handoff_fee for n in n_handed]
+        fees_received = [0.0] * k
+        for i in range(k):
+            fees_received[dest[i]] += fees[i]
+
+        # energy balance per site (kW over the slot, kWh, USD)
+        h, eta, soc_all = self._slot_h, self._eta, self._soc
+        pue, ren, price = self._pue_l[t], self._renewable_l[t], self._price_l[t]
+        grid_ren, carbon = self._grid_renewable_l[t], self._carbon_l[t]
+        energy = []
+        for i in range(k):
+            b, gpus = busy[i], self._gpus_l[i]
+            it_kw = (
+                gpus * self._host_w_l[i] + b * self._cap_w_l[i][cap_i[i]] + (gpus - b) * self._idle_w_l[i]
+            ) / 1000
+            load = it_kw * pue[i]
+            net = load - ren[i]
+            soc = soc_all[i]
+            charge = discharge = 0.0
+            if battery_i[i] == 2:
+                charge = max(0.0, min(self._battery_kw_l[i], (self._soc_max_kwh[i] - soc) / (eta * h)))
+            elif battery_i[i] == 0:
+                discharge = max(0.0, min(self._battery_kw_l[i], (soc - self._soc_min_kwh[i]) * eta / h, net))
+            soc_all[i] = soc = soc + (charge * eta - discharge / eta) * h
+            balance = net + charge - discharge
+            bought = balance * h if balance > 0 else 0.0
+            curtailed = -balance * h if balance < 0 else 0.0
+            cost = bought * price[i] / 1000.0
+            wear = discharge * h * cfg.battery_wear_usd_per_kwh
+            utility = revenue[i] - penalty[i] - cost - wear - fees[i] + fees_received[i]
+            energy.append(
+                (
+                    utility,
+                    cost,
+                    wear,
+                    load * h,
+                    bought,
+                    ren[i] * h,
+                    ren[i] * h - curtailed,
+                    bought * grid_ren[i],
+                    bought * carbon[i] / 1000.0,
+                    charge * h,
+                    discharge * h,
+                    soc / self._battery_kwh_safe_l[i],
+                )
+            )
+        (utility, cost, wear, load_kwh, bought_kwh, ren_kwh, ren_used, grid_ren_kwh, carbon_kg,
+         charge_kwh, discharge_kwh, soc_frac) = zip(*energy, strict=True)  # fmt: skip
+        queue = remaining if t < cfg.episode_slots - 1 else q.reshape(k, -1).sum(axis=1).tolist()
+        self._rows.append(
+            [
+                *utility, *revenue, *penalty, *cost, *wear, *fees, *fees_received, *arrived, *n_handed,
+                *served, *executed, *violations, *quality_sum, *load_kwh, *bought_kwh, *ren_kwh,
+                *ren_used, *grid_ren_kwh, *carbon_kg, *charge_kwh, *discharge_kwh, *soc_frac, *queue,
+                *price,
+            ]
+        )  # fmt: skip
+        return np.array(utility)
 
     def _observe(self) -> np.ndarray:
-        """Observations of all agents, (K, obs_size) float32."""
-        cfg = self.cfg
-        t = min(self._t, cfg.episode_slots - 1)
-        norm = self._obs_jobs
-        by_class = self._q.sum(axis=(1, 3)) / norm[:, None]
-        late = self._late.sum(axis=1) / norm
-        total = by_class.sum(axis=1) + late
-        price = self._price[:, t] / 100.0
-        soc = self._soc / np.maximum(self._battery_kwh, 1e-12)
-        cols = [
-            by_class,
-            late[:, None],
-            (self._busy / self._gpus)[:, None],
-            soc[:, None],
-            price[:, None],
-            self._forecast[:, t] / 100.0,
-            (self._renewable_kw[:, t] / self._obs_kw)[:, None],
-            self._time_features[:, t],
-            (self._last_arrivals / norm)[:, None],
-            total[self._others],
-            price[self._others],
+        """Observations of all agents, (K, obs_size) float32: per-episode columns precomputed,
+        the queue, GPU and battery columns filled in here."""
+        t = min(self._t, self.cfg.episode_slots - 1)
+        k, c, col = self.cfg.n_asps, self._n_classes, self._col_arrivals
+        obs = self._obs_static[t].copy()
+        q = self._q
+        by_class = q[:, 1:].sum(axis=(1, 3)).tolist()
+        late = q[:, 0].sum(axis=(1, 2)).tolist()
+        norm, gpus, kwh = self._obs_jobs_l, self._gpus_l, self._battery_kwh_safe_l
+        rows, total = [], []
+        for i in range(k):
+            queue = [n / norm[i] for n in by_class[i]] + [late[i] / norm[i]]
+            total.append(sum(queue))
+            rows.append(queue + [self._busy[i] / gpus[i], self._soc[i] / kwh[i]])
+        obs[:, : c + 3] = rows
+        obs[:, col : col + k] = [
+            [self._last_arrivals[i] / norm[i]] + [total[j] for j in self._others_l[i]] for i in range(k)
         ]
-        return np.concatenate(cols, axis=1).astype(np.float32)
+        return obs
 
 
 def make_config(config: DataCenterConfig | dict | None, overrides: dict) -> DataCenterConfig:
