@@ -7,6 +7,7 @@ import sys
 import typer
 
 from aigcsched.platform import commands as platform_commands
+from aigcsched.platform import data_commands
 from aigcsched.platform.config import ConfigError
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 platform_commands.register(app)
+app.add_typer(data_commands.app, name="data")
 
 
 @app.callback()
