@@ -14,7 +14,8 @@ Without files, `embedded_traces` repeats one typical day per region, calibrated 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
 from pathlib import Path
 from typing import NamedTuple
 
@@ -84,12 +85,31 @@ class RegionTraces(NamedTuple):
 # Loaders
 
 
+def _cached_by_file(loader: Callable) -> Callable:
+    """Cache a loader's result per file, keyed by path, size and modification time."""
+
+    @lru_cache(maxsize=32)
+    def cached(path: Path, stamp: tuple[int, int]):
+        return loader(path)
+
+    @wraps(loader)
+    def load(path: str | Path):
+        path = Path(path)
+        try:
+            st = path.stat()
+        except OSError:
+            raise DataError(f"{path}: no such file") from None
+        return cached(path, (st.st_size, st.st_mtime_ns))
+
+    return load
+
+
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, keep_default_na=False)  # report "n/a" as written, not as NaN
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
     missing = [c for c in columns if c not in df.columns]
@@ -107,9 +127,10 @@ def _numeric(
     bad = np.flatnonzero(~np.isfinite(values) | (values < low) | (values > high))
     if bad.size:
         row = int(bad[0])
+        bounds = f" in [{low}, {high}]" if np.isfinite(low) or np.isfinite(high) else ""
         raise DataError(
-            f"{path}: column {column!r} row {row + 2}: {df[column].iloc[row]!r} is not a number"
-            f" in [{low}, {high}] ({bad.size} bad value(s))"
+            f"{path}: column {column!r} row {row + 2}: {str(df[column].iloc[row])!r} is not a number"
+            f"{bounds} ({bad.size} bad value(s))"
         )
     return values
 
@@ -127,7 +148,7 @@ def _hourly_utc(df: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     return order[:HOURS_PER_YEAR]
 
 
-@lru_cache(maxsize=32)
+@_cached_by_file
 def load_prices(path: str | Path) -> np.ndarray:
     """Hourly day-ahead price (USD/MWh) by UTC hour; negative prices and spikes kept."""
     path = Path(path)
@@ -140,7 +161,7 @@ CARBON_COLUMN = "Carbon Intensity gCO₂eq/kWh (direct)"
 RENEWABLE_COLUMN = "Renewable Percentage"
 
 
-@lru_cache(maxsize=32)
+@_cached_by_file
 def load_carbon(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(carbon intensity gCO2/kWh, grid renewable share 0..1) by UTC hour."""
     path = Path(path)
@@ -154,7 +175,7 @@ def load_carbon(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 WEATHER_KEYS = ("temperature_2m", "cloudcover", "windspeed_10m")
 
 
-@lru_cache(maxsize=32)
+@_cached_by_file
 def load_weather(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(temperature deg C, cloud cover 0..1, wind speed km/h at 10 m) by UTC hour, from an
     Open-Meteo response (hourly values in local time, `utc_offset_seconds` from UTC)."""
@@ -188,7 +209,7 @@ def load_weather(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return temperature, _readonly(cloud / 100.0), wind
 
 
-@lru_cache(maxsize=8)
+@_cached_by_file
 def load_workload(path: str | Path) -> np.ndarray:
     """Hourly cluster load (fraction 0..1), first year of the trace, normalized to mean 1.
     The traces carry no time zone; the env reads them as local time of each data center."""
