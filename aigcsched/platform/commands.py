@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aigcsched.envs.data import DataError
 from aigcsched.platform.config import ConfigError, env_config, parse_overrides
 from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
 from aigcsched.platform.evaluation import evaluate_policy
@@ -72,7 +73,10 @@ def evaluate(
 
 def _evaluate_datacenter(cfg, names: list[str], episodes: int, seed: int, as_json: bool) -> None:
     policies = {name: resolve_policy(name, cfg, seed=seed) for name in names}
-    results = {name: evaluate_datacenter(p, cfg, episodes, seed) for name, p in policies.items()}
+    try:
+        results = {name: evaluate_datacenter(p, cfg, episodes, seed) for name, p in policies.items()}
+    except DataError as e:  # a trace file named by --set data_dir is missing or malformed
+        raise ConfigError(str(e)) from None
     if as_json:
         typer.echo(json.dumps(results))
         return
