@@ -308,7 +308,8 @@ class DataCenterEnv(ParallelEnv):
     (over peak IT load), sin and cos of the local time of day, last slot's arrivals (over
     capacity), the other providers' queues (over their capacity) and prices (/ 100).
 
-    Start: day drawn from the seed unless `day` is set; queues empty; batteries at soc_init.
+    Start: day drawn from the seed unless `day` is set, then the day's arrivals (they do not
+    depend on actions); queues empty; batteries at soc_init.
     End: terminated after `episode_slots` slots; never truncated.
 
     Arguments: `config` (DataCenterConfig or dict) and/or its fields as keyword arguments.
