@@ -40,3 +40,14 @@ def test_rllib_multi_agent_env_runner_samples_through_the_adapter():
     assert episode.is_done and set(episode.agent_episodes) == {"asp_0", "asp_1", "asp_2"}
     assert runner.get_metrics()["num_agent_steps_sampled_lifetime"]["asp_2"] == 60 + 24
     runner.stop()
+
+
+def test_importing_the_envs_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aigcsched.envs; print(sorted(m for m in ('ray', 'pandas', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -17,10 +17,12 @@ import json
 from collections.abc import Callable
 from functools import lru_cache, wraps
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HOURS_PER_YEAR = 8760
 
@@ -105,6 +107,8 @@ def _cached_by_file(loader: Callable) -> Callable:
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    import pandas as pd  # only where files are read: `import aigcsched.envs` stays light
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -123,6 +127,8 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
 def _numeric(
     df: pd.DataFrame, column: str, path: Path, low: float = -np.inf, high: float = np.inf
 ) -> np.ndarray:
+    import pandas as pd
+
     values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values) | (values < low) | (values > high))
     if bad.size:
@@ -137,6 +143,8 @@ def _numeric(
 
 def _hourly_utc(df: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     """Row order by UTC time; checks one row per hour for a whole year."""
+    import pandas as pd
+
     try:
         t = pd.to_datetime(df[column], utc=True, format="ISO8601")
     except (ValueError, TypeError) as e:
@@ -179,6 +187,8 @@ WEATHER_KEYS = ("temperature_2m", "cloudcover", "windspeed_10m")
 def load_weather(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(temperature deg C, cloud cover 0..1, wind speed km/h at 10 m) by UTC hour, from an
     Open-Meteo response (hourly values in local time, `utc_offset_seconds` from UTC)."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
