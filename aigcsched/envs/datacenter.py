@@ -304,9 +304,10 @@ class DataCenterEnv(ParallelEnv):
 
     Observation (per agent, float32): own queue per deadline class, own late backlog (both over the
     data center's jobs per slot at the middle step level), busy GPU share, battery state of
-    charge, price now and at each of `forecast_hours` (USD/MWh / 100), on-site renewable power
-    (over peak IT load), sin and cos of the local time of day, last slot's arrivals (over
-    capacity), the other providers' queues (over their capacity) and prices (/ 100).
+    charge, price now and at each of `forecast_hours` (USD/MWh / 100; day-ahead prices, known in
+    advance), on-site renewable power (over peak IT load), sin and cos of the local time of day,
+    last slot's arrivals (over capacity), the other providers' queues (over their capacity) and
+    prices (/ 100).
 
     Start: day drawn from the seed unless `day` is set, then the day's arrivals (they do not
     depend on actions); queues empty; batteries at soc_init.
