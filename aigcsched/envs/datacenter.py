@@ -480,7 +480,7 @@ class DataCenterEnv(ParallelEnv):
         self._gpu_s_l = self._gpu_s.tolist()
         self._revenue_l = self._revenue.tolist()
         self._quality_l = self._quality.tolist()
-        self._late_penalty_l = list(cfg.late_penalty)
+        self._penalty_and_count = np.stack([self._late_penalty, np.ones(self._n_classes)])  # (2, C)
         self._handoff_share_l = self._handoff_share.tolist()
         self._others_l = self._others.tolist()
         self._gpus_l = [float(g) for g in cfg.n_gpus]
@@ -632,10 +632,7 @@ class DataCenterEnv(ParallelEnv):
             q[:, 0] += pending
             q[:, 1:] = 0
             self._transit[:] = 0
-        pen = self._late_penalty_l
-        missed_l = missed_oc.T.tolist()  # [origin][class]
-        penalty = [sum(p * m for p, m in zip(pen, row, strict=True)) for row in missed_l]
-        violations = [sum(row) for row in missed_l]
+        penalty, violations = (self._penalty_and_count @ missed_oc).tolist()  # per origin
 
         arrived = [sum(row) for row in arrivals]
         self._last_arrivals = arrived
