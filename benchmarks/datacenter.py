@@ -164,14 +164,16 @@ def main() -> None:
         for name in DATACENTER_HEURISTICS
     }
     best = max(scores, key=lambda n: scores[n]["utility"])
-    ranking = Table(title=f"heuristics, utility (USD/day, all providers), mean of {args.episodes} days")
+    ranking = Table(
+        title=f"heuristics: utility (USD/day, all providers), mean of {args.episodes} days", min_width=70
+    )
     ranking.add_column("policy")
     ranking.add_column("utility", justify="right")
     for name, m in sorted(scores.items(), key=lambda kv: -kv[1]["utility"]):
         ranking.add_row(name, f"{m['utility']:.1f}")
-    Console().print(ranking)
+    console.print(ranking)
     plot_day(cfg, best, args.seed, args.out)
-    Console().print(f"one day under '{best}' saved to {args.out}")
+    console.print(f"one day under '{best}' saved to {args.out}")
 
 
 if __name__ == "__main__":
