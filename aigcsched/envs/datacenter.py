@@ -474,7 +474,6 @@ class DataCenterEnv(ParallelEnv):
         self._battery_kwh_safe = np.maximum(self._battery_kwh, 1e-12)
         self._eta = float(np.sqrt(cfg.battery_efficiency))  # same loss charging and discharging
         self._others = np.array([[j for j in range(k) if j != i] for i in range(k)])
-        self._arange = np.arange(k)
         # plain-Python copies for the per-site loops
         self._sec_per_job_l = self._sec_per_job.tolist()
         self._gpu_s_l = self._gpu_s.tolist()
