@@ -30,6 +30,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py
 	$(BIN)/python benchmarks/train_edge.py
+	$(BIN)/python benchmarks/datacenter.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

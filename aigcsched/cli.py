@@ -9,6 +9,7 @@ import sys
 import typer
 
 from aigcsched.platform import commands as platform_commands
+from aigcsched.platform import data_commands
 from aigcsched.platform.config import ConfigError
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 platform_commands.register(app)
+app.add_typer(data_commands.app, name="data")
 
 
 @app.callback()
@@ -27,8 +29,9 @@ def _root() -> None:
 
 def main() -> None:
     # MLflow announces store migrations at INFO on stderr; the CLI's own messages are what matter.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
+    for name in ("mlflow", "alembic"):  # in case it already was
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         app()
     except ConfigError as e:

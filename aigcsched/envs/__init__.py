@@ -2,13 +2,18 @@
 
 import gymnasium as gym
 
+from aigcsched.envs.datacenter import DataCenterConfig, DataCenterEnv, DataCenterState
 from aigcsched.envs.edge import EdgeConfig, EdgeEnv, SchedulingState, observation_from_state
 from aigcsched.envs.edge_vector import EdgeVectorEnv
 
 EDGE_ENV_ID = "aigcsched/EdgeT2I-v0"
+# A PettingZoo ParallelEnv: not a gymnasium env, so not in gymnasium's registry.
+DATACENTER_ENV_ID = "aigcsched/DataCenter-v0"
 
-# Short problem names used on the command line -> (gymnasium id, config model).
-PROBLEMS = {"edge": (EDGE_ENV_ID, EdgeConfig)}
+# Short problem names used on the command line -> (env id, config model).
+PROBLEMS = {"edge": (EDGE_ENV_ID, EdgeConfig), "datacenter": (DATACENTER_ENV_ID, DataCenterConfig)}
+# Multi-agent env ids -> their PettingZoo ParallelEnv class.
+PARALLEL_ENVS = {DATACENTER_ENV_ID: DataCenterEnv}
 
 
 def make_edge_env(config: dict | None = None):
@@ -26,7 +31,12 @@ if EDGE_ENV_ID not in gym.registry:
     )
 
 __all__ = [
+    "DATACENTER_ENV_ID",
     "EDGE_ENV_ID",
+    "PARALLEL_ENVS",
+    "DataCenterConfig",
+    "DataCenterEnv",
+    "DataCenterState",
     "PROBLEMS",
     "EdgeConfig",
     "EdgeEnv",

@@ -6,20 +6,29 @@ models:/NAME/VERSION) or a checkpoint (checkpoint:PATH).
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
+from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
 from aigcsched.algorithms.heuristics import HEURISTICS, Policy, make_heuristic
-from aigcsched.envs import EdgeConfig
+from aigcsched.envs import DataCenterConfig
 from aigcsched.platform.config import ConfigError
 
 
-def known_policies() -> list[str]:
+def known_policies(cfg: BaseModel | None = None) -> list[str]:
+    if isinstance(cfg, DataCenterConfig):
+        return list(DATACENTER_HEURISTICS)
     return [*HEURISTICS, "models:/NAME@ALIAS", "models:/NAME/VERSION", "checkpoint:PATH"]
 
 
-def resolve_policy(name: str, cfg: EdgeConfig, seed: int | None = None) -> Policy:
-    """A policy by name, checked against the scenario; raises ConfigError otherwise."""
-    if name in HEURISTICS:
+def resolve_policy(name: str, cfg: BaseModel, seed: int | None = None) -> Policy:
+    """A policy by name for the problem `cfg` belongs to, checked against the scenario;
+    raises ConfigError naming the choices otherwise."""
+    if isinstance(cfg, DataCenterConfig):
+        if name in DATACENTER_HEURISTICS:
+            return make_datacenter_heuristic(name, cfg, seed=seed)
+    elif name in HEURISTICS:
         return make_heuristic(name, cfg, seed=seed)
-    if name.startswith(("models:/", "checkpoint:")):
+    elif name.startswith(("models:/", "checkpoint:")):
         from aigcsched.platform import registry
 
         if name.startswith("models:/"):
@@ -28,4 +37,4 @@ def resolve_policy(name: str, cfg: EdgeConfig, seed: int | None = None) -> Polic
             policy = registry.load_checkpoint_policy(name.removeprefix("checkpoint:"))
         policy.check_fits(cfg)
         return policy
-    raise ConfigError(f"unknown policy {name!r}; choose from {', '.join(known_policies())}")
+    raise ConfigError(f"unknown policy {name!r}; choose from {', '.join(known_policies(cfg))}")

@@ -1,0 +1,61 @@
+"""PettingZoo ParallelEnvs as RLlib MultiAgentEnvs (new API stack).
+
+RLlib's stock `ParallelPettingZooEnv` leaves `observation_spaces` and `action_spaces` unset and
+guesses `possible_agents` from the first reset; this adapter takes all three from the env. Ray is
+imported here only, so `import aigcsched.envs` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pettingzoo import ParallelEnv
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from aigcsched.envs import DATACENTER_ENV_ID
+from aigcsched.envs.datacenter import DataCenterEnv
+
+
+class ParallelEnvAdapter(MultiAgentEnv):
+    """Wraps a ParallelEnv; every agent's spaces are known before the first reset."""
+
+    def __init__(self, env: ParallelEnv):
+        super().__init__()
+        self.par_env = env
+        self.possible_agents = list(env.possible_agents)
+        self.agents = list(self.possible_agents)
+        self.observation_spaces = {a: env.observation_space(a) for a in self.possible_agents}
+        self.action_spaces = {a: env.action_space(a) for a in self.possible_agents}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, infos = self.par_env.reset(seed=seed, options=options)
+        self.agents = list(self.par_env.agents)
+        return obs, infos
+
+    def step(self, action_dict: dict[str, Any]):
+        obs, rewards, terminateds, truncateds, infos = self.par_env.step(action_dict)
+        terminateds["__all__"] = all(terminateds.values())
+        truncateds["__all__"] = all(truncateds.values())
+        self.agents = list(self.par_env.agents)
+        return obs, rewards, terminateds, truncateds, infos
+
+    def close(self) -> None:
+        self.par_env.close()
+
+    def get_sub_environments(self):
+        return self.par_env
+
+
+class DataCenterRLlibEnv(ParallelEnvAdapter):
+    """`datacenter` for RLlib: `config.environment(DataCenterRLlibEnv, env_config={...})`, where
+    env_config holds DataCenterConfig fields."""
+
+    def __init__(self, config: dict | None = None):
+        super().__init__(DataCenterEnv(config=dict(config or {})))
+
+
+def register_rllib_envs() -> None:
+    """Make `aigcsched/DataCenter-v0` a name RLlib's `config.environment(...)` accepts."""
+    from ray.tune.registry import register_env
+
+    register_env(DATACENTER_ENV_ID, DataCenterRLlibEnv)
