@@ -38,7 +38,7 @@ def store(tmp_path_factory):
     mp.chdir(root)
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield root
     ray.shutdown()
     mp.undo()

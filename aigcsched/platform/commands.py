@@ -122,6 +122,24 @@ def train(
         console.print(f"model {exp.tracking.model_name} version {outcome.model_version}: {outcome.promotion_reason}")
 
 
+def submit(
+    config: Annotated[str, typer.Argument(help="experiment YAML, e.g. configs/edge_ppo.yaml")],
+    address: Annotated[str, typer.Option(help="the cluster's job server, e.g. http://127.0.0.1:8265")],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="override KEY=VALUE with dotted keys, as for train")
+    ] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="return after submitting; print how to follow")] = False,
+) -> None:
+    """Run `aigcsched train` as a Ray job on an existing cluster: the validated config and the
+    aigcsched package travel in the job's runtime environment, MLFLOW_TRACKING_URI is passed on
+    (local paths made absolute), logs stream here, and the exit code is the job's."""
+    from aigcsched.platform.jobs import submit_training
+
+    exp = load_experiment(config, parse_overrides(overrides))
+    code = submit_training(exp, address, wait=not no_wait, echo=lambda *a, **k: print(*a, **k, flush=True))
+    raise typer.Exit(code)
+
+
 def reproduce(
     env: Annotated[str, typer.Argument(help="problem: edge")] = "edge",
     model: Annotated[str, typer.Option(help="trained policy to include")] = "models:/aigcsched-edge@champion",
@@ -228,6 +246,7 @@ def register(app: typer.Typer) -> None:
     app.command()(evaluate)
     app.command()(train)
     app.command()(reproduce)
+    app.command()(submit)
     app.add_typer(models_app, name="models")
 
 

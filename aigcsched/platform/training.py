@@ -8,6 +8,7 @@ after the process was killed, from anywhere that reaches the tracking store.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from aigcsched.platform import registry
 from aigcsched.platform.config import ConfigError, ExperimentConfig
 from aigcsched.platform.evaluation import METRICS, evaluate_policy
+from aigcsched.platform.jobs import ARTIFACT_ROOT_ENV
 from aigcsched.platform.policies import resolve_policy
 from aigcsched.platform.reports import eval_markdown, plot_learning_curve
 
@@ -71,10 +73,44 @@ def _start_ray(exp: ExperimentConfig, address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS")  # set inside a Ray job
     if address:
         ray.init(address=address)
     else:
-        ray.init(num_cpus=exp.resources.num_cpus, include_dashboard=False)
+        # address='local': never join another cluster this machine happens to run.
+        ray.init(address="local", num_cpus=exp.resources.num_cpus, include_dashboard=False)
+
+
+def _leave_job_working_dir() -> None:
+    """A Ray job driver runs in the job's working_dir, whose files Ray replaces while the job runs
+    (ray-project/ray#49313), leaving the process in a deleted directory. The config is read by
+    now, so continue from the home directory (relative MLflow paths then land there too)."""
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        os.chdir(os.path.expanduser("~"))
+
+
+def _use_experiment(name: str) -> None:
+    """Like mlflow.set_experiment, but a new experiment keeps its artifacts where the submitter
+    said (a Ray job's working directory is temporary)."""
+    root = os.environ.get(ARTIFACT_ROOT_ENV)
+    if root and mlflow.get_experiment_by_name(name) is None:
+        try:
+            mlflow.create_experiment(name, artifact_location=f"{root}/{name}")
+        except mlflow.exceptions.MlflowException:
+            pass  # created concurrently by another job
+    mlflow.set_experiment(name)
+
+
+def _env_runner_nodes(algo) -> list[str]:
+    """Ray node ids of the remote env runners (the driver's own when there are none)."""
+    import ray
+
+    group = algo.env_runner_group
+    if group.num_remote_env_runners() == 0:
+        return [ray.get_runtime_context().get_node_id()]
+    return sorted(
+        set(group.foreach_env_runner(lambda r: ray.get_runtime_context().get_node_id(), local_env_runner=False))
+    )
 
 
 def _done(exp: ExperimentConfig, iteration: int, steps: int, started: float) -> bool:
@@ -97,8 +133,9 @@ def train(
     from aigcsched.platform.rllib_setup import algorithm_config
 
     console = console or Console(stderr=True)
+    _leave_job_working_dir()
     _start_ray(exp, address)
-    mlflow.set_experiment(exp.tracking.experiment)
+    _use_experiment(exp.tracking.experiment)
     resume_from = _checkpoint_of(resume_run_id) if resume_run_id else None
     with mlflow.start_run(run_id=resume_run_id) as run:
         run_id = run.info.run_id
@@ -106,6 +143,7 @@ def train(
             mlflow.log_params(exp.flat())
             mlflow.log_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False), CONFIG_ARTIFACT)
         algo = algorithm_config(exp).build_algo()
+        mlflow.set_tag("aigcsched.env_runner_nodes", ",".join(_env_runner_nodes(algo)))
         try:
             if resume_from:
                 algo.restore_from_path(resume_from)

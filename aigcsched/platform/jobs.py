@@ -1,0 +1,83 @@
+"""Training as a Ray job on an existing cluster, through Ray's Job Submission SDK.
+
+The job gets a runtime environment whose working_dir holds only the validated experiment
+(config + overrides, resolved here so errors show before anything is sent) and whose py_modules
+carry the `aigcsched` package, so it imports on every node. MLflow locations are made absolute
+here: a relative `sqlite:///mlflow.db` would otherwise land in the job's temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+import aigcsched
+from aigcsched.platform.config import ConfigError, ExperimentConfig
+
+ARTIFACT_ROOT_ENV = "AIGCSCHED_ARTIFACT_ROOT"  # where new experiments keep artifacts
+EXPERIMENT_FILE = "experiment.yaml"
+
+
+def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
+    """An MLflow tracking URI that means the same from any working directory."""
+    cwd = (cwd or Path.cwd()).resolve()
+    if not uri:
+        return f"sqlite:///{cwd / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{(cwd / uri.removeprefix('sqlite:///')).resolve()}"
+    if uri.startswith("file:"):
+        path = uri.removeprefix("file://").removeprefix("file:")
+        return f"file://{(cwd / path).resolve()}"
+    if "://" not in uri:  # a plain path is a file store
+        return str((cwd / uri).resolve())
+    return uri
+
+
+def local_artifact_root(tracking_uri: str, cwd: Path | None = None) -> str | None:
+    """For a local store, the absolute ./mlruns that MLflow would otherwise resolve per process."""
+    if tracking_uri.startswith(("sqlite:", "file:", "/")):
+        return str(((cwd or Path.cwd()) / "mlruns").resolve())
+    return None
+
+
+def runtime_env(exp: ExperimentConfig, folder: Path, tracking_uri: str) -> dict:
+    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+    env_vars = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
+    root = local_artifact_root(tracking_uri)
+    if root:
+        env_vars[ARTIFACT_ROOT_ENV] = root
+    return {"working_dir": str(folder), "py_modules": [str(Path(aigcsched.__file__).parent)], "env_vars": env_vars}
+
+
+def submit_training(exp: ExperimentConfig, address: str, wait: bool = True, echo=print) -> int:
+    """Submit `aigcsched train` as a Ray job; with `wait`, stream its logs and return 0 on success."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    tracking_uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    try:
+        client = JobSubmissionClient(address)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"cannot reach the Ray job server at {address}: {str(e).splitlines()[0]}") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        job_id = client.submit_job(
+            entrypoint=f"python -m aigcsched.cli train {EXPERIMENT_FILE}",
+            runtime_env=runtime_env(exp, Path(tmp), tracking_uri),
+            metadata={"aigcsched": "train", "experiment": exp.tracking.experiment},
+        )
+    echo(f"submitted job {job_id} to {address} (MLflow: {tracking_uri})")
+    if not wait:
+        echo(f"follow with: ray job logs --follow --address {address} {job_id}")
+        return 0
+
+    async def stream():
+        async for lines in client.tail_job_logs(job_id):
+            echo(lines, end="")
+
+    asyncio.run(stream())
+    status = client.get_job_status(job_id)
+    echo(f"job {job_id}: {status.value}")
+    return 0 if status == JobStatus.SUCCEEDED else 1

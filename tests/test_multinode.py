@@ -1,0 +1,197 @@
+"""A real two-node Ray cluster on loopback: `ray start` twice, training submitted as a Ray job."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from aigcsched.platform.config import load_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TRAINING = {
+    "env.config.n_requests": 64,
+    "resources.num_env_runners": 2,  # one CPU per node: one runner lands on each
+    "resources.num_envs_per_env_runner": 4,
+    "algorithm.train_batch_size": 256,
+    "algorithm.minibatch_size": 128,
+    "algorithm.num_epochs": 1,
+    "algorithm.hidden": 16,
+    "evaluation.episodes": 1,
+    "stop": {"iterations": 2},
+    "tracking.experiment": "multinode",
+    "tracking.model_name": "multinode-edge",
+}
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_for(check, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Head and worker node, 1 CPU each, token authentication on; stopped with SIGTERM."""
+    root = tmp_path_factory.mktemp("cluster")
+    gcs, dashboard, client, agent1, agent2 = free_ports(5)
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+    }
+    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--block"]
+    head = subprocess.Popen(
+        [
+            BIN / "ray",
+            "start",
+            "--head",
+            "--port",
+            str(gcs),
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dashboard),
+            "--ray-client-server-port",
+            str(client),
+            "--dashboard-agent-listen-port",
+            str(agent1),
+            *common,
+        ],
+        env=env,
+        stdout=open(root / "head.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    nodes = [head]
+    try:
+        status = [BIN / "ray", "status", "--address", f"127.0.0.1:{gcs}"]
+        wait_for(lambda: subprocess.run(status, env=env, capture_output=True).returncode == 0, 120, "the head")
+        worker = subprocess.Popen(
+            [
+                BIN / "ray",
+                "start",
+                "--address",
+                f"127.0.0.1:{gcs}",
+                "--dashboard-agent-listen-port",
+                str(agent2),
+                *common,
+            ],
+            env=env,
+            stdout=open(root / "worker.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        nodes.append(worker)
+
+        def two_nodes():
+            out = subprocess.run(status, env=env, capture_output=True, text=True).stdout
+            return out.count(" node_") >= 2 and "2.0 CPU" in out.replace("0.0/2.0 CPU", "2.0 CPU")
+
+        wait_for(two_nodes, 120, "the second node")
+        yield {"env": env, "address": f"http://127.0.0.1:{dashboard}", "root": root}
+    finally:
+        for node in reversed(nodes):  # ending the --block processes stops each node
+            node.send_signal(signal.SIGTERM)
+        for node in reversed(nodes):
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+        for d in (f"/tmp/ray-h{gcs}", f"/tmp/ray-w{gcs}"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def test_ray_job_submit_trains_across_both_nodes(cluster, tmp_path):
+    exp = load_experiment(ROOT / "configs" / "edge_ppo.yaml", TRAINING)
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+    (workdir / "experiment.yaml").write_text(yaml.safe_dump(exp.model_dump(mode="json")))
+    runtime_env = {
+        "env_vars": {
+            "MLFLOW_TRACKING_URI": cluster["env"]["MLFLOW_TRACKING_URI"],
+            "AIGCSCHED_ARTIFACT_ROOT": str(cluster["root"] / "mlruns"),
+        }
+    }
+    result = subprocess.run(
+        [
+            BIN / "ray",
+            "job",
+            "submit",
+            "--address",
+            cluster["address"],
+            "--working-dir",
+            str(workdir),
+            "--runtime-env-json",
+            json.dumps(runtime_env),
+            "--",
+            "aigcsched",
+            "train",
+            "experiment.yaml",
+        ],
+        env=cluster["env"],
+        capture_output=True,
+        text=True,
+        timeout=480,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "succeeded" in result.stdout.lower()
+
+    mlflow.set_tracking_uri(cluster["env"]["MLFLOW_TRACKING_URI"])
+    try:
+        runs = mlflow.search_runs(experiment_names=["multinode"], output_format="list")
+        assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+        run = runs[0]
+        assert len(set(run.data.tags["aigcsched.env_runner_nodes"].split(","))) == 2  # both nodes sampled
+        assert run.data.metrics["env_steps"] >= 512
+        version = mlflow.MlflowClient().get_model_version_by_alias("multinode-edge", "champion")
+        assert version.run_id == run.info.run_id
+        # Artifacts went to the absolute root, not the job's temporary working directory.
+        assert run.info.artifact_uri.startswith(str(cluster["root"] / "mlruns"))
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_aigcsched_submit_streams_logs_and_returns_the_exit_status(cluster, tmp_path):
+    env = {**cluster["env"], "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/submit.db"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "aigcsched.cli",
+        "submit",
+        str(ROOT / "configs" / "edge_ppo.yaml"),
+        "--address",
+        cluster["address"],
+    ]
+    sets = [
+        f"{k}={json.dumps(v)}"
+        for k, v in {**TRAINING, "stop.iterations": 1, "tracking.register_model": False}.items()
+        if k != "stop"
+    ]
+    args = [a for s in sets for a in ("--set", s)]
+    ok = subprocess.run(cmd + args, env=env, capture_output=True, text=True, timeout=480, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
+    assert "submitted job" in ok.stdout and "SUCCEEDED" in ok.stdout and "iter 1" in ok.stdout
