@@ -8,6 +8,7 @@ import numpy as np
 
 from aigcsched.algorithms.heuristics import Policy
 from aigcsched.envs import EdgeConfig, EdgeVectorEnv
+from aigcsched.envs.edge import Instance
 
 METRICS = ("reward", "quality", "tardiness", "late_fraction")
 
@@ -27,11 +28,16 @@ class EvalResult:
 
 
 def evaluate_policy(policy: Policy, cfg: EdgeConfig, episodes: int = 10, seed: int = 0) -> EvalResult:
-    """Run `episodes` episodes at once (episode k seeded with seed + k) under `policy`."""
+    """Run `episodes` episodes at once (episode k seeded with seed + k) under `policy`.
+    A policy with a `begin(instances)` method (a hindsight scheduler) is first shown the
+    episodes in full."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     env = EdgeVectorEnv(num_envs=episodes, config=cfg)
     obs, _ = env.reset(seed=seed)
+    begin = getattr(policy, "begin", None)
+    if begin is not None:
+        begin(env.instances())
     totals = {m: np.zeros(episodes) for m in METRICS}
     for _ in range(cfg.n_requests):
         obs, reward, _, _, info = env.step(policy(obs, env.state()))
@@ -40,3 +46,10 @@ def evaluate_policy(policy: Policy, cfg: EdgeConfig, episodes: int = 10, seed: i
         totals["tardiness"] += info["tardiness"]
         totals["late_fraction"] += info["late"]
     return EvalResult(**{m: v / cfg.n_requests for m, v in totals.items()})
+
+
+def episode_instances(cfg: EdgeConfig, episodes: int, seed: int) -> list[Instance]:
+    """The instances `evaluate_policy` plays for these episodes and seed."""
+    env = EdgeVectorEnv(num_envs=episodes, config=cfg)
+    env.reset(seed=seed)
+    return env.instances()
