@@ -1,3 +1,4 @@
+import functools
 import itertools
 
 import numpy as np
@@ -13,7 +14,7 @@ from aigcsched.platform.evaluation import episode_instances, evaluate_policy
 TINY = EdgeConfig(
     n_servers=2, n_strong=1, n_requests=4, max_steps=4, mean_interarrival_s=0.1, due_window_s=(0.1, 0.4)
 )
-SMALL = EdgeConfig(n_requests=8, mean_interarrival_s=1.0)
+SMALL = EdgeConfig(n_requests=6, mean_interarrival_s=1.0)
 
 # The model rounds times in the schedule's favour (see aigcsched/algorithms/optimum.py), so the
 # env's optimum lies in [objective, bound]. A request the model sees on time can be up to
@@ -24,6 +25,12 @@ ROUNDING_BUDGET = 0.05
 
 def instance(cfg, seed):
     return draw_instance(np.random.default_rng(seed), cfg)
+
+
+@functools.cache
+def solved_small(seed):
+    inst = instance(SMALL, seed)
+    return inst, solve(inst, SMALL, time_limit_s=60)
 
 
 def heuristic_total(name, inst, cfg):
@@ -50,8 +57,7 @@ def test_equals_brute_force_on_tiny_instances(seed):
 
 @pytest.mark.parametrize("seed", range(2))
 def test_schedule_replays_to_its_objective_and_beats_heuristics(seed):
-    inst = instance(SMALL, seed)
-    result = solve(inst, SMALL, time_limit_s=60)
+    inst, result = solved_small(seed)
     assert result.optimal
     assert result.actions.shape == (SMALL.n_requests, 2)
     assert result.objective == pytest.approx(replay(inst, SMALL, result.actions), abs=1e-9)
@@ -66,9 +72,9 @@ def test_schedule_replays_to_its_objective_and_beats_heuristics(seed):
 
 
 def test_time_limited_solve_reports_a_valid_gap():
-    cfg = EdgeConfig(n_requests=40, mean_interarrival_s=1.0)
+    cfg = EdgeConfig(n_requests=30, mean_interarrival_s=1.0)
     inst = instance(cfg, 0)
-    result = solve(inst, cfg, time_limit_s=2)
+    result = solve(inst, cfg, time_limit_s=3)
     assert result.status in ("FEASIBLE", "UNKNOWN")
     assert result.gap > 0
     assert result.gap == pytest.approx((result.bound - result.objective) / abs(result.objective))
@@ -79,10 +85,9 @@ def test_time_limited_solve_reports_a_valid_gap():
 
 def test_upper_bound_is_valid():
     for seed in range(2):
-        inst = instance(SMALL, seed)
-        opt = solve(inst, SMALL, time_limit_s=60)
+        inst, opt = solved_small(seed)
         cheap = upper_bound(inst, SMALL)
-        blocks = upper_bound(inst, SMALL, block_size=4)
+        blocks = upper_bound(inst, SMALL, block_size=3)
         assert opt.objective <= blocks + 1e-9 and blocks <= cheap + 1e-6
     full = EdgeConfig(mean_interarrival_s=2.0)  # full size: 2000 requests
     inst = instance(full, 0)
@@ -92,11 +97,12 @@ def test_upper_bound_is_valid():
 
 
 def test_optimum_policy_in_the_evaluation_loop():
-    policy = OptimumPolicy(SMALL, time_limit_s=60)
-    result = evaluate_policy(policy, SMALL, episodes=2, seed=7)
-    totals = result.reward * SMALL.n_requests
-    instances = episode_instances(SMALL, 2, 7)
+    policy = OptimumPolicy(TINY, time_limit_s=30)
+    result = evaluate_policy(policy, TINY, episodes=3, seed=7)
+    totals = result.reward * TINY.n_requests
+    instances = episode_instances(TINY, 3, 7)
     for total, solved, inst in zip(totals, policy.results, instances, strict=True):
         assert solved.optimal
-        assert total == pytest.approx(solved.objective, abs=1e-9)
-        assert total >= heuristic_total("myopic", inst, SMALL) - (solved.bound - solved.objective)
+        assert total == pytest.approx(solved.objective, abs=1e-9)  # the loop played the solved schedule
+        assert solved.objective == pytest.approx(replay(inst, TINY, solved.actions), abs=1e-9)  # same episode
+        assert total >= heuristic_total("myopic", inst, TINY) - (solved.bound - solved.objective)

@@ -175,7 +175,7 @@ def solve(
     cfg: EdgeConfig,
     time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     resolution_s: float = TIME_RESOLUTION_S,
-    workers: int = 2,
+    workers: int = 8,
 ) -> OptimumResult:
     """The schedule of largest total reward for a fully known instance (see module docstring)."""
     inst = check_instance(instance, cfg)
