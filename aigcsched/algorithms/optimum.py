@@ -48,7 +48,7 @@ class OptimumResult:
 
     actions: np.ndarray  # (n, 2) env actions (server, steps - 1), in arrival order
     objective: float  # total reward of `actions` replayed through EdgeEnv
-    bound: float  # upper bound on the total reward of any schedule (solver's bound, in reward)
+    bound: float  # upper bound on any schedule's total reward (solver's or upper_bound's, the lower)
     # CP-SAT status: OPTIMAL (proven, at the resolution), FEASIBLE (time limit) or UNKNOWN (the
     # time limit ran out before any schedule: `actions` are then myopic's, `bound` upper_bound's)
     status: str
@@ -259,7 +259,8 @@ def solve(
             [[_chosen(solver, xs[i]), solver.Value(step_vars[i]) - 1] for i in range(n)], dtype=np.int64
         )
         model_objective = solver.ObjectiveValue() * REWARD_UNIT
-        bound = solver.BestObjectiveBound() * REWARD_UNIT
+        # both bounds are valid; early in a search the cheap one can be the tighter
+        bound = min(solver.BestObjectiveBound() * REWARD_UNIT, upper_bound(inst, cfg))
     else:  # nothing found in time (the limit went to presolve): myopic, with the cheap bound
         actions, model_objective = hint, float("nan")
         bound = upper_bound(inst, cfg)
