@@ -106,3 +106,44 @@ def test_platform_commands_bad_input(capsys, monkeypatch, tmp_path, args, messag
     code, out, err = run(capsys, monkeypatch, *args)
     assert code == 2, err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+TINY_EDGE = ["--set", "n_servers=2", "--set", "n_strong=1", "--set", "n_requests=4", "--set", "max_steps=4"]
+TINY_EDGE += ["--set", "mean_interarrival_s=0.1", "--set", "due_window_s=[0.1, 0.4]"]
+
+
+def test_evaluate_optimum_and_bound(capsys, monkeypatch):
+    args = ["evaluate", "edge", "-p", "myopic", "-p", "optimum", "--episodes", "2", "--bound", "--json"]
+    code, out, err = run(capsys, monkeypatch, *args, *TINY_EDGE)
+    assert code == 0, err
+    result = json.loads(out)
+    assert list(result) == ["myopic", "optimum", "upper bound"]
+    assert result["optimum"]["proven_optimal_episodes"] == 2 and err == ""  # no note: all proven
+    assert result["optimum"]["reward"] >= result["myopic"]["reward"] - 1e-3  # 1e-3: rounding, see test_optimum
+    assert result["optimum"]["reward"] <= result["optimum"]["solver_bound"] <= result["upper bound"]["reward"]
+
+
+def test_optimum_not_proven_says_so(capsys, monkeypatch):
+    monkeypatch.setenv("AIGCSCHED_OPTIMUM_TIME_LIMIT_S", "0.5")
+    args = ["evaluate", "edge", "-p", "optimum", "--episodes", "1", "--set", "n_requests=30", "--json"]
+    code, out, err = run(capsys, monkeypatch, *args, "--set", "mean_interarrival_s=1")
+    assert code == 0, err
+    assert json.loads(out)["optimum"]["proven_optimal_episodes"] == 0
+    assert err.startswith("note: optimum: 1 of 1 episodes not proven optimal within 0.5 s")
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["-p", "optimum"], "", "optimum: n_requests=2000 is too large to solve exactly"),
+        (
+            ["-p", "optimum", "--set", "n_requests=5"],
+            "soon",
+            "AIGCSCHED_OPTIMUM_TIME_LIMIT_S must be a positive",
+        ),
+    ],
+)
+def test_optimum_errors(capsys, monkeypatch, args, env, message):
+    monkeypatch.setenv("AIGCSCHED_OPTIMUM_TIME_LIMIT_S", env)
+    code, out, err = run(capsys, monkeypatch, "evaluate", "edge", *args)
+    assert code == 2 and err.startswith("error: ") and message in err and out == ""

@@ -13,6 +13,7 @@ from aigcsched.envs.edge import (
     LATE_TOLERANCE_S,
     EdgeConfig,
     EdgeEnv,
+    Instance,
     SchedulingState,
     draw_instance,
     make_config,
@@ -125,3 +126,10 @@ class EdgeVectorEnv(VectorEnv):
         now = self._arrival[rows, t]
         busy = np.maximum(self._free - now[:, None], 0.0)
         return SchedulingState(busy, self._cap.copy(), self._due[rows, t] - now, self._kind[rows, t])
+
+    def instances(self) -> list[Instance]:
+        """Each sub-env's current episode, in full (copies; for hindsight schedulers)."""
+        return [
+            Instance(self._cap[i].copy(), self._arrival[i].copy(), self._due[i].copy(), self._kind[i].copy())
+            for i in range(self.num_envs)
+        ]

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from aigcsched.algorithms.optimum import OptimumPolicy, upper_bound
 from aigcsched.envs.data import DataError
 from aigcsched.platform.config import ConfigError, env_config, load_experiment, parse_overrides
 from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
-from aigcsched.platform.evaluation import evaluate_policy
-from aigcsched.platform.policies import resolve_policy
+from aigcsched.platform.evaluation import episode_instances, evaluate_policy
+from aigcsched.platform.policies import TIME_LIMIT_ENV, resolve_policy
 
 DEFAULT_POLICIES = ["random", "greedy", "myopic"]
 DATACENTER_POLICIES = ["random", "local", "handoff", "arbitrage", "combined"]
@@ -29,7 +32,8 @@ def evaluate(
             "-p",
             help="policy to evaluate; repeat for several [default edge: random, greedy, myopic; "
             "datacenter: random, local, handoff, arbitrage, combined]; edge also takes models:/NAME@ALIAS, "
-            "models:/NAME/VERSION and checkpoint:PATH",
+            "models:/NAME/VERSION, checkpoint:PATH and `optimum`, the best schedule in hindsight solved "
+            f"exactly per episode (small episodes only, e.g. --set n_requests=20; ${TIME_LIMIT_ENV} s each)",
         ),
     ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="episodes per policy")] = 10,
@@ -39,6 +43,14 @@ def evaluate(
         typer.Option("--set", help="scenario override KEY=VALUE, e.g. --set n_strong=4 --set 'due_window_s=[2, 10]'"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object and nothing else")] = False,
+    bound: Annotated[
+        bool,
+        typer.Option(
+            "--bound",
+            help="add an upper bound on any policy's mean reward (each request alone on idle servers); "
+            "a bound, not a policy",
+        ),
+    ] = False,
 ) -> None:
     """Compare scheduling policies on the same seeded episodes: per-request means of reward,
     quality, tardiness (s) and the fraction of requests finished late (edge); per-episode
@@ -50,6 +62,12 @@ def evaluate(
     names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
     policies = {name: resolve_policy(name, cfg, seed=seed) for name in names}
     results = {name: evaluate_policy(p, cfg, episodes, seed).means() for name, p in policies.items()}
+    for name, p in policies.items():
+        if isinstance(p, OptimumPolicy):
+            results[name].update(_optimum_summary(name, p))
+    if bound:
+        bounds = [upper_bound(inst, cfg) for inst in episode_instances(cfg, episodes, seed)]
+        results["upper bound"] = {"reward": float(np.mean(bounds)) / cfg.n_requests}
     if as_json:
         typer.echo(json.dumps(results))
         return
@@ -236,10 +254,34 @@ def _print_table(console: Console, results: dict, title: str) -> None:
     for col in ("policy", "reward", "quality", "tardiness (s)", "late fraction"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for name, m in results.items():
+        if name == "upper bound":
+            table.add_row("upper bound (not a policy)", f"{m['reward']:.2f}", "-", "-", "-")
+            continue
         table.add_row(
             name, f"{m['reward']:.2f}", f"{m['quality']:.2f}", f"{m['tardiness']:.3f}", f"{m['late_fraction']:.3f}"
         )
     console.print(table)
+
+
+def _optimum_summary(name: str, policy: OptimumPolicy) -> dict:
+    """What the solver proved; a note on stderr where it could not prove optimality."""
+    results = policy.results
+    proven = sum(r.optimal for r in results)
+    n = policy.cfg.n_requests
+    if proven < len(results):
+        worst = max(r.gap for r in results)
+        print(
+            f"note: {name}: {len(results) - proven} of {len(results)} episodes not proven optimal within "
+            f"{policy.time_limit_s:g} s each; their schedules are the best found (myopic's where none was), "
+            f"at most {100 * worst:.3g}% below the optimum (bound); raise ${TIME_LIMIT_ENV} or use fewer"
+            " requests",
+            file=sys.stderr,
+        )
+    return {
+        "proven_optimal_episodes": proven,
+        "solver_bound": float(np.mean([r.bound for r in results])) / n,
+        "max_gap": float(max(r.gap for r in results)),
+    }
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from aigcsched.algorithms.heuristics import Policy
 from aigcsched.envs import EdgeConfig, EdgeVectorEnv
+from aigcsched.envs.edge import Instance
 
 METRICS = ("reward", "quality", "tardiness", "late_fraction")
 
@@ -31,11 +32,16 @@ class EvalResult:
 def evaluate_policy(
     policy: Policy, cfg: EdgeConfig, episodes: int = 10, seed: int = 0, record_requests: bool = False
 ) -> EvalResult:
-    """Run `episodes` episodes at once (episode k seeded with seed + k) under `policy`."""
+    """Run `episodes` episodes at once (episode k seeded with seed + k) under `policy`.
+    A policy with a `begin(instances)` method (a hindsight scheduler) is first shown the
+    episodes in full."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     env = EdgeVectorEnv(num_envs=episodes, config=cfg)
     obs, _ = env.reset(seed=seed)
+    begin = getattr(policy, "begin", None)
+    if begin is not None:
+        begin(env.instances())
     totals = {m: np.zeros(episodes) for m in METRICS}
     requests = {k: np.zeros((episodes, cfg.n_requests)) for k in ("quality", "tardiness")} if record_requests else {}
     for t in range(cfg.n_requests):
@@ -47,3 +53,10 @@ def evaluate_policy(
         for key, values in requests.items():
             values[:, t] = info[key]
     return EvalResult(**{m: v / cfg.n_requests for m, v in totals.items()}, requests=requests)
+
+
+def episode_instances(cfg: EdgeConfig, episodes: int, seed: int) -> list[Instance]:
+    """The instances `evaluate_policy` plays for these episodes and seed."""
+    env = EdgeVectorEnv(num_envs=episodes, config=cfg)
+    env.reset(seed=seed)
+    return env.instances()

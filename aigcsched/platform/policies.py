@@ -6,18 +6,40 @@ models:/NAME/VERSION) or a checkpoint (checkpoint:PATH).
 
 from __future__ import annotations
 
+import os
+
 from pydantic import BaseModel
 
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
 from aigcsched.algorithms.heuristics import HEURISTICS, Policy, make_heuristic
+from aigcsched.algorithms.optimum import DEFAULT_TIME_LIMIT_S, OptimumPolicy
 from aigcsched.envs import DataCenterConfig
 from aigcsched.platform.config import ConfigError
+
+OPTIMUM = "optimum"
+# Beyond this many requests an exact solve is hopeless within minutes (and the model alone is big).
+MAX_OPTIMUM_REQUESTS = 100
+TIME_LIMIT_ENV = "AIGCSCHED_OPTIMUM_TIME_LIMIT_S"
+
+
+def optimum_time_limit() -> float:
+    """Seconds CP-SAT may spend per episode: $AIGCSCHED_OPTIMUM_TIME_LIMIT_S, default 60."""
+    raw = os.environ.get(TIME_LIMIT_ENV, "")
+    if not raw.strip():
+        return DEFAULT_TIME_LIMIT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{TIME_LIMIT_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 def known_policies(cfg: BaseModel | None = None) -> list[str]:
     if isinstance(cfg, DataCenterConfig):
         return list(DATACENTER_HEURISTICS)
-    return [*HEURISTICS, "models:/NAME@ALIAS", "models:/NAME/VERSION", "checkpoint:PATH"]
+    return [*HEURISTICS, OPTIMUM, "models:/NAME@ALIAS", "models:/NAME/VERSION", "checkpoint:PATH"]
 
 
 def resolve_policy(name: str, cfg: BaseModel, seed: int | None = None) -> Policy:
@@ -28,6 +50,14 @@ def resolve_policy(name: str, cfg: BaseModel, seed: int | None = None) -> Policy
             return make_datacenter_heuristic(name, cfg, seed=seed)
     elif name in HEURISTICS:
         return make_heuristic(name, cfg, seed=seed)
+    elif name == OPTIMUM:
+        if cfg.n_requests > MAX_OPTIMUM_REQUESTS:
+            raise ConfigError(
+                f"optimum: n_requests={cfg.n_requests} is too large to solve exactly (at most "
+                f"{MAX_OPTIMUM_REQUESTS}, e.g. --set n_requests=20); for full-size episodes use --bound, "
+                "an upper bound on any policy's reward"
+            )
+        return OptimumPolicy(cfg, time_limit_s=optimum_time_limit())
     elif name.startswith(("models:/", "checkpoint:")):
         from aigcsched.platform import registry
 
