@@ -8,6 +8,7 @@ import typer
 
 from aigcsched.platform import commands as platform_commands
 from aigcsched.platform.config import ConfigError
+from aigcsched.serve import commands as serve_commands
 
 app = typer.Typer(
     help="Train, evaluate and serve schedulers for AI-generated-content inference workloads.",
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 platform_commands.register(app)
+serve_commands.register(app)
 
 
 @app.callback()

@@ -1,0 +1,107 @@
+"""`aigcsched serve`: run the scheduling endpoint until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from aigcsched.platform.config import ConfigError
+
+# Set for the local Ray instance that `serve` starts (each can be overridden from the environment):
+# Serve's replica runs user code and its router on the main event loop instead of hopping threads,
+# keeps request-path logs buffered, and Ray workers run at normal priority (its default, nice 15,
+# loses every contest for the CPU to the machine's other processes).
+RAY_ENV_DEFAULTS = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_worker_niceness": "0",
+}
+
+
+def apply_ray_env_defaults() -> None:
+    for key, value in RAY_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def serve_command(
+    model: Annotated[
+        str | None,
+        typer.Option(help="registered model URI [default: models:/aigcsched-edge@champion]"),
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="serve a heuristic instead of a model: greedy or myopic")
+    ] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port")] = 8000,
+    replicas: Annotated[int, typer.Option(min=1, help="replicas (the minimum when autoscaling)")] = 1,
+    max_replicas: Annotated[
+        int | None, typer.Option(min=1, help="autoscale up to this many replicas")
+    ] = None,
+    replica_cpus: Annotated[float, typer.Option(min=0.0, help="CPUs Ray reserves per replica")] = 1.0,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="decisions per @serve.batch call")] = 64,
+    batch_wait_ms: Annotated[float, typer.Option(min=0.0, help="how long a batch waits to fill")] = 1.0,
+    max_body_kib: Annotated[int, typer.Option(min=1, help="request body limit (413 above)")] = 1024,
+    ray_address: Annotated[
+        str | None, typer.Option(help="existing Ray cluster to deploy on [default: start a local one]")
+    ] = None,
+    num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of the local Ray instance")] = None,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+) -> None:
+    """Serve a scheduling policy over HTTP with Ray Serve (OpenAPI docs at /docs).
+
+    Set AIGCSCHED_API_TOKEN to require `Authorization: Bearer <token>` on every route but /healthz.
+    """
+    from aigcsched.serve.api import TOKEN_ENV, token_digest
+    from aigcsched.serve.deployment import ServeOptions, check_policy, start
+    from aigcsched.serve.policy import PolicySource, default_model_uri
+
+    if model is not None and policy is not None:
+        raise ConfigError("give --model or --policy, not both")
+    if max_replicas is not None and max_replicas < replicas:
+        raise ConfigError(f"--max-replicas ({max_replicas}) must be >= --replicas ({replicas})")
+    source = (
+        PolicySource(heuristic=policy) if policy else PolicySource(model_uri=model or default_model_uri())
+    )
+    decider = check_policy(source)  # a missing model fails here, before Ray starts
+    options = ServeOptions(
+        host=host,
+        port=port,
+        replicas=replicas,
+        max_replicas=max_replicas,
+        replica_cpus=replica_cpus,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_s=batch_wait_ms / 1000,
+        max_body_bytes=max_body_kib * 1024,
+        access_log=access_log,
+    )
+    token = os.environ.get(TOKEN_ENV) or None
+
+    import ray
+    from ray import serve
+
+    apply_ray_env_defaults()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    ray.init(address=ray_address, num_cpus=num_cpus, include_dashboard=False, namespace="aigcsched")
+    try:
+        url = start(source, options, token_digest(token))
+        typer.echo(f"serving {decider.label} at {url} (docs: {url}/docs); Ctrl-C stops", err=True)
+        typer.echo(url)
+        if token is None:
+            typer.echo(f"warning: {TOKEN_ENV} is not set; every route is open", err=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        typer.echo("shutting down", err=True)
+        serve.shutdown()
+        ray.shutdown()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
