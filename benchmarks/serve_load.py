@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -78,25 +79,27 @@ async def _exchange(reader, writer, request: bytes) -> int:
     return status
 
 
-async def closed_loop(url: str, payloads: list[bytes], concurrency: int, total: int, headers: dict) -> dict:
+async def closed_loop(
+    urls: str | list[str], payloads: list[bytes], concurrency: int, total: int, headers: dict
+) -> dict:
     """`concurrency` clients, each on its own keep-alive connection, send `total` requests in all.
     A minimal HTTP/1.1 client on asyncio streams: the load generator shares the 2 cores with the
     server under test, so it has to cost little (a gateway's proxy would not be in this process)."""
-    split = urlsplit(url)
+    splits = [urlsplit(u) for u in ([urls] if isinstance(urls, str) else urls)]  # client i: URL i % n
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    prefix = f"POST {split.path} HTTP/1.1\r\nHost: {split.netloc}\r\n{extra}"
+    prefix = f"POST {splits[0].path} HTTP/1.1\r\nHost: {splits[0].netloc}\r\n{extra}"
     requests = [f"{prefix}Content-Length: {len(p)}\r\n\r\n".encode() + p for p in payloads]
     latencies: list[float] = []
     errors = 0
     sent = 0
 
-    async def connect(warm: int):
+    async def connect(split, warm: int):
         reader, writer = await asyncio.open_connection(split.hostname, split.port)
         for i in range(warm):  # connection set-up and first batches, not timed
             await _exchange(reader, writer, requests[i % len(requests)])
-        return reader, writer
+        return split, reader, writer
 
-    async def client(reader, writer):
+    async def client(split, reader, writer):
         nonlocal errors, sent
         while sent < total:
             request = requests[sent % len(requests)]
@@ -112,9 +115,10 @@ async def closed_loop(url: str, payloads: list[bytes], concurrency: int, total: 
             errors += not ok
         writer.close()
 
-    connections = await asyncio.gather(*(connect(max(2, 100 // concurrency)) for _ in range(concurrency)))
+    warm = max(2, 100 // concurrency)
+    connections = await asyncio.gather(*(connect(splits[i % len(splits)], warm) for i in range(concurrency)))
     start = time.perf_counter()
-    await asyncio.gather(*(client(r, w) for r, w in connections))
+    await asyncio.gather(*(client(*c) for c in connections))
     elapsed = time.perf_counter() - start
     lat = np.array(latencies) * 1000
     return {
@@ -175,17 +179,19 @@ def wait_ready(url: str, seconds: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def load_suite(base: str, single: list[bytes], batched: list[bytes], args, headers: dict) -> dict:
+def load_suite(bases: list[str], single: list[bytes], batched: list[bytes], args, headers: dict) -> dict:
     import uvloop
 
     headers = {"Content-Type": "application/json", **headers}
     results = {}
     for conc in args.concurrency:
         results[("decide", conc)] = uvloop.run(
-            closed_loop(base + "/v1/edge/decide", single, conc, args.requests, headers)
+            closed_loop([b + "/v1/edge/decide" for b in bases], single, conc, args.requests, headers)
         )
         results[("decide-batch", conc)] = uvloop.run(
-            closed_loop(base + "/v1/edge/decide-batch", batched, conc, args.batch_calls, headers)
+            closed_loop(
+                [b + "/v1/edge/decide-batch" for b in bases], batched, conc, args.batch_calls, headers
+            )
         )
     return results
 
@@ -201,10 +207,33 @@ def measure_bare(args, single: list[bytes], batched: list[bytes]) -> dict:
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}")
-        return load_suite(f"http://127.0.0.1:{port}", single, batched, args, {})
+        return load_suite([f"http://127.0.0.1:{port}"], single, batched, args, {})
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def measure_serve(args, ingress: str, single: list[bytes], batched: list[bytes]) -> dict:
+    """`aigcsched serve` as shipped, in its own process; load on the proxy URL (proxy mode) or
+    spread over the replicas' own URLs (direct mode)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "aigcsched.cli", "serve", "--policy", args.policy, "--port", str(port)]
+    cmd += ["--replicas", str(args.replicas), "--ingress", ingress, "--num-cpus", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        proxy, *direct = proc.stdout.readline().split()
+        return load_suite(direct if ingress == "direct" else [proxy], single, batched, args, {})
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _env() -> dict:
+    path = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "AIGCSCHED_API_TOKEN": ""}
 
 
 def main() -> None:
@@ -217,6 +246,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--servers", type=int, default=10, help="servers per decision")
+    parser.add_argument(
+        "--ingress", nargs="+", default=["proxy", "direct"], choices=["proxy", "direct"], help="serve modes"
+    )
     parser.add_argument("--skip-bare", action="store_true", help="measure Serve and in-process only")
     parser.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
@@ -236,22 +268,10 @@ def main() -> None:
         f"in-process: {inproc['decide']:,.0f} decisions/s single, {inproc['decide-batch']:,.0f} batched"
     )
 
-    bare = {} if args.skip_bare else measure_bare(args, single, batched)
-
-    import ray
-    from ray import serve
-
-    from aigcsched.serve.deployment import ServeOptions, drop_cluster_state, start
-
-    options = ServeOptions(port=free_port(), replicas=args.replicas, app_name="bench")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        base = start(source, options)
-        served = load_suite(base, single, batched, args, {})
-        drop_cluster_state(options.app_name)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    hosts = {f"serve/{mode}": measure_serve(args, mode, single, batched) for mode in args.ingress}
+    if not args.skip_bare:
+        hosts["bare"] = measure_bare(args, single, batched)
+    bare = hosts.get("bare", {})
 
     table = Table(
         title=f"/v1/edge on loopback: policy {args.policy}, {args.servers} servers, "
@@ -272,12 +292,11 @@ def main() -> None:
     ):
         table.add_column(col, justify="left" if col in ("endpoint", "host") else "right")
     out = {"in_process": inproc, "runs": []}
-    for (endpoint, conc), s in served.items():
+    for endpoint, conc in next(iter(hosts.values())):
         per_call = BATCH if endpoint == "decide-batch" else 1
         b = bare.get((endpoint, conc))
-        for host, r in (("serve", s), ("bare", b)):
-            if r is None:
-                continue
+        for host, results in hosts.items():
+            r = results[(endpoint, conc)]
             rate = r["calls_per_s"] * per_call
             table.add_row(
                 endpoint, str(conc), host, f"{r['calls']:,}", f"{rate:,.0f}",

@@ -72,20 +72,11 @@ def endpoint():
     from ray import serve
 
     from aigcsched.serve.api import token_digest
-    from aigcsched.serve.commands import RAY_ENV_DEFAULTS
-    from aigcsched.serve.deployment import ServeOptions, drop_cluster_state, start
+    from aigcsched.serve.deployment import ServeOptions, drop_cluster_state, ray_env, replica_urls, start
     from aigcsched.serve.policy import PolicySource
 
     # The in-test model travels to the replicas by value (workers cannot import test modules).
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        saved = {k: os.environ.get(k) for k in RAY_ENV_DEFAULTS}
-        os.environ.update({k: v for k, v in RAY_ENV_DEFAULTS.items() if saved[k] is None})
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k)
     port = free_port()
     greedy = ServeOptions(
         port=port,
@@ -95,9 +86,19 @@ def endpoint():
         replica_cpus=0.5,
     )
     tiny = ServeOptions(port=port, app_name=APP + "-tiny", route_prefix="/tiny", replica_cpus=0.5)
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        env = ray_env(greedy)  # what `aigcsched serve` runs with (direct ingress above `port`)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update({k: v for k, v in env.items() if saved[k] is None})
+        # "local": a fresh instance even when a `ray start` cluster runs on this machine
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k)
     base = start(PolicySource(heuristic="greedy"), greedy, token_digest(TOKEN))
     tiny_base = start(PolicySource(model_uri="models:/aigcsched-edge@champion", loader=tiny_loader), tiny)
-    yield {"base": base, "tiny": tiny_base}
+    yield {"base": base, "tiny": tiny_base, "direct": replica_urls(greedy)}
     serve.shutdown()
     for app in (APP, APP + "-tiny"):
         drop_cluster_state(app)
@@ -188,6 +189,17 @@ def test_batch_equals_singles_in_order(client):
     batch = client.decide_batch(bodies)
     singles = [client.decide(b["servers"], b["request"]) for b in bodies]
     assert batch == singles
+
+
+def test_the_replica_answers_directly_as_through_the_proxy(endpoint, client):
+    (url,) = endpoint["direct"]  # one replica, its own port above the proxy's
+    direct = SchedulerClient(url, token=TOKEN)
+    bodies = random_bodies(30, seed=6)
+    assert direct.decide_batch(bodies) == client.decide_batch(bodies)
+    assert [direct.decide(b["servers"], b["request"]) for b in bodies[:5]] == client.decide_batch(bodies[:5])
+    with pytest.raises(EndpointError) as e:
+        SchedulerClient(url).decide(bodies[0]["servers"], bodies[0]["request"])
+    assert e.value.status == 401
 
 
 def test_model_info_and_decisions_of_a_registered_model(endpoint):
@@ -426,7 +438,7 @@ def test_token_guards_every_route_but_healthz(endpoint, client):
     base = endpoint["base"]
     for token in (None, "wrong", TOKEN + "x", ""):
         anon = SchedulerClient(base, token=token)
-        assert anon.health() == {"status": "ok"}
+        assert anon.health() == {"status": "ok", "app": APP}
         for method, path, body in (
             ("GET", "/v1/model", None),
             ("POST", "/v1/edge/decide", GOOD),

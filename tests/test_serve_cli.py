@@ -16,7 +16,7 @@ import pytest
 from aigcsched import cli
 from aigcsched.platform.config import ConfigError
 from aigcsched.serve import policy as serve_policy
-from aigcsched.serve.client import SchedulerClient
+from aigcsched.serve.client import EndpointError, SchedulerClient
 
 
 def run_cli(capsys, monkeypatch, *args):
@@ -72,7 +72,7 @@ def test_default_model_in_an_empty_store_exits_2(capsys, monkeypatch, tmp_path):
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and out == ""
 
 
-def test_serve_prints_the_url_answers_and_stops_on_ctrl_c(tmp_path):
+def test_serve_prints_the_urls_answers_and_stops_on_ctrl_c(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -80,26 +80,33 @@ def test_serve_prints_the_url_answers_and_stops_on_ctrl_c(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     env["AIGCSCHED_API_TOKEN"] = "cli-token"
     cmd = [sys.executable, "-m", "aigcsched.cli", "serve", "--policy", "myopic", "--port", str(port)]
-    cmd += ["--num-cpus", "2", "--replica-cpus", "0.5"]
+    cmd += ["--num-cpus", "2", "--replica-cpus", "0.5", "--ingress", "direct"]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
     )
     try:
-        url = proc.stdout.readline().strip()  # the first line on stdout, once it serves
+        # one line on stdout once it serves: the proxy's URL, then each replica's direct URL
+        url, *direct = proc.stdout.readline().split()
         assert url == f"http://127.0.0.1:{port}"
-        client = SchedulerClient(url, token="cli-token")
-        assert client.health() == {"status": "ok"}
-        assert client.model()["policy"] == "heuristic:myopic"
-        servers = [{"id": "a", "capability": 15.0, "busy_for_s": 0.0}]
-        answer = client.decide(servers, {"id": "r", "due_in_s": 8.0, "penalty": "quadratic"})
-        assert answer["server"] == "a" and answer["policy"] == "heuristic:myopic"
+        assert len(direct) == 1 and direct[0] != url and direct[0].startswith("http://127.0.0.1:")
+        for base in (url, direct[0]):
+            client = SchedulerClient(base, token="cli-token")
+            assert client.health() == {"status": "ok", "app": "aigcsched"}
+            assert client.model()["policy"] == "heuristic:myopic"
+            servers = [{"id": "a", "capability": 15.0, "busy_for_s": 0.0}]
+            answer = client.decide(servers, {"id": "r", "due_in_s": 8.0, "penalty": "quadratic"})
+            assert answer["server"] == "a" and answer["policy"] == "heuristic:myopic"
+            with pytest.raises(EndpointError) as e:
+                SchedulerClient(base).model()
+            assert e.value.status == 401
         proc.send_signal(signal.SIGINT)
         deadline = time.time() + 60
         while proc.poll() is None and time.time() < deadline:
             time.sleep(0.2)
         assert proc.returncode == 0, proc.stderr.read()
-        with pytest.raises(OSError):
-            SchedulerClient(url, timeout_s=2).health()
+        for base in (url, *direct):
+            with pytest.raises(OSError):
+                SchedulerClient(base, timeout_s=2).health()
     finally:
         if proc.poll() is None:
             proc.kill()

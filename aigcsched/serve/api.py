@@ -45,6 +45,7 @@ class Service(Protocol):
     """What the routes need from their host."""
 
     decider: Decider
+    app_name: str
 
     async def decide(self, item: DecideRequest) -> dict: ...
 
@@ -134,7 +135,7 @@ def make_api(service: Service, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, dig
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz():
-        return {"status": "ok"}
+        return {"status": "ok", "app": service.app_name}
 
     @app.get("/v1/model", response_model=ModelInfo, tags=["ops"])
     async def model():
@@ -191,6 +192,8 @@ def make_api(service: Service, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, dig
 class LocalService:
     """In-process host: decisions on the calling thread, cluster queues in a local ClusterBook
     (atomic because an asyncio app runs one route body at a time between awaits)."""
+
+    app_name = "local"
 
     def __init__(self, policy):
         self.decider = Decider(policy)

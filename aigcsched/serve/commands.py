@@ -11,22 +11,6 @@ import typer
 
 from aigcsched.platform.config import ConfigError
 
-# Set for the local Ray instance that `serve` starts (each can be overridden from the environment):
-# Serve's replica runs user code and its router on the main event loop instead of hopping threads,
-# keeps request-path logs buffered, and Ray workers run at normal priority (its default, nice 15,
-# loses every contest for the CPU to the machine's other processes).
-RAY_ENV_DEFAULTS = {
-    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
-    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
-    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
-    "RAY_worker_niceness": "0",
-}
-
-
-def apply_ray_env_defaults() -> None:
-    for key, value in RAY_ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
 
 def serve_command(
     model: Annotated[
@@ -51,17 +35,30 @@ def serve_command(
     ] = None,
     num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of the local Ray instance")] = None,
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+    ingress: Annotated[
+        str,
+        typer.Option(
+            help="proxy: Serve's HTTP proxy on --port; direct: also each replica on its own port "
+            "above --port, skipping the proxy (several times faster; local Ray instance only)"
+        ),
+    ] = "direct",
 ) -> None:
     """Serve a scheduling policy over HTTP with Ray Serve (OpenAPI docs at /docs).
 
     Set AIGCSCHED_API_TOKEN to require `Authorization: Bearer <token>` on every route but /healthz.
     """
     from aigcsched.serve.api import TOKEN_ENV, token_digest
-    from aigcsched.serve.deployment import ServeOptions, check_policy, start
+    from aigcsched.serve.deployment import ServeOptions, check_policy, ray_env, replica_urls, start
     from aigcsched.serve.policy import PolicySource, default_model_uri
 
     if model is not None and policy is not None:
         raise ConfigError("give --model or --policy, not both")
+    if ingress not in ("proxy", "direct"):
+        raise ConfigError(f"--ingress must be proxy or direct, got {ingress!r}")
+    if ingress == "direct" and ray_address is not None:
+        raise ConfigError(
+            "--ingress direct needs the local Ray instance this command starts (no --ray-address)"
+        )
     if max_replicas is not None and max_replicas < replicas:
         raise ConfigError(f"--max-replicas ({max_replicas}) must be >= --replicas ({replicas})")
     source = (
@@ -78,21 +75,30 @@ def serve_command(
         batch_wait_timeout_s=batch_wait_ms / 1000,
         max_body_bytes=max_body_kib * 1024,
         access_log=access_log,
+        ingress=ingress,
     )
     token = os.environ.get(TOKEN_ENV) or None
 
     import ray
     from ray import serve
 
-    apply_ray_env_defaults()
+    for key, value in ray_env(options).items():
+        os.environ.setdefault(key, value)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    ray.init(address=ray_address, num_cpus=num_cpus, include_dashboard=False, namespace="aigcsched")
+    # "local" starts a fresh instance even when a `ray start` cluster runs on this machine.
+    address = ray_address or "local"
+    ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, namespace="aigcsched")
     try:
         url = start(source, options, token_digest(token))
         typer.echo(f"serving {decider.label} at {url} (docs: {url}/docs); Ctrl-C stops", err=True)
-        typer.echo(url)
+        typer.echo(url, nl=False)
+        if ingress == "direct":
+            direct = replica_urls(options)
+            typer.echo(f"replicas also answer directly (no proxy hop) at: {', '.join(direct)}", err=True)
+            typer.echo("".join(f" {u}" for u in direct), nl=False)
+        typer.echo("", nl=True)
         if token is None:
             typer.echo(f"warning: {TOKEN_ENV} is not set; every route is open", err=True)
         while not stop.wait(1.0):

@@ -8,7 +8,9 @@ goes to the app's named detached `ClusterActor`.
 from __future__ import annotations
 
 import json
+import urllib.request
 from dataclasses import dataclass
+from typing import Literal
 
 import ray
 from ray import serve
@@ -36,6 +38,16 @@ class ServeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     access_log: bool = False  # one log line per request costs more than a decision
     health_check_period_s: float = 10.0
+    # "proxy": Serve's HTTP proxy on `port` routes every request to a replica (actor calls both
+    # ways per request). "direct": the same, and each replica also serves HTTP itself on a port
+    # above `port` (Serve's direct ingress), skipping the proxy: about 10x the throughput here.
+    ingress: Literal["proxy", "direct"] = "direct"
+
+    def direct_ports(self) -> range:
+        """Ports replicas may take in direct mode; twice the replica count, so that a restarted
+        replica finds a free one while its predecessor's port is held back."""
+        span = 2 * max(self.replicas, self.max_replicas or 0) + 2
+        return range(self.port + 1, self.port + 1 + span)
 
     def logging_config(self) -> LoggingConfig:
         return LoggingConfig(
@@ -56,7 +68,7 @@ class Scheduler:
         batch_wait_timeout_s: float,
     ):
         self.decider = Decider(source.load())
-        self._source, self._app_name = source, app_name
+        self._source, self.app_name = source, app_name
         self._max_body_bytes, self._digest = max_body_bytes, digest
         self._decide_batched.set_max_batch_size(max_batch_size)
         self._decide_batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -69,7 +81,7 @@ class Scheduler:
         await self._connect()
 
     async def _connect(self) -> None:
-        self._actor = cluster_actor(self._app_name)
+        self._actor = cluster_actor(self.app_name)
         await self._actor.use_policy.remote(self._policy_key, self._source)
 
     def __serve_build_asgi_app__(self):
@@ -147,6 +159,46 @@ def drop_cluster_state(app_name: str) -> None:
         ray.kill(ray.get_actor(actor_name(app_name), namespace=ACTOR_NAMESPACE))
     except ValueError:
         pass  # never created
+
+
+# Settings for the local Ray instance the endpoint starts (read by Serve's processes at start,
+# so they must be in the environment before ray.init): user code and routing on the replica's
+# main event loop instead of hopping threads, request-path logs buffered, and Ray workers at
+# normal priority (Ray's default, nice 15, loses every contest for the CPU).
+RAY_ENV_DEFAULTS = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_worker_niceness": "0",
+}
+
+
+def ray_env(options: ServeOptions) -> dict[str, str]:
+    env = dict(RAY_ENV_DEFAULTS)
+    if options.ingress == "direct":
+        ports = options.direct_ports()
+        env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(ports.start)
+        env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(ports.stop - 1)
+        # Serve keeps a stopping replica's port open 30 s for external load balancers to notice;
+        # there are none in front of a local endpoint, and Ctrl-C should not take half a minute.
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "2"
+    return env
+
+
+def replica_urls(options: ServeOptions, timeout_s: float = 0.5) -> list[str]:
+    """Direct mode: the URLs replicas serve on, found by asking /healthz in their port range."""
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+    urls = []
+    for port in options.direct_ports():
+        url = f"http://{host}:{port}"
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=timeout_s) as resp:
+                if json.loads(resp.read()).get("app") == options.app_name:
+                    urls.append(url)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return urls
 
 
 def check_policy(source: PolicySource) -> Decider:

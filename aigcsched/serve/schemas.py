@@ -131,3 +131,4 @@ class ModelInfo(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+    app: str = Field(description="name of the serving application")
