@@ -47,17 +47,19 @@ class NoChampion(ConfigError):
     """Stands in for registry.ModelNotFoundError (a ConfigError)."""
 
 
-def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch):
+def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")  # relative: made absolute
     asked = []
 
     def load_policy(uri):
-        asked.append(uri)
+        asked.append((uri, os.environ["MLFLOW_TRACKING_URI"]))
         raise NoChampion(f"registered model 'aigcsched-edge' has no version with alias 'champion' ({uri})")
 
     registry = types.SimpleNamespace(DEFAULT_MODEL_NAME="aigcsched-edge", load_policy=load_policy)
     monkeypatch.setattr(serve_policy, "_registry", lambda: registry)
     code, out, err = run_cli(capsys, monkeypatch, "serve")
-    assert asked == ["models:/aigcsched-edge@champion"]
+    assert asked == [("models:/aigcsched-edge@champion", f"sqlite:///{tmp_path}/mlflow.db")]
     assert code == 2 and err.startswith("error: ") and "alias 'champion'" in err and out == ""
     import ray
 

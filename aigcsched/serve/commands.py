@@ -49,7 +49,7 @@ def serve_command(
     """
     from aigcsched.serve.api import TOKEN_ENV, token_digest
     from aigcsched.serve.deployment import ServeOptions, check_policy, ray_env, replica_urls, start
-    from aigcsched.serve.policy import PolicySource, default_model_uri
+    from aigcsched.serve.policy import PolicySource, default_model_uri, local_tracking_uri
 
     if model is not None and policy is not None:
         raise ConfigError("give --model or --policy, not both")
@@ -61,9 +61,10 @@ def serve_command(
         )
     if max_replicas is not None and max_replicas < replicas:
         raise ConfigError(f"--max-replicas ({max_replicas}) must be >= --replicas ({replicas})")
-    source = (
-        PolicySource(heuristic=policy) if policy else PolicySource(model_uri=model or default_model_uri())
-    )
+    if policy:
+        source = PolicySource(heuristic=policy)
+    else:
+        source = PolicySource(model_uri=model or default_model_uri(), tracking_uri=local_tracking_uri())
     decider = check_policy(source)  # a missing model fails here, before Ray starts
     options = ServeOptions(
         host=host,

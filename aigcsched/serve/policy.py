@@ -9,6 +9,7 @@ of shape (B, 2) = (server index, steps - 1). Registered models come from
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,15 @@ def default_model_uri() -> str:
     return f"models:/{_registry().DEFAULT_MODEL_NAME}@champion"
 
 
+def local_tracking_uri() -> str:
+    """The MLflow store this process would use, with a relative sqlite path made absolute."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        uri = prefix + os.path.abspath(uri[len(prefix) :])
+    return uri
+
+
 def _registry():
     try:
         return importlib.import_module("aigcsched.platform.registry")
@@ -60,12 +70,15 @@ class PolicySource:
     """Where replicas get the policy: a registered model URI or a heuristic name. Travels to
     every replica and to the cluster actor, which each load it themselves.
 
-    `loader` replaces `registry.load_policy` (e.g. another registry, or a test double)."""
+    `loader` replaces `registry.load_policy` (e.g. another registry, or a test double).
+    `tracking_uri`, when set, becomes MLFLOW_TRACKING_URI where the model is loaded: replicas run
+    in other processes (other working directories), and must read the same store as the command."""
 
     model_uri: str | None = None
     heuristic: str | None = None
     edge_config: dict = field(default_factory=dict)
     loader: Callable[[str], Any] | None = None
+    tracking_uri: str | None = None
 
     def __post_init__(self):
         if (self.model_uri is None) == (self.heuristic is None):
@@ -74,6 +87,8 @@ class PolicySource:
     def load(self):
         if self.heuristic is not None:
             return HeuristicPolicy(self.heuristic, EdgeConfig(**self.edge_config))
+        if self.tracking_uri:
+            os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
         load = self.loader or _registry().load_policy
         return load(self.model_uri)
 
