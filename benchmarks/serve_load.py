@@ -180,15 +180,17 @@ def wait_ready(url: str, seconds: float = 60.0) -> None:
 
 
 def load_suite(bases: list[str], single: list[bytes], batched: list[bytes], args, headers: dict) -> dict:
-    import uvloop
-
+    try:
+        from uvloop import run  # the cheaper event loop, as uvicorn uses it on both servers
+    except ImportError:
+        run = asyncio.run
     headers = {"Content-Type": "application/json", **headers}
     results = {}
     for conc in args.concurrency:
-        results[("decide", conc)] = uvloop.run(
+        results[("decide", conc)] = run(
             closed_loop([b + "/v1/edge/decide" for b in bases], single, conc, args.requests, headers)
         )
-        results[("decide-batch", conc)] = uvloop.run(
+        results[("decide-batch", conc)] = run(
             closed_loop(
                 [b + "/v1/edge/decide-batch" for b in bases], batched, conc, args.batch_calls, headers
             )
@@ -221,7 +223,10 @@ def measure_serve(args, ingress: str, single: list[bytes], batched: list[bytes])
     cmd += ["--replicas", str(args.replicas), "--ingress", ingress, "--num-cpus", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=_env())
     try:
-        proxy, *direct = proc.stdout.readline().split()
+        line = proc.stdout.readline().split()
+        if not line or (ingress == "direct" and len(line) < 2):
+            raise RuntimeError(f"`aigcsched serve --ingress {ingress}` printed no URLs: {line}")
+        proxy, *direct = line
         return load_suite(direct if ingress == "direct" else [proxy], single, batched, args, {})
     finally:
         proc.send_signal(signal.SIGINT)

@@ -98,7 +98,7 @@ def endpoint():
                 os.environ.pop(k)
     base = start(PolicySource(heuristic="greedy"), greedy, token_digest(TOKEN))
     tiny_base = start(PolicySource(model_uri="models:/aigcsched-edge@champion", loader=tiny_loader), tiny)
-    yield {"base": base, "tiny": tiny_base, "direct": replica_urls(greedy)}
+    yield {"base": base, "tiny": tiny_base, "direct": replica_urls(greedy), "options": greedy}
     serve.shutdown()
     for app in (APP, APP + "-tiny"):
         drop_cluster_state(app)
@@ -300,8 +300,10 @@ def test_concurrent_dispatches_never_double_book(client):
     client.delete_cluster("busy")
 
 
-def test_cluster_state_survives_a_replica_restart(client):
+def test_cluster_state_survives_a_replica_restart(endpoint, client):
     import ray
+
+    from aigcsched.serve.deployment import replica_urls
 
     client.register_cluster("keep", [{"id": "a", "capability": 10.0}, {"id": "b", "capability": 10.0}])
     client.dispatch("keep", {"id": "k1", "due_in_s": 100.0, "penalty": "linear"})
@@ -328,6 +330,10 @@ def test_cluster_state_survives_a_replica_restart(client):
         pytest.fail("no new replica answered within 60 s")
     assert replicas() and not replicas() & old  # a different replica answers
     assert {s["id"]: [q["id"] for q in s["queue"]] for s in after["servers"]} == before
+    # the new replica has its own direct port again, and sees the same queues there
+    (url,) = replica_urls(endpoint["options"])
+    direct = SchedulerClient(url, token=TOKEN).cluster("keep")
+    assert {s["id"]: [q["id"] for q in s["queue"]] for s in direct["servers"]} == before
     client.delete_cluster("keep")
 
 
@@ -459,3 +465,16 @@ def test_token_guards_every_route_but_healthz(endpoint, client):
     assert {"/v1/edge/decide", "/v1/edge/decide-batch", "/v1/clusters/{cluster}/requests"} <= set(
         docs["paths"]
     )
+
+
+def test_replicas_autoscaling_and_cpus_reach_the_deployment():
+    from aigcsched.serve.deployment import ServeOptions, build_app
+    from aigcsched.serve.policy import PolicySource
+
+    fixed = build_app(PolicySource(heuristic="greedy"), ServeOptions(replicas=2, replica_cpus=0.25))
+    config = fixed._bound_deployment._deployment_config
+    assert config.num_replicas == 2 and config.autoscaling_config is None
+    assert fixed._bound_deployment.ray_actor_options["num_cpus"] == 0.25
+    scaled = build_app(PolicySource(heuristic="greedy"), ServeOptions(replicas=1, max_replicas=3))
+    auto = scaled._bound_deployment._deployment_config.autoscaling_config
+    assert (auto.min_replicas, auto.max_replicas, auto.target_ongoing_requests) == (1, 3, 32.0)

@@ -196,7 +196,7 @@ def replica_urls(options: ServeOptions, timeout_s: float = 0.5) -> list[str]:
             with urllib.request.urlopen(url + "/healthz", timeout=timeout_s) as resp:
                 if json.loads(resp.read()).get("app") == options.app_name:
                     urls.append(url)
-        except (OSError, ValueError, AttributeError):
+        except Exception:  # whatever else listens there is no replica of ours
             continue
     return urls
 
