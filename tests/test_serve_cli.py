@@ -43,6 +43,15 @@ def test_bad_arguments_exit_2(capsys, monkeypatch, args, message):
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
+def test_a_taken_port_exits_2(capsys, monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(capsys, monkeypatch, "serve", "--policy", "greedy", "--port", str(port))
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err
+
+
 class NoChampion(ConfigError):
     """Stands in for registry.ModelNotFoundError (a ConfigError)."""
 

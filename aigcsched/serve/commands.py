@@ -78,6 +78,7 @@ def serve_command(
         access_log=access_log,
         ingress=ingress,
     )
+    _check_port_free(host, port)
     token = os.environ.get(TOKEN_ENV) or None
 
     import ray
@@ -108,6 +109,17 @@ def serve_command(
         typer.echo("shutting down", err=True)
         serve.shutdown()
         ray.shutdown()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A taken port is a usage error: say so before Ray starts (Serve's proxy would retry forever)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, port))
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
 def register(app: typer.Typer) -> None:
