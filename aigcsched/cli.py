@@ -11,6 +11,7 @@ import typer
 from aigcsched.platform import commands as platform_commands
 from aigcsched.platform import data_commands
 from aigcsched.platform.config import ConfigError
+from aigcsched.serve import commands as serve_commands
 
 app = typer.Typer(
     help="Train, evaluate and serve schedulers for AI-generated-content inference workloads.",
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 platform_commands.register(app)
 app.add_typer(data_commands.app, name="data")
+serve_commands.register(app)
 
 
 @app.callback()

@@ -1,0 +1,172 @@
+"""The policy behind the endpoint and the arithmetic that turns its actions into decisions.
+
+A served policy honours the registry's LoadedPolicy contract: `.cfg` (the EdgeConfig it was made
+for), `.info` (name, version, alias, run_id, uri) and `__call__(observations, state) -> actions`
+of shape (B, 2) = (server index, steps - 1). Registered models come from
+`aigcsched.platform.registry.load_policy`; heuristics are wrapped here in the same shape.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aigcsched.envs.edge import PENALTY_KINDS, EdgeConfig, SchedulingState, observation_from_state
+from aigcsched.platform.config import ConfigError
+from aigcsched.platform.policies import resolve_policy
+
+SERVABLE_HEURISTICS = ("greedy", "myopic")  # deterministic; `random` is no scheduler to serve
+PENALTY_CODE = {name: code for code, name in enumerate(PENALTY_KINDS)}
+
+
+class HeuristicPolicy:
+    """A heuristic in the LoadedPolicy shape. Unlike a model it takes any number of servers."""
+
+    any_server_count = True
+
+    def __init__(self, name: str, cfg: EdgeConfig | None = None):
+        if name not in SERVABLE_HEURISTICS:
+            raise ConfigError(f"unknown policy {name!r}; choose from {', '.join(SERVABLE_HEURISTICS)}")
+        self.cfg = cfg or EdgeConfig()
+        self._act = resolve_policy(name, self.cfg)
+        self.info = {"name": name, "version": None, "alias": None, "run_id": None, "uri": None}
+
+    def __call__(self, observations: np.ndarray, state: SchedulingState) -> np.ndarray:
+        return self._act(observations, state)
+
+
+def default_model_uri() -> str:
+    return f"models:/{_registry().DEFAULT_MODEL_NAME}@champion"
+
+
+def local_tracking_uri() -> str:
+    """The MLflow store this process would use, with a relative sqlite path made absolute."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        uri = prefix + os.path.abspath(uri[len(prefix) :])
+    return uri
+
+
+def _registry():
+    try:
+        return importlib.import_module("aigcsched.platform.registry")
+    except ModuleNotFoundError as e:
+        if e.name != "aigcsched.platform.registry":
+            raise
+        raise ConfigError(
+            "this installation has no model registry (aigcsched.platform.registry); "
+            "serve a heuristic with --policy greedy|myopic"
+        ) from None
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """Where replicas get the policy: a registered model URI or a heuristic name. Travels to
+    every replica and to the cluster actor, which each load it themselves.
+
+    `loader` replaces `registry.load_policy` (e.g. another registry, or a test double).
+    `tracking_uri`, when set, becomes MLFLOW_TRACKING_URI where the model is loaded: replicas run
+    in other processes (other working directories), and must read the same store as the command."""
+
+    model_uri: str | None = None
+    heuristic: str | None = None
+    edge_config: dict = field(default_factory=dict)
+    loader: Callable[[str], Any] | None = None
+    tracking_uri: str | None = None
+
+    def __post_init__(self):
+        if (self.model_uri is None) == (self.heuristic is None):
+            raise ConfigError("give either a model URI (--model) or a heuristic (--policy), not both")
+
+    def load(self):
+        if self.heuristic is not None:
+            return HeuristicPolicy(self.heuristic, EdgeConfig(**self.edge_config))
+        if self.tracking_uri:
+            os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+        load = self.loader or _registry().load_policy
+        return load(self.model_uri)
+
+
+class ApiError(Exception):
+    """An error a caller caused or may see: an HTTP status and a one-line detail."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def policy_label(info: dict) -> str:
+    if info.get("uri"):
+        version = info.get("version")
+        return f"{info['uri']} (version {version})" if version is not None else info["uri"]
+    return f"heuristic:{info.get('name')}"
+
+
+class Decider:
+    """Vectorized decisions of one policy: arrays in, server index / steps / finish / quality out."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.cfg: EdgeConfig = policy.cfg
+        self.info = dict(policy.info)
+        self.label = policy_label(self.info)
+        self.n_servers: int | None = None if getattr(policy, "any_server_count", False) else self.cfg.n_servers
+        self._quality = self.cfg.quality_table()
+
+    def model_info(self) -> dict:
+        keys = ("name", "version", "alias", "run_id", "uri")
+        out = {k: (None if self.info.get(k) is None else str(self.info[k])) for k in keys}
+        out["name"] = out["name"] or "unknown"
+        return {**out, "policy": self.label, "n_servers": self.n_servers}
+
+    def check_server_count(self, count: int) -> None:
+        if self.n_servers is not None and count != self.n_servers:
+            raise ApiError(
+                422,
+                f"the policy {self.label} takes exactly {self.n_servers} servers per decision, got {count}",
+            )
+
+    def decide_arrays(
+        self, busy: np.ndarray, capability: np.ndarray, due_in: np.ndarray, penalty: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """busy, capability: (B, J); due_in, penalty codes: (B,). Returns server index, steps,
+        expected finish (s from now) and expected quality, each (B,)."""
+        state = SchedulingState(busy, capability, due_in, penalty)
+        obs = observation_from_state(state, self.cfg)
+        actions = np.asarray(self.policy(obs, state)).reshape(len(due_in), 2)
+        server = actions[:, 0].astype(np.int64)
+        steps = actions[:, 1].astype(np.int64) + 1
+        if np.any((server < 0) | (server >= busy.shape[1])) or np.any((steps < 1) | (steps > self.cfg.max_steps)):
+            raise RuntimeError(f"policy {self.label} returned actions outside its action space: {actions}")
+        rows = np.arange(len(due_in))
+        finish = busy[rows, server] + steps / capability[rows, server]
+        return server, steps, finish, self._quality[steps]
+
+    def decide_items(self, items: Sequence) -> list[dict]:
+        """Decisions for DecideRequest bodies, in order. Bodies with equal server counts share
+        one policy call."""
+        out: list[dict | None] = [None] * len(items)
+        groups: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault(len(item.servers), []).append(i)
+        for idx in groups.values():
+            busy = np.array([[s.busy_for_s for s in items[i].servers] for i in idx], dtype=np.float64)
+            cap = np.array([[s.capability for s in items[i].servers] for i in idx], dtype=np.float64)
+            due = np.array([items[i].request.due_in_s for i in idx], dtype=np.float64)
+            kind = np.array([PENALTY_CODE[items[i].request.penalty] for i in idx], dtype=np.int64)
+            server, steps, finish, quality = self.decide_arrays(busy, cap, due, kind)
+            for k, i in enumerate(idx):
+                out[i] = {
+                    "server": items[i].servers[server[k]].id,
+                    "steps": int(steps[k]),
+                    "expected_finish_s": float(finish[k]),
+                    "expected_quality": float(quality[k]),
+                    "policy": self.label,
+                }
+        return out
