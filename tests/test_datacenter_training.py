@@ -11,6 +11,8 @@ from aigcsched.envs import DataCenterEnv
 from aigcsched.envs.datacenter import split_days
 from aigcsched.platform import datacenter_policy
 from aigcsched.platform.config import ConfigError, load_experiment
+from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
+from aigcsched.platform.policies import resolve_policy
 from aigcsched.platform.training import CHECKPOINT_TAG, train
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "datacenter_ppo.yaml")
@@ -94,6 +96,13 @@ def test_checkpoint_policy_replays_the_registered_one(per_asp_run):
     obs, _ = env.reset(seed=5)
     for a, b in zip(policy(obs).values(), registered(obs).values(), strict=True):
         np.testing.assert_array_equal(a, b)
+    # `evaluate datacenter --policy` takes both forms and replays training's held-out evaluation
+    held_out, ev = exp.evaluation_scenario(), exp.evaluation
+    for name in (f"checkpoint:{path}", "models:/datacenter-test@champion"):
+        result = evaluate_datacenter(resolve_policy(name, held_out), held_out, ev.episodes, ev.seed)
+        assert result["utility"] == pytest.approx(outcome.evaluation["trained"]["utility"])
+    with pytest.raises(ConfigError, match="obs_size"):
+        resolve_policy(f"checkpoint:{path}", held_out.model_copy(update={"agent_id_in_obs": True}))
 
 
 def test_shared_policy_sees_agent_ids(store):

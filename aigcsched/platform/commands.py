@@ -28,7 +28,7 @@ def evaluate(
             "--policy",
             "-p",
             help="policy to evaluate; repeat for several [default edge: random, greedy, myopic; "
-            "datacenter: random, local, handoff, arbitrage, combined]; edge also takes models:/NAME@ALIAS, "
+            "datacenter: random, local, handoff, arbitrage, combined]; both also take models:/NAME@ALIAS, "
             "models:/NAME/VERSION and checkpoint:PATH",
         ),
     ] = None,

@@ -78,6 +78,8 @@ def load_policy_dir(path: str | Path, info: dict | None = None) -> MultiAgentPol
 
     p = Path(path)
     folder = p / "policy" if (p / "policy" / SPEC_FILE).is_file() else p
+    if not p.exists():
+        raise ConfigError(f"checkpoint not found: {p}")
     if not (folder / SPEC_FILE).is_file():
         raise ConfigError(f"{p} is not a datacenter policy folder or checkpoint (no {SPEC_FILE})")
     spec = json.loads((folder / SPEC_FILE).read_text())
@@ -86,6 +88,18 @@ def load_policy_dir(path: str | Path, info: dict | None = None) -> MultiAgentPol
         modules[module_id] = RLModule.from_checkpoint(str((folder / MODULES_DIR / module_id).resolve()))
         modules[module_id].eval()
     return MultiAgentPolicy(modules, spec["agent_module"], DataCenterConfig(**spec["env"]), info or {"uri": str(p)})
+
+
+def load_registered(uri: str) -> MultiAgentPolicy:
+    """A registered datacenter policy (models:/NAME@ALIAS or models:/NAME/VERSION)."""
+    from aigcsched.platform.registry import resolve_model_version
+
+    mv = resolve_model_version(uri)
+    policy = mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}").unwrap_python_model().policy
+    if not isinstance(policy, MultiAgentPolicy):
+        raise ConfigError(f"{uri} is not a datacenter policy")
+    policy.info = {"uri": uri, "name": mv.name, "version": str(mv.version), "run_id": mv.run_id}
+    return policy
 
 
 class DataCenterPolicyModel(mlflow.pyfunc.PythonModel):

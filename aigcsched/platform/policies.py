@@ -15,9 +15,10 @@ from aigcsched.platform.config import ConfigError
 
 
 def known_policies(cfg: BaseModel | None = None) -> list[str]:
+    trained = ["models:/NAME@ALIAS", "models:/NAME/VERSION", "checkpoint:PATH"]
     if isinstance(cfg, DataCenterConfig):
-        return list(DATACENTER_HEURISTICS)
-    return [*HEURISTICS, "models:/NAME@ALIAS", "models:/NAME/VERSION", "checkpoint:PATH"]
+        return [*DATACENTER_HEURISTICS, *trained]
+    return [*HEURISTICS, *trained]
 
 
 def resolve_policy(name: str, cfg: BaseModel, seed: int | None = None) -> Policy:
@@ -26,6 +27,15 @@ def resolve_policy(name: str, cfg: BaseModel, seed: int | None = None) -> Policy
     if isinstance(cfg, DataCenterConfig):
         if name in DATACENTER_HEURISTICS:
             return make_datacenter_heuristic(name, cfg, seed=seed)
+        if name.startswith(("models:/", "checkpoint:")):
+            from aigcsched.platform import datacenter_policy
+
+            if name.startswith("models:/"):
+                policy = datacenter_policy.load_registered(name)
+            else:
+                policy = datacenter_policy.load_policy_dir(name.removeprefix("checkpoint:"), {"uri": name})
+            policy.check_fits(cfg)
+            return policy
     elif name in HEURISTICS:
         return make_heuristic(name, cfg, seed=seed)
     elif name.startswith(("models:/", "checkpoint:")):
