@@ -132,5 +132,7 @@ def test_datacenter_experiment_checks():
         load_experiment(CONFIG, {"env.config.day_split": "all"})
     with pytest.raises(ConfigError, match="algorithm.module: default"):
         load_experiment(CONFIG, {"algorithm.module": "edge_scheduler"})
+    with pytest.raises(ConfigError, match="unknown datacenter baseline.*greedy"):
+        load_experiment(CONFIG, {"evaluation.baselines": ["local", "greedy"]})
     with pytest.raises(ConfigError, match="multi-agent envs"):
         load_experiment(None, {"algorithm.shared_policy": True, "stop": {"iterations": 1}})

@@ -8,6 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS
 from aigcsched.envs import PROBLEMS
 
 
@@ -153,6 +154,11 @@ class ExperimentConfig(_Section):
             # evaluation runs on the held-out days, so training must not see them
             if scenario.day is not None or scenario.day_split != "train":
                 raise ValueError("datacenter trains on env.config.day_split: train (with day unset)")
+            # checked here, not after a long training
+            unknown = [b for b in self.evaluation.baselines if b not in DATACENTER_HEURISTICS]
+            if unknown:
+                known = ", ".join(DATACENTER_HEURISTICS)
+                raise ValueError(f"unknown datacenter baseline(s) {', '.join(unknown)}; choose from {known}")
         elif self.algorithm.shared_policy:
             raise ValueError("algorithm.shared_policy applies to multi-agent envs (datacenter) only")
         train = range(
