@@ -9,7 +9,15 @@ Target on a 2-core machine: >= 20,000 agent-steps/s.
 Picture: the heuristics are compared on seeded days; the best one by utility is replayed for one
 day and its prices, battery state of charge, jobs handed over and queues are saved as a PNG.
 
+Trained PPO (with --checkpoint or --train-minutes): the trained policy and every heuristic on the
+same seeded held-out days (every fifth week of the year, never drawn in training), system utility
+as a ratio to the best heuristic of this run, and one held-out day of the trained policy beside
+the best heuristic. --train-minutes trains configs/datacenter_ppo.yaml through the platform
+(`train()`, in a throwaway MLflow store) for that long first.
+Target: trained >= 1.10 x the best heuristic's utility.
+
 Usage: python benchmarks/datacenter.py [--seconds S] [--data-dir DIR] [--out outputs/datacenter_day.png]
+       [--checkpoint PATH | --train-minutes M] [--heldout-episodes N]
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from rich.table import Table
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
 from aigcsched.envs import DataCenterConfig, DataCenterEnv
 from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "datacenter_ppo.yaml"
 
 
 class NoOpParallelEnv(ParallelEnv):
@@ -91,40 +101,96 @@ def agent_steps_per_s(env, seconds: float) -> dict[str, float]:
     }
 
 
-def plot_day(cfg: DataCenterConfig, name: str, seed: int, path: Path) -> None:
+def plot_days(cfg: DataCenterConfig, policies: dict, seed: int, path: Path) -> None:
+    """One seeded day per policy, side by side (same day, same arrivals): prices, battery state of
+    charge, jobs handed over and queues."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    env = DataCenterEnv(cfg)
-    policy = make_datacenter_heuristic(name, cfg, seed=seed)
-    obs, _ = env.reset(seed=seed)
-    while env.agents:
-        obs, *_ = env.step(policy(obs, env.state()))
-    led = env.ledger
-    hours = np.arange(cfg.episode_slots) * cfg.slot_minutes / 60
     labels = [f"{r} ({m})" for r, m in zip(cfg.regions, cfg.models, strict=True)]
-    fig, axes = plt.subplots(4, 1, figsize=(10, 11), sharex=True)
+    hours = np.arange(cfg.episode_slots) * cfg.slot_minutes / 60
+    n = len(policies)
+    fig, axes = plt.subplots(4, n, figsize=(10 * n if n == 1 else 7 * n, 11), sharex=True, sharey="row", squeeze=False)
     panels = (
         ("price", "price (USD/MWh)"),
         ("soc", "battery state of charge"),
         ("handed_out", "jobs handed over per slot"),
         ("queue", "jobs waiting (end of slot)"),
     )
-    for ax, (key, ylabel) in zip(axes, panels, strict=True):
-        for i, label in enumerate(labels):
-            ax.plot(hours, led[key][:, i], label=label, lw=1.2)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", fontsize=8)
-    axes[-1].set_xlabel(f"hours since 00:00 UTC, day {env.day} of the year")
-    source = "embedded typical days" if cfg.data_dir is None else "2023 traces"
-    fig.suptitle(f"datacenter: one day under '{name}' ({source}, seed {seed})")
+    env = DataCenterEnv(cfg)
+    for col, (name, policy) in enumerate(policies.items()):
+        obs, _ = env.reset(seed=seed)
+        while env.agents:
+            obs, *_ = env.step(policy(obs, env.state()))
+        led = env.ledger
+        for row, (key, ylabel) in enumerate(panels):
+            ax = axes[row, col]
+            for i, label in enumerate(labels):
+                ax.plot(hours, led[key][:, i], label=label, lw=1.2)
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(ylabel)
+        axes[0, col].set_title(f"'{name}': utility {led['utility'].sum():,.1f} USD")
+        axes[-1, col].set_xlabel(f"hours since 00:00 UTC, day {env.day} of the year")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    source = "embedded typical days" if cfg.data_dir is None else f"2023 traces, {cfg.day_split} days"
+    fig.suptitle(f"datacenter: one day ({source}, seed {seed})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def train_policy(minutes: float, data_dir: str | None, console: Console) -> str:
+    """Train configs/datacenter_ppo.yaml for `minutes` in a throwaway MLflow store; return the
+    downloaded final checkpoint."""
+    import tempfile
+
+    import mlflow
+
+    from aigcsched.platform.config import load_experiment
+    from aigcsched.platform.training import train
+
+    root = tempfile.mkdtemp(prefix="datacenter-bench-")
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    overrides = {"env.config.data_dir": data_dir, "stop": {"minutes": minutes}, "tracking.register_model": False}
+    exp = load_experiment(CONFIG, overrides)
+    outcome = train(exp, console=console)
+    console.print(f"trained {outcome.iterations} iterations, {outcome.env_steps:,} env steps")
+    return mlflow.artifacts.download_artifacts(
+        run_id=outcome.run_id, artifact_path=outcome.checkpoint, dst_path=f"{root}/checkpoint"
+    )
+
+
+def compare_trained(checkpoint: str, episodes: int, seed: int, out: Path, console: Console) -> None:
+    """Trained policy vs every heuristic on the same held-out days; ratio to the best heuristic."""
+    from aigcsched.platform.datacenter_policy import load_policy_dir
+
+    policy = load_policy_dir(checkpoint)
+    cfg = policy.cfg.model_copy(update={"day_split": "heldout", "day": None})
+    scores = {"trained PPO": evaluate_datacenter(policy, cfg, episodes, seed)}
+    for name in DATACENTER_HEURISTICS:
+        scores[name] = evaluate_datacenter(make_datacenter_heuristic(name, cfg, seed=seed), cfg, episodes, seed)
+    best = max((n for n in scores if n != "trained PPO"), key=lambda n: scores[n]["utility"])
+    ref = scores[best]["utility"]
+    table = Table(title=f"held-out days: {episodes} seeded days (seeds {seed}..{seed + episodes - 1})", min_width=70)
+    for col in ("policy", "utility (USD/day)", "vs best heuristic", "energy $", "violations"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for name, m in sorted(scores.items(), key=lambda kv: -kv[1]["utility"]):
+        table.add_row(
+            name,
+            f"{m['utility']:.1f}",
+            f"{m['utility'] / ref:.3f}x" if ref > 0 else f"{m['utility'] - ref:+.1f}",
+            f"{m['energy_cost']:.1f}",
+            f"{m['violation_rate']:.4f}",
+        )
+    console.print(table)
+    ratio = scores["trained PPO"]["utility"] / ref
+    console.print(f"trained PPO / best heuristic ('{best}') utility on held-out days: {ratio:.3f}x (target >= 1.10x)")
+    plot_days(cfg, {best: make_datacenter_heuristic(best, cfg, seed=seed), "trained PPO": policy}, seed, out)
+    console.print(f"one held-out day, '{best}' beside trained PPO, saved to {out}")
 
 
 def main() -> None:
@@ -134,6 +200,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=3, help="seeded days to rank the heuristics on")
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("outputs/datacenter_day.png"))
+    trained = parser.add_mutually_exclusive_group()
+    trained.add_argument("--checkpoint", help="training checkpoint (or policy folder) of a datacenter run")
+    trained.add_argument("--train-minutes", type=float, help="train configs/datacenter_ppo.yaml this long first")
+    parser.add_argument("--heldout-episodes", type=int, default=10, help="held-out days to compare on")
+    parser.add_argument("--trained-out", type=Path, default=Path("outputs/datacenter_trained_day.png"))
     args = parser.parse_args()
     cfg = DataCenterConfig(data_dir=args.data_dir)
 
@@ -164,8 +235,14 @@ def main() -> None:
     for name, m in sorted(scores.items(), key=lambda kv: -kv[1]["utility"]):
         ranking.add_row(name, f"{m['utility']:.1f}")
     console.print(ranking)
-    plot_day(cfg, best, args.seed, args.out)
+    plot_days(cfg, {best: make_datacenter_heuristic(best, cfg, seed=args.seed)}, args.seed, args.out)
     console.print(f"one day under '{best}' saved to {args.out}")
+
+    checkpoint = args.checkpoint
+    if args.train_minutes:
+        checkpoint = train_policy(args.train_minutes, args.data_dir, Console(stderr=True))
+    if checkpoint:
+        compare_trained(checkpoint, args.heldout_episodes, args.seed, args.trained_out, console)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from aigcsched.envs.data import (
 
 BATTERY_ACTIONS = ("discharge", "idle", "charge")  # action index -> battery command -1, 0, +1
 REWARD_MODES = ("dense", "sparse", "team")
+HELDOUT_WEEK_EVERY = 5  # every fifth week of the year is held out (see split_days)
 # Per-ASP fields: one entry per provider, in the order of `regions`.
 PER_ASP_FIELDS = (
     "models",
@@ -84,6 +85,9 @@ class DataCenterConfig(BaseModel):
     episode_slots: int = Field(288, ge=1, description="slots per episode (288 x 5 min = one day)")
     day: int | None = Field(
         None, ge=0, le=364, description="day of the year the episode starts (UTC); None: drawn at reset"
+    )
+    day_split: Literal["all", "train", "heldout"] = Field(
+        "all", description="days drawn at reset: all, training days only, or held-out days only (see split_days)"
     )
     data_dir: str | None = Field(
         None,
@@ -174,6 +178,8 @@ class DataCenterConfig(BaseModel):
 
     # --- observation and reward
     forecast_hours: tuple[int, ...] = Field((1, 2, 4), description="price forecast offsets in the observation")
+    # One policy shared by all providers needs to know whose data center it acts for.
+    agent_id_in_obs: bool = Field(False, description="append a one-hot of the agent's index to its observation")
     reward_mode: Literal["dense", "sparse", "team"] = Field(
         "dense",
         description="dense: utility per slot; sparse: the episode's utility at its end; team: system's",
@@ -237,7 +243,8 @@ class DataCenterConfig(BaseModel):
 
     @property
     def obs_size(self) -> int:
-        return len(self.deadline_slots) + 8 + len(self.forecast_hours) + 2 * (self.n_asps - 1)
+        extra = self.n_asps if self.agent_id_in_obs else 0
+        return len(self.deadline_slots) + 8 + len(self.forecast_hours) + 2 * (self.n_asps - 1) + extra
 
     def quality(self) -> np.ndarray:
         """Q[k, level]: quality of provider k's model at each step level."""
@@ -251,6 +258,21 @@ class DataCenterConfig(BaseModel):
         s = np.asarray(self.step_levels, dtype=np.float64)
         speed = np.asarray(self.power_cap_levels) ** self.cap_speed_exponent
         return np.asarray(self.sec_per_step)[:, None, None] * s[None, :, None] / speed[None, None, :]
+
+
+def split_days(split: str) -> np.ndarray:
+    """Days of the year an episode may start on. Held out: every fifth week (days 7w..7w+6 for
+    w = 4, 9, .., 49; 70 days over all seasons); whole weeks, so that a held-out day's neighbours,
+    which share its weather and prices, are mostly held out too. Train: the other 295 days."""
+    days = np.arange(365)
+    heldout = (days // 7) % HELDOUT_WEEK_EVERY == HELDOUT_WEEK_EVERY - 1
+    if split == "all":
+        return days
+    if split == "heldout":
+        return days[heldout]
+    if split == "train":
+        return days[~heldout]
+    raise ValueError(f"day split must be all, train or heldout, got {split!r}")
 
 
 class DataCenterState(NamedTuple):
@@ -305,8 +327,10 @@ class DataCenterEnv(ParallelEnv):
     last slot's arrivals (over capacity), the other providers' queues (over their capacity) and
     prices (/ 100).
 
-    Start: day drawn from the seed unless `day` is set, then the day's arrivals (they do not
-    depend on actions); queues empty; batteries at soc_init.
+    With `agent_id_in_obs`, a one-hot of the agent's index follows (for one shared policy).
+
+    Start: day drawn from the seed among the days of `day_split` unless `day` is set, then the
+    day's arrivals (they do not depend on actions); queues empty; batteries at soc_init.
     End: terminated after `episode_slots` slots; never truncated.
 
     Arguments: `config` (DataCenterConfig or dict) and/or its fields as keyword arguments.
@@ -351,7 +375,7 @@ class DataCenterEnv(ParallelEnv):
         cfg = self.cfg
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        day = cfg.day if cfg.day is not None else int(self._rng.integers(0, 365))
+        day = cfg.day if cfg.day is not None else int(self._rng.choice(self._days))
         self._episode_inputs(day)
         k, a, c = cfg.n_asps, self._age_buckets, len(cfg.deadline_slots)
         # jobs waiting, [executor, bucket, class, origin]: bucket 0 holds late jobs (their penalty
@@ -495,6 +519,7 @@ class DataCenterEnv(ParallelEnv):
         # time of day (sin, cos) | arrivals | others' queues | others' prices
         self._col_static = self._n_classes + 3
         self._col_arrivals = self._col_static + 1 + len(cfg.forecast_hours) + 3
+        self._days = split_days(cfg.day_split)
 
     def _episode_inputs(self, day: int) -> None:
         """Per-slot prices, rates, PUE and renewables of the episode, (K, T) arrays."""
@@ -545,7 +570,9 @@ class DataCenterEnv(ParallelEnv):
         static[:, :, c1 - 3] = (self._renewable_kw / self._obs_kw[:, None]).T
         static[:, :, c1 - 2] = np.sin(2 * np.pi * local_hour / 24).T
         static[:, :, c1 - 1] = np.cos(2 * np.pi * local_hour / 24).T
-        static[:, :, c1 + k :] = (self._price.T / 100.0)[:, self._others]
+        static[:, :, c1 + k : c1 + 2 * k - 1] = (self._price.T / 100.0)[:, self._others]
+        if cfg.agent_id_in_obs:
+            static[:, :, c1 + 2 * k - 1 :] = np.eye(k, dtype=np.float32)
         self._obs_static = static
         self.day = day
 

@@ -31,9 +31,9 @@ def evaluate(
             "--policy",
             "-p",
             help="policy to evaluate; repeat for several [default edge: random, greedy, myopic; "
-            "datacenter: random, local, handoff, arbitrage, combined]; edge also takes models:/NAME@ALIAS, "
-            "models:/NAME/VERSION, checkpoint:PATH and `optimum`, the best schedule in hindsight solved "
-            f"exactly per episode (small episodes only, e.g. --set n_requests=20; ${TIME_LIMIT_ENV} s each)",
+            "datacenter: random, local, handoff, arbitrage, combined]; both also take models:/NAME@ALIAS, "
+            "models:/NAME/VERSION and checkpoint:PATH; edge also takes `optimum`, the best schedule in hindsight "
+            f"solved exactly per episode (small episodes only, e.g. --set n_requests=20; ${TIME_LIMIT_ENV} s each)",
         ),
     ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="episodes per policy")] = 10,
@@ -84,10 +84,15 @@ def _evaluate_datacenter(cfg, names: list[str], episodes: int, seed: int, as_jso
     if as_json:
         typer.echo(json.dumps(results))
         return
-    table = Table(
-        title=f"datacenter: per-episode totals of all {cfg.n_asps} providers, means over {episodes} "
-        f"episodes (seeds {seed}..{seed + episodes - 1})"
+    _print_datacenter_table(
+        results,
+        f"datacenter: per-episode totals of all {cfg.n_asps} providers, means over {episodes} "
+        f"episodes (seeds {seed}..{seed + episodes - 1})",
     )
+
+
+def _print_datacenter_table(results: dict, title: str) -> None:
+    table = Table(title=title)
     columns = (  # header, key, format
         ("reward", "reward", "{:.1f}"),
         ("utility $", "utility", "{:.1f}"),
@@ -134,7 +139,9 @@ def train(
     outcome = run_training(exp, address=address, resume_run_id=resume)
     console = Console()
     console.print(f"run {outcome.run_id}: {outcome.iterations} iterations, {outcome.env_steps:,} env steps")
-    if outcome.evaluation:
+    if outcome.evaluation and exp.multi_agent:
+        _print_datacenter_table(outcome.evaluation, f"held-out days ({exp.evaluation.episodes} episodes)")
+    elif outcome.evaluation:
         _print_table(console, outcome.evaluation, f"held-out evaluation ({exp.evaluation.episodes} episodes)")
     if outcome.model_version:
         console.print(f"model {exp.tracking.model_name} version {outcome.model_version}: {outcome.promotion_reason}")

@@ -8,6 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS
 from aigcsched.envs import PROBLEMS
 
 
@@ -69,7 +70,7 @@ class _Section(BaseModel):
 
 
 class EnvSection(_Section):
-    id: str = Field("edge", description="problem name: edge")
+    id: str = Field("edge", description="problem name: edge or datacenter")
     config: dict = Field(default_factory=dict, description="scenario fields of the problem's config")
 
 
@@ -78,6 +79,10 @@ class AlgorithmSection(_Section):
     module: Literal["edge_scheduler", "default"] = Field(
         "edge_scheduler",
         description="edge_scheduler: the project's per-server scored actor; default: RLlib's MLP",
+    )
+    shared_policy: bool = Field(
+        False,
+        description="datacenter: one policy for all providers (agent id in the observation) instead of one each",
     )
     lr: float = Field(1e-3, gt=0)
     gamma: float = Field(0.9, ge=0, le=1)
@@ -142,7 +147,20 @@ class ExperimentConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
-        env_config(self.env.id, self.env.config)  # raises ConfigError naming the bad key
+        scenario = env_config(self.env.id, self.env.config)  # raises ConfigError naming the bad key
+        if self.env.id == "datacenter":
+            if self.algorithm.module != "default":
+                raise ValueError("datacenter trains RLlib's default MLP: set algorithm.module: default")
+            # evaluation runs on the held-out days, so training must not see them
+            if scenario.day is not None or scenario.day_split != "train":
+                raise ValueError("datacenter trains on env.config.day_split: train (with day unset)")
+            # checked here, not after a long training
+            unknown = [b for b in self.evaluation.baselines if b not in DATACENTER_HEURISTICS]
+            if unknown:
+                known = ", ".join(DATACENTER_HEURISTICS)
+                raise ValueError(f"unknown datacenter baseline(s) {', '.join(unknown)}; choose from {known}")
+        elif self.algorithm.shared_policy:
+            raise ValueError("algorithm.shared_policy applies to multi-agent envs (datacenter) only")
         train = range(
             self.seed,
             self.seed + self.resources.num_envs_per_env_runner * max(1, self.resources.num_env_runners),
@@ -152,9 +170,22 @@ class ExperimentConfig(_Section):
             raise ValueError(f"evaluation seeds {held_out.start}..{held_out.stop - 1} overlap the training seeds")
         return self
 
+    @property
+    def multi_agent(self) -> bool:
+        return self.env.id == "datacenter"
+
     def scenario(self):
-        """The validated env config of this experiment."""
-        return env_config(self.env.id, self.env.config)
+        """The validated env config of this experiment (a shared datacenter policy sees agent ids)."""
+        values = dict(self.env.config)
+        if self.multi_agent and self.algorithm.shared_policy:
+            values["agent_id_in_obs"] = True
+        return env_config(self.env.id, values)
+
+    def evaluation_scenario(self):
+        """The env config evaluation runs on: datacenter's held-out days, else the training one."""
+        if self.multi_agent:
+            return self.scenario().model_copy(update={"day_split": "heldout"})
+        return self.scenario()
 
     def flat(self) -> dict:
         """Dotted keys -> values, for MLflow params."""

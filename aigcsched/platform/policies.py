@@ -37,9 +37,10 @@ def optimum_time_limit() -> float:
 
 
 def known_policies(cfg: BaseModel | None = None) -> list[str]:
+    trained = ["models:/NAME@ALIAS", "models:/NAME/VERSION", "checkpoint:PATH"]
     if isinstance(cfg, DataCenterConfig):
-        return list(DATACENTER_HEURISTICS)
-    return [*HEURISTICS, OPTIMUM, "models:/NAME@ALIAS", "models:/NAME/VERSION", "checkpoint:PATH"]
+        return [*DATACENTER_HEURISTICS, *trained]
+    return [*HEURISTICS, OPTIMUM, *trained]
 
 
 def resolve_policy(name: str, cfg: BaseModel, seed: int | None = None) -> Policy:
@@ -48,6 +49,15 @@ def resolve_policy(name: str, cfg: BaseModel, seed: int | None = None) -> Policy
     if isinstance(cfg, DataCenterConfig):
         if name in DATACENTER_HEURISTICS:
             return make_datacenter_heuristic(name, cfg, seed=seed)
+        if name.startswith(("models:/", "checkpoint:")):
+            from aigcsched.platform import datacenter_policy
+
+            if name.startswith("models:/"):
+                policy = datacenter_policy.load_registered(name)
+            else:
+                policy = datacenter_policy.load_policy_dir(name.removeprefix("checkpoint:"), {"uri": name})
+            policy.check_fits(cfg)
+            return policy
     elif name in HEURISTICS:
         return make_heuristic(name, cfg, seed=seed)
     elif name == OPTIMUM:

@@ -30,10 +30,37 @@ def eval_markdown(results: dict[str, dict[str, float]], caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+DATACENTER_COLUMNS = (
+    ("utility", "utility (USD)", 1),
+    ("energy_cost", "energy cost (USD)", 1),
+    ("violation_rate", "violation rate", 4),
+    ("renewable_share", "renewable share", 3),
+    ("quality", "quality", 3),
+    ("handed_over", "handed over", 3),
+)
+
+
+def datacenter_eval_markdown(results: dict[str, dict[str, float]], caption: str) -> str:
+    """A markdown table of per-day totals of all providers per policy."""
+    lines = [
+        f"Per-day totals of all providers (means), {caption}.",
+        "",
+        "| policy | " + " | ".join(c[1] for c in DATACENTER_COLUMNS) + " |",
+        "|---|" + "---:|" * len(DATACENTER_COLUMNS),
+    ]
+    for name, m in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.{d}f}" for k, _, d in DATACENTER_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_learning_curve(
-    history: dict[str, list], path: Path, references: dict[str, float] | None = None
+    history: dict[str, list],
+    path: Path,
+    references: dict[str, float] | None = None,
+    ylabel: str = "per-request mean",
+    title: str = "edge: learning curve (sampled requests)",
 ) -> Path | None:
-    """Per-request reward and quality against env steps (MLflow metric histories keyed by name)."""
+    """Metric histories (MLflow's, keyed by name) against training iterations."""
     series = {k: v for k, v in history.items() if v}
     if not series:
         return None
@@ -48,8 +75,8 @@ def plot_learning_curve(
         ax.axhline(value, linestyle="--", linewidth=1, color="grey")
         ax.annotate(name, (0, value), textcoords="offset points", xytext=(2, 2), fontsize=8, color="grey")
     ax.set_xlabel("training iteration")
-    ax.set_ylabel("per-request mean")
-    ax.set_title("edge: learning curve (sampled requests)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

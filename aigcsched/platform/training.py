@@ -1,5 +1,9 @@
 """The training loop: config -> Ray -> RLlib -> MLflow run -> evaluation -> registered model.
 
+One loop for both problems: `edge` (one agent, per-request metrics, evaluated on held-out seeds)
+and `datacenter` (one policy per provider or one shared, per-day system metrics, evaluated on
+held-out days against the heuristics).
+
 Checkpoints go to the run's artifacts (`checkpoints/iter_NNNNNN`, with the policy folder
 inside); the tag `aigcsched.checkpoint` names the latest, so `resume` can continue the same run
 after the process was killed, from anywhere that reaches the tracking store.
@@ -19,12 +23,13 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aigcsched.platform import registry
+from aigcsched.platform import datacenter_policy, registry
 from aigcsched.platform.config import ConfigError, ExperimentConfig
+from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
 from aigcsched.platform.evaluation import METRICS, evaluate_policy
 from aigcsched.platform.jobs import ARTIFACT_ROOT_ENV
 from aigcsched.platform.policies import resolve_policy
-from aigcsched.platform.reports import eval_markdown, plot_learning_curve
+from aigcsched.platform.reports import datacenter_eval_markdown, eval_markdown, plot_learning_curve
 
 CHECKPOINT_TAG = "aigcsched.checkpoint"
 CONFIG_ARTIFACT = "config.yaml"
@@ -43,18 +48,58 @@ class TrainOutcome:
     promotion_reason: str = ""
 
 
+REQUEST_KEYS = ("request_reward", "request_quality", "request_tardiness", "request_late_fraction")
+DAY_KEYS = tuple(f"episode_{k}" for k in ("utility", "energy_cost", "violation_rate", "renewable_share", "handed_over"))
+
+
 def _iteration_metrics(result: dict, seconds: float, steps_before: int) -> dict:
     runners = result.get("env_runners", {})
-    learner = result.get("learners", {}).get("default_policy", {})
     steps = int(runners.get("num_env_steps_sampled_lifetime", result.get("num_env_steps_sampled_lifetime", 0)))
     metrics = {"env_steps": steps, "env_steps_per_s": (steps - steps_before) / max(seconds, 1e-9)}
-    for key in ("request_reward", "request_quality", "request_tardiness", "request_late_fraction"):
+    for key in REQUEST_KEYS + DAY_KEYS:
         if key in runners:
             metrics[key] = float(runners[key])
-    for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss"):
-        if key in learner:
-            metrics[f"learner.{key}"] = float(learner[key])
+    # edge's single policy keeps plain `learner.*` names; several policies get `learner.<id>.*`
+    learners = {k: v for k, v in result.get("learners", {}).items() if isinstance(v, dict) and "vf_loss" in v}
+    for module_id, learner in learners.items():
+        prefix = "learner." if list(learners) == ["default_policy"] else f"learner.{module_id}."
+        for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss"):
+            if key in learner:
+                metrics[f"{prefix}{key}"] = float(learner[key])
     return metrics
+
+
+def _progress_info(exp: ExperimentConfig, metrics: dict) -> str:
+    nan = float("nan")
+    if exp.multi_agent:
+        return (
+            f"utility/day {metrics.get('episode_utility', nan):,.1f}  "
+            f"energy {metrics.get('episode_energy_cost', nan):,.1f}  "
+            f"violations {metrics.get('episode_violation_rate', nan):.3f}"
+        )
+    return (
+        f"reward {metrics.get('request_reward', nan):.2f}  quality {metrics.get('request_quality', nan):.2f}  "
+        f"tardiness {metrics.get('request_tardiness', nan):.2f}s"
+    )
+
+
+def _trained_policy(algo, exp: ExperimentConfig, info: dict | None = None):
+    """The algorithm's current policy in the form evaluation and the registry take."""
+    if exp.multi_agent:
+        from aigcsched.platform.rllib_setup import policy_ids, policy_mapping
+
+        mapping = policy_mapping(exp.algorithm.shared_policy)
+        agents = {f"asp_{i}": mapping(f"asp_{i}") for i in range(exp.scenario().n_asps)}
+        modules = {pid: algo.get_module(pid) for pid in policy_ids(exp)}
+        return datacenter_policy.MultiAgentPolicy(modules, agents, exp.scenario(), info)
+    return registry.ModulePolicy(algo.get_module(), exp.scenario(), info)
+
+
+def _save_policy(algo, exp: ExperimentConfig, path: Path) -> None:
+    if exp.multi_agent:
+        datacenter_policy.save_policy(_trained_policy(algo, exp), path)
+    else:
+        registry.save_policy(algo.get_module(), exp.scenario(), path)
 
 
 def _save_checkpoint(algo, exp: ExperimentConfig, iteration: int) -> str:
@@ -62,7 +107,7 @@ def _save_checkpoint(algo, exp: ExperimentConfig, iteration: int) -> str:
     artifact_path = f"checkpoints/iter_{iteration:06d}"
     with tempfile.TemporaryDirectory() as tmp:
         algo.save_to_path(tmp)
-        registry.save_policy(algo.get_module(), exp.scenario(), Path(tmp) / "policy")
+        _save_policy(algo, exp, Path(tmp) / "policy")
         mlflow.log_artifacts(tmp, artifact_path)
     mlflow.set_tag(CHECKPOINT_TAG, artifact_path)
     return artifact_path
@@ -149,7 +194,7 @@ def train(
                 algo.restore_from_path(resume_from)
                 console.print(f"resumed run {run_id} from {resume_from} at iteration {algo.iteration}")
             outcome = _loop(algo, exp, run_id, console)
-            plot_and_log_curve(run_id)
+            plot_and_log_curve(run_id, exp)
             if not outcome.interrupted:
                 _evaluate_and_register(algo, exp, outcome, console)
         finally:
@@ -189,9 +234,7 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console) -> TrainOu
                 mlflow.log_metrics(metrics, step=algo.iteration)
                 info = (
                     f"iter {algo.iteration}  steps {outcome.env_steps:,}  {metrics['env_steps_per_s']:,.0f}/s  "
-                    f"reward {metrics.get('request_reward', float('nan')):.2f}  "
-                    f"quality {metrics.get('request_quality', float('nan')):.2f}  "
-                    f"tardiness {metrics.get('request_tardiness', float('nan')):.2f}s"
+                    + _progress_info(exp, metrics)
                 )
                 progress.update(task, completed=algo.iteration, info=info)
                 if algo.iteration % exp.tracking.checkpoint_every == 0:
@@ -207,16 +250,23 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console) -> TrainOu
     return outcome
 
 
-def plot_and_log_curve(run_id: str) -> None:
+def plot_and_log_curve(run_id: str, exp: ExperimentConfig | None = None) -> None:
     client = mlflow.MlflowClient()
-    history = {k: client.get_metric_history(run_id, k) for k in ("request_reward", "request_quality")}
+    if exp is not None and exp.multi_agent:
+        keys, labels = ("episode_utility",), {"ylabel": "USD per day, all providers", "title": "datacenter: utility"}
+    else:
+        keys, labels = ("request_reward", "request_quality"), {}
+    history = {k: client.get_metric_history(run_id, k) for k in keys}
     with tempfile.TemporaryDirectory() as tmp:
-        png = plot_learning_curve(history, Path(tmp) / "learning_curve.png")
+        png = plot_learning_curve(history, Path(tmp) / "learning_curve.png", **labels)
         if png is not None:
             mlflow.log_artifact(str(png))
 
 
 def _evaluate_and_register(algo, exp: ExperimentConfig, outcome: TrainOutcome, console: Console) -> None:
+    if exp.multi_agent:
+        _evaluate_and_register_datacenter(algo, exp, outcome, console)
+        return
     cfg, ev = exp.scenario(), exp.evaluation
     policy = registry.ModulePolicy(algo.get_module(), cfg, {"uri": f"run:{outcome.run_id}"})
     policies = {"trained": policy} | {b: resolve_policy(b, cfg, seed=ev.seed) for b in ev.baselines}
@@ -237,6 +287,54 @@ def _evaluate_and_register(algo, exp: ExperimentConfig, outcome: TrainOutcome, c
     client.set_model_version_tag(name, version, "eval_reward", f"{results['trained']['reward']:.4f}")
     client.set_model_version_tag(name, version, "eval_seeds", f"{ev.seed}+{ev.episodes}")
     outcome.promoted, outcome.promotion_reason = _maybe_promote(name, version, results["trained"], exp)
+    mlflow.set_tag("aigcsched.model_version", version)
+    console.print(f"registered {name} version {version}; {outcome.promotion_reason}")
+
+
+def _evaluate_and_register_datacenter(algo, exp: ExperimentConfig, outcome: TrainOutcome, console: Console) -> None:
+    """Trained policy and baselines on the held-out days; register the policy; the champion moves
+    when the new version's held-out utility beats the champion's on the same days."""
+    cfg, ev = exp.evaluation_scenario(), exp.evaluation
+    policy = _trained_policy(algo, exp, {"uri": f"run:{outcome.run_id}"})
+    policies = {"trained": policy} | {b: resolve_policy(b, cfg, seed=ev.seed) for b in ev.baselines}
+    results = {name: evaluate_datacenter(p, cfg, ev.episodes, ev.seed) for name, p in policies.items()}
+    outcome.evaluation = results
+    metrics = {f"eval.{p}.{m}": v for p, r in results.items() for m, v in r.items()}
+    if ev.baselines:
+        best = max(ev.baselines, key=lambda b: results[b]["utility"])
+        # utility can be negative: the gain is relative to the best baseline's magnitude
+        gain = (results["trained"]["utility"] - results[best]["utility"]) / abs(results[best]["utility"])
+        metrics["eval.gain_vs_best_baseline"] = gain
+        mlflow.set_tag("aigcsched.best_baseline", best)
+        console.print(f"held-out days: trained utility {gain:+.1%} vs the best heuristic ({best})")
+    mlflow.log_metrics(metrics)
+    mlflow.log_text(json.dumps(results, indent=2), "evaluation.json")
+    caption = f"{ev.episodes} held-out days (seeds {ev.seed}..{ev.seed + ev.episodes - 1})"
+    mlflow.log_text(datacenter_eval_markdown(results, caption), "evaluation.md")
+    if not exp.tracking.register_model:
+        return
+    name = exp.tracking.model_name
+    with tempfile.TemporaryDirectory() as tmp:
+        datacenter_policy.save_policy(policy, tmp)
+        info = datacenter_policy.log_policy_model(tmp, exp.scenario(), name)
+    version = str(info.registered_model_version)
+    outcome.model_version = version
+    client = mlflow.MlflowClient()
+    utility = results["trained"]["utility"]
+    client.set_model_version_tag(name, version, "eval_utility", f"{utility:.4f}")
+    client.set_model_version_tag(name, version, "eval_seeds", f"{ev.seed}+{ev.episodes}")
+    current = registry.champion_version(name)
+    old = None if current is None else current.tags.get("eval_utility")
+    if current is not None and current.tags.get("eval_seeds") != f"{ev.seed}+{ev.episodes}":
+        outcome.promotion_reason = f"{registry.CHAMPION} stays at version {current.version}: evaluated on other days"
+    elif old is None or utility > float(old):
+        registry.promote(name, version)
+        outcome.promoted = True
+        outcome.promotion_reason = f"promoted to {registry.CHAMPION}" + (
+            " (there was none)" if old is None else f": utility {utility:.1f} > {float(old):.1f}"
+        )
+    else:
+        outcome.promotion_reason = f"{registry.CHAMPION} stays at version {current.version}: utility {utility:.1f}"
     mlflow.set_tag("aigcsched.model_version", version)
     console.print(f"registered {name} version {version}; {outcome.promotion_reason}")
 

@@ -1,0 +1,138 @@
+"""Multi-agent training of `datacenter` through the platform: tiny real runs (RLlib, MLflow)."""
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import ray
+
+from aigcsched.envs import DataCenterEnv
+from aigcsched.envs.datacenter import split_days
+from aigcsched.platform import datacenter_policy
+from aigcsched.platform.config import ConfigError, load_experiment
+from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
+from aigcsched.platform.policies import resolve_policy
+from aigcsched.platform.training import CHECKPOINT_TAG, train
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "datacenter_ppo.yaml")
+
+# Embedded typical days, 24-slot episodes (2 hours), one episode per sub-env and iteration.
+TINY = {
+    "env.config.data_dir": None,
+    "env.config.episode_slots": 24,
+    "resources.num_envs_per_env_runner": 2,
+    "algorithm.train_batch_size": 48,
+    "algorithm.minibatch_size": 48,
+    "algorithm.num_epochs": 1,
+    "algorithm.hidden": 8,
+    "evaluation.episodes": 1,
+    "evaluation.baselines": ["local", "combined"],
+    "tracking.checkpoint_every": 1,
+    "tracking.experiment": "datacenter-test",
+    "tracking.model_name": "datacenter-test",
+    "stop": {"iterations": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield root
+    ray.shutdown()
+    mp.undo()
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def per_asp_run(store):
+    exp = load_experiment(CONFIG, TINY)
+    return exp, train(exp)
+
+
+def test_per_asp_policies_train_evaluate_on_held_out_days_and_register(per_asp_run):
+    exp, outcome = per_asp_run
+    assert outcome.iterations == 2 and outcome.env_steps >= 2 * 48
+    client = mlflow.MlflowClient()
+    run = client.get_run(outcome.run_id)
+    m = run.data.metrics
+    # one learner per provider, and the per-day system metrics of the episodes sampled
+    assert {f"learner.asp_{i}.vf_loss" for i in range(3)} <= set(m)
+    assert [p.step for p in client.get_metric_history(outcome.run_id, "episode_utility")] == [1, 2]
+    assert 0 <= m["episode_violation_rate"] <= 1 and m["episode_energy_cost"] > 0
+    assert run.data.tags[CHECKPOINT_TAG] == "checkpoints/iter_000002"
+    assert set(outcome.evaluation) == {"trained", "local", "combined"}
+    best = max(("local", "combined"), key=lambda b: outcome.evaluation[b]["utility"])
+    gain = (outcome.evaluation["trained"]["utility"] - outcome.evaluation[best]["utility"]) / abs(
+        outcome.evaluation[best]["utility"]
+    )
+    assert m["eval.gain_vs_best_baseline"] == pytest.approx(gain)
+    assert m["eval.local.utility"] == pytest.approx(outcome.evaluation["local"]["utility"])
+    assert outcome.model_version == "1" and outcome.promoted
+
+
+def test_registered_multi_agent_pyfunc_acts_for_every_provider(per_asp_run):
+    exp, _ = per_asp_run
+    model = mlflow.pyfunc.load_model("models:/datacenter-test@champion")
+    env = DataCenterEnv(exp.scenario())
+    obs = np.stack([np.stack(list(env.reset(seed=s)[0].values())) for s in range(4)])
+    out = model.predict(obs)
+    assert out.shape == (4, 3, 5)
+    assert np.all(out >= 0) and np.all(out < env.action_space("asp_0").nvec)
+
+
+def test_checkpoint_policy_replays_the_registered_one(per_asp_run):
+    exp, outcome = per_asp_run
+    path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
+    policy = datacenter_policy.load_policy_dir(path)
+    assert set(policy.modules) == {"asp_0", "asp_1", "asp_2"}
+    registered = mlflow.pyfunc.load_model("models:/datacenter-test/1").unwrap_python_model().policy
+    env = DataCenterEnv(exp.scenario())
+    obs, _ = env.reset(seed=5)
+    for a, b in zip(policy(obs).values(), registered(obs).values(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # `evaluate datacenter --policy` takes both forms and replays training's held-out evaluation
+    held_out, ev = exp.evaluation_scenario(), exp.evaluation
+    for name in (f"checkpoint:{path}", "models:/datacenter-test@champion"):
+        result = evaluate_datacenter(resolve_policy(name, held_out), held_out, ev.episodes, ev.seed)
+        assert result["utility"] == pytest.approx(outcome.evaluation["trained"]["utility"])
+    with pytest.raises(ConfigError, match="obs_size"):
+        resolve_policy(f"checkpoint:{path}", held_out.model_copy(update={"agent_id_in_obs": True}))
+
+
+def test_shared_policy_sees_agent_ids(store):
+    exp = load_experiment(CONFIG, {**TINY, "algorithm.shared_policy": True, "tracking.register_model": False})
+    assert exp.scenario().agent_id_in_obs and exp.evaluation_scenario().day_split == "heldout"
+    outcome = train(exp)
+    m = mlflow.get_run(outcome.run_id).data.metrics
+    assert "learner.shared.vf_loss" in m and not any(k.startswith("learner.asp_") for k in m)
+    assert outcome.model_version is None and "eval.trained.utility" in m
+    path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
+    policy = datacenter_policy.load_policy_dir(path)
+    assert set(policy.agent_module.values()) == {"shared"} and policy.cfg.agent_id_in_obs
+
+
+def test_held_out_days_are_disjoint_from_training_days():
+    train_days, held_out = set(split_days("train").tolist()), set(split_days("heldout").tolist())
+    assert not train_days & held_out and train_days | held_out == set(range(365))
+    assert len(held_out) == 70 and min(held_out) < 60 and max(held_out) > 300  # spread over the year
+    # the env only starts episodes on its split's days
+    for split, days in (("train", train_days), ("heldout", held_out)):
+        env = DataCenterEnv(episode_slots=1, day_split=split)
+        assert {env.reset(seed=s) and env.day for s in range(60)} <= days
+
+
+def test_datacenter_experiment_checks():
+    with pytest.raises(ConfigError, match="day_split: train"):
+        load_experiment(CONFIG, {"env.config.day_split": "all"})
+    with pytest.raises(ConfigError, match="algorithm.module: default"):
+        load_experiment(CONFIG, {"algorithm.module": "edge_scheduler"})
+    with pytest.raises(ConfigError, match="unknown datacenter baseline.*greedy"):
+        load_experiment(CONFIG, {"evaluation.baselines": ["local", "greedy"]})
+    with pytest.raises(ConfigError, match="multi-agent envs"):
+        load_experiment(None, {"algorithm.shared_policy": True, "stop": {"iterations": 1}})
