@@ -94,7 +94,7 @@ def test_continuous_actions_are_refused():
         spec.build()
 
 
-def test_ppo_trains_two_iterations_on_cartpole_with_the_diffusion_actor():
+def test_ppo_trains_two_iterations_on_cartpole_with_the_diffusion_actor(local_ray):
     from ray.rllib.algorithms.ppo import PPOConfig
 
     config = (
