@@ -133,3 +133,26 @@ def test_rllib_adapter_and_multi_agent_env_runner():
     (episode,) = runner.sample(num_episodes=1)
     assert episode.is_done and episode.env_steps() == 5 and episode.agent_steps() == 15
     runner.stop()
+
+
+def test_evaluate_mec_command(capsys, monkeypatch):
+    import json
+    import sys
+
+    from aigcsched import cli
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["aigcsched", "evaluate", "mec", *args])
+        try:
+            cli.main()
+        except SystemExit as e:
+            return e.code or 0, capsys.readouterr()
+        return 0, capsys.readouterr()
+
+    code, out = run("-p", "local", "-p", "smcoedge", "--episodes", "2", "--set", "episode_slots=20", "--json")
+    assert code == 0, out.err
+    result = json.loads(out.out)
+    assert list(result) == ["local", "smcoedge"] and result["smcoedge"]["mean_parts"] == 2.0
+    assert result["smcoedge"]["mean_delay"] < result["local"]["mean_delay"]
+    code, out = run("-p", "greedy")
+    assert code == 2 and "unknown policy 'greedy'" in out.out + out.err
