@@ -5,15 +5,21 @@ import gymnasium as gym
 from aigcsched.envs.datacenter import DataCenterConfig, DataCenterEnv, DataCenterState
 from aigcsched.envs.edge import EdgeConfig, EdgeEnv, SchedulingState, observation_from_state
 from aigcsched.envs.edge_vector import EdgeVectorEnv
+from aigcsched.envs.mec import MECConfig, MECEnv, MECInstance
 
 EDGE_ENV_ID = "aigcsched/EdgeT2I-v0"
 # A PettingZoo ParallelEnv: not a gymnasium env, so not in gymnasium's registry.
 DATACENTER_ENV_ID = "aigcsched/DataCenter-v0"
+MEC_ENV_ID = "aigcsched/MEC-v0"
 
 # Short problem names used on the command line -> (env id, config model).
-PROBLEMS = {"edge": (EDGE_ENV_ID, EdgeConfig), "datacenter": (DATACENTER_ENV_ID, DataCenterConfig)}
+PROBLEMS = {
+    "edge": (EDGE_ENV_ID, EdgeConfig),
+    "datacenter": (DATACENTER_ENV_ID, DataCenterConfig),
+    "mec": (MEC_ENV_ID, MECConfig),
+}
 # Multi-agent env ids -> their PettingZoo ParallelEnv class.
-PARALLEL_ENVS = {DATACENTER_ENV_ID: DataCenterEnv}
+PARALLEL_ENVS = {DATACENTER_ENV_ID: DataCenterEnv, MEC_ENV_ID: MECEnv}
 
 
 def make_edge_env(config: dict | None = None):
@@ -33,6 +39,10 @@ if EDGE_ENV_ID not in gym.registry:
 __all__ = [
     "DATACENTER_ENV_ID",
     "EDGE_ENV_ID",
+    "MEC_ENV_ID",
+    "MECConfig",
+    "MECEnv",
+    "MECInstance",
     "PARALLEL_ENVS",
     "DataCenterConfig",
     "DataCenterEnv",

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aigcsched.algorithms.mec_heuristics import MEC_POLICIES
+from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
 from aigcsched.algorithms.optimum import OptimumPolicy, upper_bound
 from aigcsched.envs.data import DataError
 from aigcsched.platform.config import ConfigError, env_config, load_experiment, parse_overrides
@@ -24,16 +26,17 @@ DATACENTER_POLICIES = ["random", "local", "handoff", "arbitrage", "combined"]
 
 
 def evaluate(
-    env: Annotated[str, typer.Argument(help="problem to evaluate on: edge or datacenter")] = "edge",
+    env: Annotated[str, typer.Argument(help="problem to evaluate on: edge, datacenter or mec")] = "edge",
     policy: Annotated[
         list[str] | None,
         typer.Option(
             "--policy",
             "-p",
             help="policy to evaluate; repeat for several [default edge: random, greedy, myopic; "
-            "datacenter: random, local, handoff, arbitrage, combined]; both also take models:/NAME@ALIAS, "
-            "models:/NAME/VERSION and checkpoint:PATH; edge also takes `optimum`, the best schedule in hindsight "
-            f"solved exactly per episode (small episodes only, e.g. --set n_requests=20; ${TIME_LIMIT_ENV} s each)",
+            "datacenter: random, local, handoff, arbitrage, combined; mec: all its baselines]; edge and "
+            "datacenter also take models:/NAME@ALIAS, models:/NAME/VERSION and checkpoint:PATH; edge also takes "
+            "`optimum`, the best schedule in hindsight solved exactly per episode (small episodes only, e.g. "
+            f"--set n_requests=20; ${TIME_LIMIT_ENV} s each)",
         ),
     ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="episodes per policy")] = 10,
@@ -59,6 +62,9 @@ def evaluate(
     if env == "datacenter":
         _evaluate_datacenter(cfg, list(dict.fromkeys(policy or DATACENTER_POLICIES)), episodes, seed, as_json)
         return
+    if env == "mec":
+        _evaluate_mec(cfg, list(dict.fromkeys(policy or MEC_POLICIES)), episodes, seed, as_json)
+        return
     names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
     policies = {name: resolve_policy(name, cfg, seed=seed) for name in names}
     results = {name: evaluate_policy(p, cfg, episodes, seed).means() for name, p in policies.items()}
@@ -73,6 +79,22 @@ def evaluate(
         return
     title = f"{env}: per-request means over {episodes} episodes (seeds {seed}..{seed + episodes - 1})"
     _print_table(Console(), results, title)
+
+
+def _evaluate_mec(cfg, names: list[str], episodes: int, seed: int, as_json: bool) -> None:
+    unknown = [n for n in names if n not in MEC_POLICIES]
+    if unknown:
+        raise ConfigError(f"unknown policy {unknown[0]!r}; choose from {', '.join(MEC_POLICIES)}")
+    results = {name: evaluate_mec(name, cfg, episodes, seed) for name in names}
+    if as_json:
+        typer.echo(json.dumps(results))
+        return
+    table = Table(title=f"mec: per-task means over {episodes} episodes (seeds {seed}..{seed + episodes - 1})")
+    for col in ("policy", "delay s", "parts", "tasks"):
+        table.add_column(col, justify="right" if col != "policy" else "left")
+    for name, m in results.items():
+        table.add_row(name, f"{m['mean_delay']:.3f}", f"{m['mean_parts']:.2f}", f"{m['tasks']:.0f}")
+    Console().print(table)
 
 
 def _evaluate_datacenter(cfg, names: list[str], episodes: int, seed: int, as_json: bool) -> None:

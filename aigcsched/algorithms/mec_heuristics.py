@@ -1,0 +1,118 @@
+"""Baselines for `mec`, and the episode loop that scores any policy by its mean offloading delay.
+
+A policy is a callable (env, agent, observation) -> shares over the N servers (summing to 1);
+it reads the station's view of the state from the env (queues, capacities, links, its task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from aigcsched.envs.mec import MECConfig, MECEnv
+
+Policy = Callable[[MECEnv, str, np.ndarray], np.ndarray]
+
+
+def _one_hot(n: int, j: int) -> np.ndarray:
+    x = np.zeros(n)
+    x[j] = 1.0
+    return x
+
+
+def completion_estimates(env: MECEnv, i: int) -> np.ndarray:
+    """When station i's whole task would finish on each server alone (seconds from now)."""
+    tx, proc = env.part_costs(i)
+    return np.maximum(env.now + tx, env.free_at) + proc - env.now
+
+
+def local(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+    """Everything on the station's own server."""
+    return _one_hot(env.cfg.n_servers, env.possible_agents.index(agent))
+
+
+def make_random(seed: int = 0) -> Policy:
+    """A uniformly random action of the env's action space."""
+    rng = np.random.default_rng(seed)
+
+    def random(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+        space = env.action_space(agent)
+        action = rng.integers(space.n) if hasattr(space, "n") else rng.integers(0, space.nvec)
+        return env.shares(agent, action)
+
+    return random
+
+
+def make_round_robin() -> Policy:
+    """Each station sends its tasks to servers in turn, starting with its own."""
+    turn: dict[str, int] = {}
+
+    def round_robin(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+        i, n = env.possible_agents.index(agent), env.cfg.n_servers
+        k = turn.get(agent, 0)
+        turn[agent] = k + 1
+        return _one_hot(n, (i + k) % n)
+
+    return round_robin
+
+
+def least_loaded(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+    """The whole task on the server with the shortest queue (ties: the fastest)."""
+    backlog = np.maximum(env.free_at - env.now, 0.0)
+    order = np.lexsort((-env.instance.capacity, backlog))
+    return _one_hot(env.cfg.n_servers, int(order[0]))
+
+
+def make_smcoedge(k: int = 2) -> Policy:
+    """SMCoEdge-like: the k servers with the earliest estimated completion time of the whole
+    task, the work split in proportion to their capacities."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+
+    def smcoedge(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+        i = env.possible_agents.index(agent)
+        top = np.argsort(completion_estimates(env, i), kind="stable")[: min(k, env.cfg.n_servers)]
+        x = np.zeros(env.cfg.n_servers)
+        x[top] = env.instance.capacity[top] / env.instance.capacity[top].sum()
+        return x
+
+    return smcoedge
+
+
+def make_policy(name: str, seed: int = 0) -> Policy:
+    makers = {
+        "local": lambda: local,
+        "random": lambda: make_random(seed),
+        "round_robin": make_round_robin,
+        "least_loaded": lambda: least_loaded,
+        "smcoedge": make_smcoedge,
+    }
+    if name not in makers:
+        raise ValueError(f"unknown mec policy {name!r}; choose from {', '.join(makers)}")
+    return makers[name]()
+
+
+MEC_POLICIES = ("local", "random", "round_robin", "least_loaded", "smcoedge")
+
+
+def run_episode(env: MECEnv, policy: Policy, seed: int) -> dict[str, float]:
+    """One episode; mean delay per task and its parts (seconds), tasks, mean parts per task."""
+    obs, _ = env.reset(seed=seed)
+    delays, parts = [], []
+    while env.agents:
+        shares = {a: policy(env, a, obs[a]) if obs[a][0] > 0 else local(env, a, obs[a]) for a in env.agents}
+        obs, _, _, _, infos = env.step_shares(shares)
+        for info in infos.values():
+            if info["has_task"]:
+                delays.append(info["delay"])
+                parts.append(info["parts"])
+    return {"mean_delay": float(np.mean(delays)), "tasks": len(delays), "mean_parts": float(np.mean(parts))}
+
+
+def evaluate(policy_name: str, cfg: MECConfig, episodes: int, seed: int) -> dict[str, float]:
+    """Mean over `episodes` seeded episodes (episode k uses seed + k) of a named baseline."""
+    policy = make_policy(policy_name, seed)
+    env = MECEnv(cfg)
+    runs = [run_episode(env, policy, seed + k) for k in range(episodes)]
+    return {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}

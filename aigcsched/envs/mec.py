@@ -1,0 +1,307 @@
+"""AIGC task offloading with multi-server selection and workload split in collaborative edge
+networks (the `mec` problem).
+
+After C. Xu et al., "Diffusion-based Task Scheduling for Efficient AI-Generated Content in Edge
+Networks" (DDRL-ATS / DDRL-AMSA) and its extension LAD-TS ("Accelerating AIGC Services with
+Latent Action Diffusion Scheduling in Edge Networks", arXiv:2412.18212). Every constant is a
+field of `MECConfig`, with its source in a comment; where the papers leave a value open, the
+comment says it is this project's choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ACTION_MODES = ("subset", "weights")
+SPLIT_RULES = ("capacity", "finish_together")
+
+
+class MECConfig(BaseModel):
+    """The `mec` scenario: base stations with one edge server each, on a wired core network."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # DDRL-ATS / LAD-TS evaluate 5 and 20 edge servers, one per base station.
+    n_servers: int = Field(5, ge=2, description="base stations, each with one edge server (and one agent)")
+    # The papers draw server computing capacities from 10-50 GHz; work here is in denoising steps,
+    # so capacities are 10-50 denoising steps/s, drawn per episode.
+    capacity_steps_per_s: tuple[float, float] = Field(
+        (10.0, 50.0), description="edge server capacity, uniform range, denoising steps/s"
+    )
+    # Wired core links between base stations of 400-500 Mbps (DDRL-ATS / LAD-TS set-ups), drawn
+    # per episode and pair, symmetric.
+    link_mbps: tuple[float, float] = Field((400.0, 500.0), description="core link rate between two stations")
+    # Task input data of 2-5 Mbit (DDRL-ATS / LAD-TS set-ups).
+    task_mbit: tuple[float, float] = Field((2.0, 5.0), description="task input size, uniform range, Mbit")
+    # Work per task: 20-60 denoising steps (typical sampler settings of Stable Diffusion, this
+    # project's choice); with the arrival probability below the servers are ~80% busy on average.
+    task_steps: tuple[int, int] = Field((20, 60), description="task work, uniform integer range, denoising steps")
+    arrival_prob: float = Field(0.6, ge=0.0, le=1.0, description="chance that a task arrives at a station per slot")
+    slot_s: float = Field(1.0, gt=0.0, description="time slot length, seconds (one decision per slot)")
+    episode_slots: int = Field(100, ge=1, description="slots per episode")
+    action_mode: Literal["subset", "weights"] = Field(
+        "subset",
+        description="subset: Discrete, a server subset of size <= max_split with a split rule; "
+        "weights: MultiDiscrete, a weight level per server, shares proportional to the weights",
+    )
+    max_split: int = Field(2, ge=1, description="largest server subset in the subset action")
+    split_rules: tuple[str, ...] = Field(
+        SPLIT_RULES, description="rules offered with each subset: capacity-proportional, finish-together"
+    )
+    weight_levels: int = Field(4, ge=2, description="weight levels 0..L-1 per server in the weights action")
+    reward_mode: Literal["own", "team"] = Field(
+        "own", description="own: minus the delay of the station's own task; team: minus all delays of the slot"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> MECConfig:
+        for name in ("capacity_steps_per_s", "link_mbps", "task_mbit", "task_steps"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must satisfy 0 < low <= high, got ({low}, {high})")
+        if self.max_split > self.n_servers:
+            raise ValueError(f"max_split ({self.max_split}) must be <= n_servers ({self.n_servers})")
+        if not self.split_rules or any(r not in SPLIT_RULES for r in self.split_rules):
+            raise ValueError(f"split_rules must be a non-empty subset of {SPLIT_RULES}, got {self.split_rules}")
+        return self
+
+    def subsets(self) -> list[tuple[int, ...]]:
+        """Server subsets of the subset action, by size then lexicographically."""
+        return [c for k in range(1, self.max_split + 1) for c in itertools.combinations(range(self.n_servers), k)]
+
+
+class MECInstance(NamedTuple):
+    """One drawn episode."""
+
+    capacity: np.ndarray  # (N,) denoising steps/s
+    link_mbps: np.ndarray  # (N, N) symmetric, diagonal unused
+    has_task: np.ndarray  # (slots, N) bool
+    task_mbit: np.ndarray  # (slots, N)
+    task_steps: np.ndarray  # (slots, N) int
+
+
+def draw_instance(rng: np.random.Generator, cfg: MECConfig) -> MECInstance:
+    n, slots = cfg.n_servers, cfg.episode_slots
+    capacity = rng.uniform(*cfg.capacity_steps_per_s, size=n)
+    upper = np.triu(rng.uniform(*cfg.link_mbps, size=(n, n)), 1)
+    links = upper + upper.T
+    np.fill_diagonal(links, np.inf)  # the own server needs no core transfer
+    has_task = rng.random((slots, n)) < cfg.arrival_prob
+    mbit = rng.uniform(*cfg.task_mbit, size=(slots, n))
+    steps = rng.integers(cfg.task_steps[0], cfg.task_steps[1] + 1, size=(slots, n))
+    return MECInstance(capacity, links, has_task, mbit, steps)
+
+
+def finish_together_shares(
+    free_at: np.ndarray, tx_s_per_share: np.ndarray, proc_s_per_share: np.ndarray, now: float
+) -> np.ndarray:
+    """Shares x (sum 1) over the given servers such that all parts finish at the same time T.
+
+    Part j finishes at max(now + a_j x_j, f_j) + b_j x_j (a_j: transfer, b_j: processing seconds
+    of the whole task); the largest x_j done by T is max(0, min((T - f_j) / b_j, (T - now) / (a_j + b_j))),
+    which grows with T, so T is found by bisection."""
+    f, a, b = (np.asarray(v, dtype=np.float64) for v in (free_at, tx_s_per_share, proc_s_per_share))
+
+    def done_by(T: float) -> np.ndarray:
+        return np.maximum(0.0, np.minimum((T - f) / b, (T - now) / (a + b)))
+
+    low, high = now, max(f.max(), now) + (a + b).min()  # one server alone finishes the whole task by `high`
+    for _ in range(60):
+        mid = 0.5 * (low + high)
+        if done_by(mid).sum() < 1.0:
+            low = mid
+        else:
+            high = mid
+    x = done_by(high)
+    return x / x.sum()
+
+
+class MECEnv(ParallelEnv):
+    """Offload AIGC tasks among the edge servers of N base stations joined by a wired core network.
+
+    Each base station (agent `bs_i`) has one edge server (capacity c_i denoising steps/s) with a
+    first-come-first-served queue. In each slot a task (D Mbit of input, W denoising steps of work)
+    arrives at a station with probability `arrival_prob`; the station chooses which servers get
+    which share x_j of it (sum x_j = 1). Part j is sent over the core link i -> j (D x_j / r_ij s,
+    none for the own server), waits for server j to be free, and takes W x_j / c_j s. The task's
+    delay is from its arrival until its last part finishes. Tasks of one slot join the queues in
+    station order (bs_0 first).
+
+    Observation (float32, per agent): has_task, D / 5 Mbit, W / 60 steps, every server's backlog
+    (seconds until free), every capacity / 50, the own station's link rates / 500 Mbps (1 for
+    itself), one-hot station index.
+
+    Action: `subset` mode: Discrete(#subsets x #rules): server subset s (all subsets of size
+    1..max_split, see `MECConfig.subsets`) and split rule r (`capacity`: x_j ~ c_j;
+    `finish_together`: all parts finish at once given queues and links), index s * #rules + r.
+    `weights` mode: MultiDiscrete([L] * N): x_j ~ weight level j (all zeros: the own server).
+    Ignored in slots without a task.
+
+    Reward: minus the delay (s) of the agent's own task this slot (0 without one), or in `team`
+    mode minus the total delay of all tasks of the slot, for every agent.
+
+    Start: capacities, links and all tasks are drawn from the seed at reset; queues are empty.
+    `reset(options={"instance": MECInstance(...)})` plays a given instance.
+    Episode end: truncated after `episode_slots` slots (a time limit); never terminated.
+
+    Info per agent: delay, transfer, queueing and processing seconds of its task (the max over
+    parts for the last three), parts, has_task.
+
+    Arguments: `config` (MECConfig or dict) and/or MECConfig fields as keyword arguments.
+    """
+
+    metadata = {"render_modes": [], "name": "mec_v0", "is_parallelizable": True}
+
+    def __init__(self, config: MECConfig | dict | None = None, render_mode: str | None = None, **overrides: Any):
+        base = config.model_dump() if isinstance(config, MECConfig) else dict(config or {})
+        self.cfg = cfg = MECConfig(**{**base, **overrides})
+        self.render_mode = render_mode
+        n = cfg.n_servers
+        self.possible_agents = [f"bs_{i}" for i in range(n)]
+        self.agents: list[str] = []
+        self._subsets = cfg.subsets()
+        obs_size = 3 + 3 * n + n
+        self._obs_space = spaces.Box(0.0, np.inf, shape=(obs_size,), dtype=np.float32)
+        if cfg.action_mode == "subset":
+            self._act_space = spaces.Discrete(len(self._subsets) * len(cfg.split_rules))
+        else:
+            self._act_space = spaces.MultiDiscrete([cfg.weight_levels] * n)
+        self.instance: MECInstance | None = None
+        self.np_random = np.random.default_rng()
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self._obs_space
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self._act_space
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        given = (options or {}).get("instance")
+        self.instance = self._check_instance(given) if given is not None else draw_instance(self.np_random, self.cfg)
+        self.agents = list(self.possible_agents)
+        self.slot = 0
+        self.free_at = np.zeros(self.cfg.n_servers)  # absolute time each server's queue empties
+        self.assigned_steps = np.zeros(self.cfg.n_servers)  # work given to each server so far
+        self.arrived_steps = 0.0
+        return self._observations(), {a: {} for a in self.agents}
+
+    def _check_instance(self, inst: MECInstance) -> MECInstance:
+        inst = MECInstance(*(np.asarray(v) for v in inst))
+        n, slots = self.cfg.n_servers, self.cfg.episode_slots
+        if inst.capacity.shape != (n,) or np.any(inst.capacity <= 0):
+            raise ValueError(f"instance needs {n} positive capacities, got {inst.capacity}")
+        if inst.link_mbps.shape != (n, n) or np.any(inst.link_mbps <= 0):
+            raise ValueError(f"instance needs an ({n}, {n}) matrix of positive link rates")
+        if not inst.has_task.shape == inst.task_mbit.shape == inst.task_steps.shape == (slots, n):
+            raise ValueError(f"instance needs task arrays of shape ({slots}, {n})")
+        return inst
+
+    @property
+    def now(self) -> float:
+        return self.slot * self.cfg.slot_s
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        inst, n = self.instance, self.cfg.n_servers
+        slot = min(self.slot, self.cfg.episode_slots - 1)
+        backlog = np.maximum(self.free_at - self.now, 0.0)
+        shared = np.concatenate([backlog, inst.capacity / 50.0])
+        out = {}
+        for i, agent in enumerate(self.agents):
+            task = self.slot < self.cfg.episode_slots and inst.has_task[slot, i]
+            head = [1.0, inst.task_mbit[slot, i] / 5.0, inst.task_steps[slot, i] / 60.0] if task else [0.0, 0.0, 0.0]
+            links = np.minimum(inst.link_mbps[i] / 500.0, 1.0)  # own server (inf) shows as 1
+            out[agent] = np.concatenate([head, shared, links, np.eye(n)[i]]).astype(np.float32)
+        return out
+
+    def shares(self, agent: str, action: Any) -> np.ndarray:
+        """The split (N shares summing to 1) an action means for `agent`'s current task."""
+        i, cfg = self.possible_agents.index(agent), self.cfg
+        x = np.zeros(cfg.n_servers)
+        if cfg.action_mode == "weights":
+            w = np.asarray(action, dtype=np.float64)
+            if w.sum() <= 0:
+                x[i] = 1.0
+                return x
+            return w / w.sum()
+        subset_idx, rule_idx = divmod(int(action), len(cfg.split_rules))
+        subset = list(self._subsets[subset_idx])
+        if cfg.split_rules[rule_idx] == "capacity":
+            c = self.instance.capacity[subset]
+            x[subset] = c / c.sum()
+        else:
+            a, b = self.part_costs(i)
+            x[subset] = finish_together_shares(self.free_at[subset], a[subset], b[subset], self.now)
+        return x
+
+    def part_costs(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Transfer and processing seconds, per server, of station i's whole current task."""
+        inst, slot = self.instance, self.slot
+        tx = inst.task_mbit[slot, i] / inst.link_mbps[i]  # inf link -> 0 s
+        proc = inst.task_steps[slot, i] / inst.capacity
+        return tx, proc
+
+    def step(self, actions: dict[str, Any]):
+        return self.step_shares({a: self.shares(a, act) for a, act in actions.items()})
+
+    def step_shares(self, shares: dict[str, np.ndarray]):
+        """Step with explicit splits (what heuristics use): agent -> N non-negative shares summing to 1."""
+        cfg, inst = self.cfg, self.instance
+        infos, delays = {}, {}
+        for i, agent in enumerate(self.agents):
+            info = {"has_task": bool(inst.has_task[self.slot, i])}
+            if info["has_task"]:
+                x = np.asarray(shares[agent], dtype=np.float64)
+                if x.shape != (cfg.n_servers,) or np.any(x < 0) or not np.isclose(x.sum(), 1.0):
+                    raise ValueError(f"{agent}: shares must be {cfg.n_servers} non-negative values summing to 1")
+                info.update(self._place(i, x))
+                delays[agent] = info["delay"]
+            infos[agent] = info
+        total = sum(delays.values())
+        if cfg.reward_mode == "team":
+            rewards = {a: -total for a in self.agents}
+        else:
+            rewards = {a: -delays.get(a, 0.0) for a in self.agents}
+        self.slot += 1
+        done = self.slot >= cfg.episode_slots
+        terminations = {a: False for a in self.agents}
+        truncations = {a: done for a in self.agents}
+        obs = self._observations()
+        if done:
+            self.agents = []
+        return obs, rewards, terminations, truncations, infos
+
+    def _place(self, i: int, x: np.ndarray) -> dict:
+        """Queue station i's task on the servers with x_j > 0; its delay and parts."""
+        now, inst = self.now, self.instance
+        tx, proc = self.part_costs(i)
+        finish, worst = now, {"transfer": 0.0, "queueing": 0.0, "processing": 0.0}
+        parts = np.flatnonzero(x > 0)
+        for j in parts:
+            arrive = now + tx[j] * x[j]
+            start = max(arrive, self.free_at[j])
+            self.free_at[j] = start + proc[j] * x[j]
+            finish = max(finish, self.free_at[j])
+            for key, value in (
+                ("transfer", arrive - now),
+                ("queueing", start - arrive),
+                ("processing", proc[j] * x[j]),
+            ):
+                worst[key] = max(worst[key], value)
+        work = inst.task_steps[self.slot, i]
+        self.assigned_steps += work * x
+        self.arrived_steps += work
+        return {"delay": finish - now, **worst, "parts": int(len(parts))}
+
+    def render(self):
+        return None
+
+    def close(self):
+        return None
