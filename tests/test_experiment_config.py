@@ -1,10 +1,14 @@
+from pathlib import Path
+
 import pytest
 
 from aigcsched.platform.config import ConfigError, load_experiment
 
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "edge_ppo.yaml"
+
 
 def test_reference_config_loads():
-    exp = load_experiment("configs/edge_ppo.yaml")
+    exp = load_experiment(CONFIG)
     assert exp.scenario().observe_capabilities and exp.algorithm.module == "edge_scheduler"
     assert exp.flat()["algorithm.lr"] == exp.algorithm.lr
 
@@ -27,7 +31,7 @@ def test_reference_config_loads():
 )
 def test_bad_experiment_configs_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
-        load_experiment("configs/edge_ppo.yaml", override)
+        load_experiment(CONFIG, override)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 

@@ -38,11 +38,13 @@ def store(tmp_path_factory):
     mp.chdir(root)
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    yield root
-    ray.shutdown()
-    mp.undo()
-    mlflow.set_tracking_uri(None)
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False)
+        yield root
+    finally:
+        ray.shutdown()
+        mp.undo()
+        mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture(scope="module")
