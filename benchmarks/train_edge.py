@@ -49,7 +49,7 @@ def main() -> None:
     console = Console(stderr=True)
     exp = load_experiment(CONFIG)
     cfg = exp.scenario()
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
 
     stock = (
         PPOConfig()
