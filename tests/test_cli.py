@@ -1,20 +1,7 @@
 import json
-import sys
 
 import pytest
-
-from aigcsched import cli
-
-
-def run(capsys, monkeypatch, *args):
-    monkeypatch.setattr(sys, "argv", ["aigcsched", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from cli_runner import run_cli as run
 
 
 def test_evaluate_json(capsys, monkeypatch):

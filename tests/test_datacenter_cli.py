@@ -1,23 +1,11 @@
 import json
 import shutil
-import sys
 
 import pytest
+from cli_runner import run_cli as run
 from trace_files import SHARED_DATA
 
-from aigcsched import cli
 from aigcsched.envs.data import PUBLIC_FILES
-
-
-def run(capsys, monkeypatch, *args):
-    monkeypatch.setattr(sys, "argv", ["aigcsched", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_evaluate_datacenter_json(capsys, monkeypatch):

@@ -12,22 +12,11 @@ import time
 import types
 
 import pytest
+from cli_runner import run_cli
 
-from aigcsched import cli
 from aigcsched.platform.config import ConfigError
 from aigcsched.serve import policy as serve_policy
 from aigcsched.serve.client import EndpointError, SchedulerClient
-
-
-def run_cli(capsys, monkeypatch, *args):
-    monkeypatch.setattr(sys, "argv", ["aigcsched", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize(
