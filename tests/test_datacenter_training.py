@@ -5,7 +5,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-import ray
 
 from aigcsched.envs import DataCenterEnv
 from aigcsched.envs.datacenter import split_days
@@ -33,22 +32,6 @@ TINY = {
     "tracking.model_name": "datacenter-test",
     "stop": {"iterations": 2},
 }
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    mp = pytest.MonkeyPatch()
-    mp.chdir(root)
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
-    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-    try:
-        ray.init(address="local", num_cpus=2, include_dashboard=False)
-        yield root
-    finally:
-        ray.shutdown()
-        mp.undo()
-        mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture(scope="module")

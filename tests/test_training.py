@@ -5,7 +5,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-import ray
 
 from aigcsched.envs import EdgeConfig, EdgeEnv
 from aigcsched.platform import registry
@@ -28,23 +27,6 @@ TINY = {
     "tracking.model_name": "edge-test",
     "tracking.experiment": "edge-test",
 }
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """One local Ray and a fresh MLflow store for the module."""
-    root = tmp_path_factory.mktemp("mlflow")
-    mp = pytest.MonkeyPatch()
-    mp.chdir(root)
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
-    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-    try:
-        ray.init(address="local", num_cpus=2, include_dashboard=False)
-        yield root
-    finally:
-        ray.shutdown()
-        mp.undo()
-        mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture(scope="module")
