@@ -166,7 +166,7 @@ def train_policy(minutes: float, data_dir: str | None, console: Console) -> str:
 
 def compare_trained(checkpoint: str, episodes: int, seed: int, out: Path, console: Console) -> None:
     """Trained policy vs every heuristic on the same held-out days; ratio to the best heuristic."""
-    from aigcsched.platform.datacenter_policy import load_policy_dir
+    from aigcsched.platform.multiagent_policy import load_policy_dir
 
     policy = load_policy_dir(checkpoint)
     cfg = policy.cfg.model_copy(update={"day_split": "heldout", "day": None})

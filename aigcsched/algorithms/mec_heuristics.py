@@ -110,9 +110,10 @@ def run_episode(env: MECEnv, policy: Policy, seed: int) -> dict[str, float]:
     return {"mean_delay": float(np.mean(delays)), "tasks": len(delays), "mean_parts": float(np.mean(parts))}
 
 
-def evaluate(policy_name: str, cfg: MECConfig, episodes: int, seed: int) -> dict[str, float]:
-    """Mean over `episodes` seeded episodes (episode k uses seed + k) of a named baseline."""
-    policy = make_policy(policy_name, seed)
+def evaluate(policy: str | Policy, cfg: MECConfig, episodes: int, seed: int) -> dict[str, float]:
+    """Mean over `episodes` seeded episodes (episode k uses seed + k) of a policy or named baseline."""
+    if isinstance(policy, str):
+        policy = make_policy(policy, seed)
     env = MECEnv(cfg)
     runs = [run_episode(env, policy, seed + k) for k in range(episodes)]
     return {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}

@@ -55,8 +55,10 @@ class MECConfig(BaseModel):
         SPLIT_RULES, description="rules offered with each subset: capacity-proportional, finish-together"
     )
     weight_levels: int = Field(4, ge=2, description="weight levels 0..L-1 per server in the weights action")
-    reward_mode: Literal["own", "team"] = Field(
-        "own", description="own: minus the delay of the station's own task; team: minus all delays of the slot"
+    reward_mode: Literal["own", "team", "sparse"] = Field(
+        "own",
+        description="own: minus the delay of the station's own task; team: minus all delays of the slot; "
+        "sparse: minus the station's summed delays, paid once at the end of the episode",
     )
 
     @model_validator(mode="after")
@@ -144,7 +146,8 @@ class MECEnv(ParallelEnv):
     Ignored in slots without a task.
 
     Reward: minus the delay (s) of the agent's own task this slot (0 without one), or in `team`
-    mode minus the total delay of all tasks of the slot, for every agent.
+    mode minus the total delay of all tasks of the slot, for every agent; in `sparse` mode 0 until
+    the last slot, which pays minus the summed delays of all the agent's tasks of the episode.
 
     Start: capacities, links and all tasks are drawn from the seed at reset; queues are empty.
     `reset(options={"instance": MECInstance(...)})` plays a given instance.
@@ -191,6 +194,8 @@ class MECEnv(ParallelEnv):
         self.free_at = np.zeros(self.cfg.n_servers)  # absolute time each server's queue empties
         self.assigned_steps = np.zeros(self.cfg.n_servers)  # work given to each server so far
         self.arrived_steps = 0.0
+        # per agent over the episode so far: tasks, summed delay (s), summed parts
+        self.tally = {a: {"tasks": 0, "delay_s": 0.0, "parts": 0} for a in self.agents}
         return self._observations(), {a: {} for a in self.agents}
 
     def _check_instance(self, inst: MECInstance) -> MECInstance:
@@ -263,14 +268,22 @@ class MECEnv(ParallelEnv):
                     raise ValueError(f"{agent}: shares must be {cfg.n_servers} non-negative values summing to 1")
                 info.update(self._place(i, x))
                 delays[agent] = info["delay"]
+                tally = self.tally[agent]
+                tally["tasks"], tally["delay_s"], tally["parts"] = (
+                    tally["tasks"] + 1,
+                    tally["delay_s"] + info["delay"],
+                    tally["parts"] + info["parts"],
+                )
             infos[agent] = info
         total = sum(delays.values())
-        if cfg.reward_mode == "team":
-            rewards = {a: -total for a in self.agents}
-        else:
-            rewards = {a: -delays.get(a, 0.0) for a in self.agents}
         self.slot += 1
         done = self.slot >= cfg.episode_slots
+        if cfg.reward_mode == "team":
+            rewards = {a: -total for a in self.agents}
+        elif cfg.reward_mode == "sparse":
+            rewards = {a: -self.tally[a]["delay_s"] if done else 0.0 for a in self.agents}
+        else:
+            rewards = {a: -delays.get(a, 0.0) for a in self.agents}
         terminations = {a: False for a in self.agents}
         truncations = {a: done for a in self.agents}
         obs = self._observations()

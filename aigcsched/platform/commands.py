@@ -33,8 +33,8 @@ def evaluate(
             "--policy",
             "-p",
             help="policy to evaluate; repeat for several [default edge: random, greedy, myopic; "
-            "datacenter: random, local, handoff, arbitrage, combined; mec: all its baselines]; edge and "
-            "datacenter also take models:/NAME@ALIAS, models:/NAME/VERSION and checkpoint:PATH; edge also takes "
+            "datacenter: random, local, handoff, arbitrage, combined; mec: all its baselines]; every env "
+            "also takes models:/NAME@ALIAS, models:/NAME/VERSION and checkpoint:PATH; edge also takes "
             "`optimum`, the best schedule in hindsight solved exactly per episode (small episodes only, e.g. "
             f"--set n_requests=20; ${TIME_LIMIT_ENV} s each)",
         ),
@@ -82,14 +82,16 @@ def evaluate(
 
 
 def _evaluate_mec(cfg, names: list[str], episodes: int, seed: int, as_json: bool) -> None:
-    unknown = [n for n in names if n not in MEC_POLICIES]
-    if unknown:
-        raise ConfigError(f"unknown policy {unknown[0]!r}; choose from {', '.join(MEC_POLICIES)}")
-    results = {name: evaluate_mec(name, cfg, episodes, seed) for name in names}
+    policies = {name: resolve_policy(name, cfg, seed=seed) for name in names}
+    results = {name: evaluate_mec(p, cfg, episodes, seed) for name, p in policies.items()}
     if as_json:
         typer.echo(json.dumps(results))
         return
-    table = Table(title=f"mec: per-task means over {episodes} episodes (seeds {seed}..{seed + episodes - 1})")
+    _print_mec_table(results, f"mec: per-task means over {episodes} episodes (seeds {seed}..{seed + episodes - 1})")
+
+
+def _print_mec_table(results: dict, title: str) -> None:
+    table = Table(title=title)
     for col in ("policy", "delay s", "parts", "tasks"):
         table.add_column(col, justify="right" if col != "policy" else "left")
     for name, m in results.items():
@@ -161,7 +163,9 @@ def train(
     outcome = run_training(exp, address=address, resume_run_id=resume)
     console = Console()
     console.print(f"run {outcome.run_id}: {outcome.iterations} iterations, {outcome.env_steps:,} env steps")
-    if outcome.evaluation and exp.multi_agent:
+    if outcome.evaluation and exp.env.id == "mec":
+        _print_mec_table(outcome.evaluation, f"held-out episodes ({exp.evaluation.episodes})")
+    elif outcome.evaluation and exp.multi_agent:
         _print_datacenter_table(outcome.evaluation, f"held-out days ({exp.evaluation.episodes} episodes)")
     elif outcome.evaluation:
         _print_table(console, outcome.evaluation, f"held-out evaluation ({exp.evaluation.episodes} episodes)")

@@ -9,6 +9,9 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS
+from aigcsched.algorithms.diffusion.schedule import SCHEDULES
+from aigcsched.algorithms.heuristics import HEURISTICS
+from aigcsched.algorithms.mec_heuristics import MEC_POLICIES
 from aigcsched.envs import PROBLEMS
 
 
@@ -70,21 +73,30 @@ class _Section(BaseModel):
 
 
 class EnvSection(_Section):
-    id: str = Field("edge", description="problem name: edge or datacenter")
+    id: str = Field("edge", description="problem name: edge, datacenter or mec")
     config: dict = Field(default_factory=dict, description="scenario fields of the problem's config")
 
 
+ALGORITHMS = ("PPO", "DSAC", "DQN", "SAC")
+OFF_POLICY = ("DSAC", "DQN", "SAC")  # replay-based; RLlib's new stack takes Discrete actions only
+MODULES = ("edge_scheduler", "default", "diffusion", "mlp")
+
+
 class AlgorithmSection(_Section):
-    name: Literal["PPO"] = "PPO"
-    module: Literal["edge_scheduler", "default"] = Field(
+    name: Literal["PPO", "DSAC", "DQN", "SAC"] = Field(
+        "PPO", description="PPO; DSAC (SAC with the diffusion actor); RLlib's DQN or SAC (references)"
+    )
+    module: Literal["edge_scheduler", "default", "diffusion", "mlp"] = Field(
         "edge_scheduler",
-        description="edge_scheduler: the project's per-server scored actor; default: RLlib's MLP",
+        description="PPO's actor: edge_scheduler (edge's per-server scored actor), default (RLlib's MLP), "
+        "diffusion (denoising chain over action logits), mlp (the diffusion module's MLP twin); "
+        "DSAC always uses the diffusion actor, DQN and SAC RLlib's default",
     )
     shared_policy: bool = Field(
         False,
-        description="datacenter: one policy for all providers (agent id in the observation) instead of one each",
+        description="multi-agent envs: one policy for all agents (agent id in the observation) instead of one each",
     )
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="learning rate (of actor, critics and alpha for SAC-type algorithms)")
     gamma: float = Field(0.9, ge=0, le=1)
     lambda_: float = Field(0.9, ge=0, le=1)
     train_batch_size: int = Field(4096, ge=1, description="env steps per training iteration")
@@ -96,12 +108,37 @@ class AlgorithmSection(_Section):
     hidden: int = Field(64, ge=1, description="width of the module's hidden layers")
     logit_scale: float = Field(10.0, gt=0)
     value_scale: float = Field(100.0, gt=0)
+    diffusion_steps: int = Field(5, ge=1, description="T, denoising steps of the diffusion actor")
+    diffusion_schedule: Literal[SCHEDULES] = Field("vp", description="beta schedule of the diffusion actor")
+    # off-policy (DSAC, DQN, SAC)
+    replay_batch_size: int = Field(256, ge=1, description="DSAC/DQN/SAC: transitions per gradient step")
+    replay_capacity: int = Field(100_000, ge=1, description="DSAC/DQN/SAC: replay buffer size, in transitions")
+    learning_starts: int = Field(1000, ge=0, description="DSAC/DQN/SAC: env steps sampled before learning")
+    initial_alpha: float = Field(0.05, gt=0, description="DSAC/SAC: entropy temperature (initial if learned)")
+    learn_alpha: bool = Field(True, description="DSAC: learn alpha towards the target entropy")
+    target_entropy_ratio: float = Field(0.5, ge=0, le=1, description="DSAC/SAC: target entropy = ratio * log|A|")
 
     @model_validator(mode="after")
     def _check(self) -> AlgorithmSection:
         if self.minibatch_size > self.train_batch_size:
             raise ValueError(f"minibatch_size ({self.minibatch_size}) must be <= train_batch_size")
+        if self.name in ("DQN", "SAC") and self.module != "default":
+            raise ValueError(f"{self.name} uses RLlib's default module: set algorithm.module: default")
+        if self.name == "DSAC" and self.module != "diffusion":
+            raise ValueError("DSAC's actor is the diffusion actor: set algorithm.module: diffusion")
         return self
+
+
+class RewardShapingSection(_Section):
+    kind: Literal["none", "diffusion", "diffusion_potential", "curiosity"] = Field(
+        "none",
+        description="none; diffusion: r + eta * r_hat(s, a); diffusion_potential: r + gamma Phi(s') - Phi(s); "
+        "curiosity: RLlib's distance-based novelty bonus (the peer method)",
+    )
+    eta: float = Field(0.4, ge=0, description="weight of the shaping term (the paper's 0.4)")
+    steps: int = Field(5, ge=1, description="denoising steps of the reward model")
+    width: int = Field(64, ge=1, description="hidden width of the reward model")
+    warmup_steps: int = Field(2000, ge=0, description="labelled env steps before shaping starts")
 
 
 class ResourcesSection(_Section):
@@ -123,10 +160,19 @@ class StopSection(_Section):
         return self
 
 
+DEFAULT_BASELINES = {
+    "edge": ("greedy", "myopic"),
+    "datacenter": ("local", "handoff", "arbitrage", "combined"),
+    "mec": ("least_loaded", "smcoedge"),
+}
+
+
 class EvaluationSection(_Section):
     episodes: int = Field(10, ge=1)
     seed: int = Field(1_000_000, ge=0, description="held-out seeds seed..seed+episodes-1")
-    baselines: list[str] = Field(default_factory=lambda: ["greedy", "myopic"])
+    baselines: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_BASELINES["edge"]), description="heuristics to compare with (per env)"
+    )
 
 
 class TrackingSection(_Section):
@@ -143,24 +189,36 @@ class ExperimentConfig(_Section):
     stop: StopSection = Field(default_factory=lambda: StopSection(minutes=5))
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    reward_shaping: RewardShapingSection = Field(default_factory=RewardShapingSection)
     seed: int = Field(0, ge=0, description="training seed (sub-env i starts from seed + i)")
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
         scenario = env_config(self.env.id, self.env.config)  # raises ConfigError naming the bad key
+        alg = self.algorithm
+        if self.env.id != "edge" and alg.module == "edge_scheduler":
+            raise ValueError(f"edge_scheduler is edge's module; {self.env.id} takes default, diffusion or mlp")
+        if self.env.id == "edge" and alg.name != "PPO":
+            raise ValueError(f"{alg.name} needs a Discrete action; edge's is (server, steps): use PPO")
         if self.env.id == "datacenter":
-            if self.algorithm.module != "default":
-                raise ValueError("datacenter trains RLlib's default MLP: set algorithm.module: default")
+            if alg.name != "PPO":
+                raise ValueError(f"{alg.name} needs a Discrete action; datacenter's has 5 branches: use PPO")
             # evaluation runs on the held-out days, so training must not see them
             if scenario.day is not None or scenario.day_split != "train":
                 raise ValueError("datacenter trains on env.config.day_split: train (with day unset)")
-            # checked here, not after a long training
-            unknown = [b for b in self.evaluation.baselines if b not in DATACENTER_HEURISTICS]
-            if unknown:
-                known = ", ".join(DATACENTER_HEURISTICS)
-                raise ValueError(f"unknown datacenter baseline(s) {', '.join(unknown)}; choose from {known}")
-        elif self.algorithm.shared_policy:
-            raise ValueError("algorithm.shared_policy applies to multi-agent envs (datacenter) only")
+        if self.env.id == "mec" and alg.name in OFF_POLICY and scenario.action_mode != "subset":
+            raise ValueError(f"{alg.name} needs a Discrete action: set env.config.action_mode: subset")
+        known = {"edge": HEURISTICS, "datacenter": DATACENTER_HEURISTICS, "mec": MEC_POLICIES}[self.env.id]
+        if "baselines" not in self.evaluation.model_fields_set:
+            self.evaluation.baselines = list(DEFAULT_BASELINES[self.env.id])
+        # checked here, not after a long training
+        unknown = [b for b in self.evaluation.baselines if b not in known]
+        if unknown:
+            raise ValueError(f"unknown {self.env.id} baseline(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+        if not self.multi_agent and alg.shared_policy:
+            raise ValueError("algorithm.shared_policy applies to multi-agent envs (datacenter, mec) only")
+        if self.reward_shaping.kind != "none" and alg.name not in ("PPO", "DSAC"):
+            raise ValueError(f"reward_shaping works with PPO and DSAC, not {alg.name}")
         train = range(
             self.seed,
             self.seed + self.resources.num_envs_per_env_runner * max(1, self.resources.num_env_runners),
@@ -172,18 +230,18 @@ class ExperimentConfig(_Section):
 
     @property
     def multi_agent(self) -> bool:
-        return self.env.id == "datacenter"
+        return self.env.id in ("datacenter", "mec")
 
     def scenario(self):
         """The validated env config of this experiment (a shared datacenter policy sees agent ids)."""
         values = dict(self.env.config)
-        if self.multi_agent and self.algorithm.shared_policy:
-            values["agent_id_in_obs"] = True
+        if self.env.id == "datacenter" and self.algorithm.shared_policy:
+            values["agent_id_in_obs"] = True  # mec's observation always holds the station index
         return env_config(self.env.id, values)
 
     def evaluation_scenario(self):
         """The env config evaluation runs on: datacenter's held-out days, else the training one."""
-        if self.multi_agent:
+        if self.env.id == "datacenter":
             return self.scenario().model_copy(update={"day_split": "heldout"})
         return self.scenario()
 

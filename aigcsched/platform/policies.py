@@ -12,8 +12,9 @@ from pydantic import BaseModel
 
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
 from aigcsched.algorithms.heuristics import HEURISTICS, Policy, make_heuristic
+from aigcsched.algorithms.mec_heuristics import MEC_POLICIES, make_policy
 from aigcsched.algorithms.optimum import DEFAULT_TIME_LIMIT_S, OptimumPolicy
-from aigcsched.envs import DataCenterConfig
+from aigcsched.envs import DataCenterConfig, MECConfig
 from aigcsched.platform.config import ConfigError
 
 OPTIMUM = "optimum"
@@ -40,24 +41,28 @@ def known_policies(cfg: BaseModel | None = None) -> list[str]:
     trained = ["models:/NAME@ALIAS", "models:/NAME/VERSION", "checkpoint:PATH"]
     if isinstance(cfg, DataCenterConfig):
         return [*DATACENTER_HEURISTICS, *trained]
+    if isinstance(cfg, MECConfig):
+        return [*MEC_POLICIES, *trained]
     return [*HEURISTICS, OPTIMUM, *trained]
 
 
 def resolve_policy(name: str, cfg: BaseModel, seed: int | None = None) -> Policy:
     """A policy by name for the problem `cfg` belongs to, checked against the scenario;
-    raises ConfigError naming the choices otherwise."""
-    if isinstance(cfg, DataCenterConfig):
-        if name in DATACENTER_HEURISTICS:
+    raises ConfigError naming the choices otherwise. On mec a policy is (env, agent, obs) -> shares."""
+    if isinstance(cfg, DataCenterConfig | MECConfig):
+        if isinstance(cfg, DataCenterConfig) and name in DATACENTER_HEURISTICS:
             return make_datacenter_heuristic(name, cfg, seed=seed)
+        if isinstance(cfg, MECConfig) and name in MEC_POLICIES:
+            return make_policy(name, seed=seed or 0)
         if name.startswith(("models:/", "checkpoint:")):
-            from aigcsched.platform import datacenter_policy
+            from aigcsched.platform import multiagent_policy
 
             if name.startswith("models:/"):
-                policy = datacenter_policy.load_registered(name)
+                policy = multiagent_policy.load_registered(name)
             else:
-                policy = datacenter_policy.load_policy_dir(name.removeprefix("checkpoint:"), {"uri": name})
+                policy = multiagent_policy.load_policy_dir(name.removeprefix("checkpoint:"), {"uri": name})
             policy.check_fits(cfg)
-            return policy
+            return mec_policy(policy) if isinstance(cfg, MECConfig) else policy
     elif name in HEURISTICS:
         return make_heuristic(name, cfg, seed=seed)
     elif name == OPTIMUM:
@@ -78,3 +83,13 @@ def resolve_policy(name: str, cfg: BaseModel, seed: int | None = None) -> Policy
         policy.check_fits(cfg)
         return policy
     raise ConfigError(f"unknown policy {name!r}; choose from {', '.join(known_policies(cfg))}")
+
+
+def mec_policy(policy) -> Policy:
+    """A trained multi-agent policy as a mec policy: each station's greedy action, as shares."""
+
+    def act(env, agent, obs):
+        return env.shares(agent, policy.act_agent(agent, obs))
+
+    act.info = policy.info
+    return act

@@ -17,17 +17,16 @@ COLUMNS = (
 )
 
 
+def _markdown(results: dict[str, dict[str, float]], columns: tuple, heading: str) -> str:
+    lines = [heading, "", "| policy | " + " | ".join(c[1] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, m in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.{d}f}" for k, _, d in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def eval_markdown(results: dict[str, dict[str, float]], caption: str) -> str:
     """A markdown table of per-request means per policy."""
-    lines = [
-        f"Per-request means, {caption}.",
-        "",
-        "| policy | " + " | ".join(c[1] for c in COLUMNS) + " |",
-        "|---|" + "---:|" * len(COLUMNS),
-    ]
-    for name, m in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.{d}f}" for k, _, d in COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+    return _markdown(results, COLUMNS, f"Per-request means, {caption}.")
 
 
 DATACENTER_COLUMNS = (
@@ -42,15 +41,15 @@ DATACENTER_COLUMNS = (
 
 def datacenter_eval_markdown(results: dict[str, dict[str, float]], caption: str) -> str:
     """A markdown table of per-day totals of all providers per policy."""
-    lines = [
-        f"Per-day totals of all providers (means), {caption}.",
-        "",
-        "| policy | " + " | ".join(c[1] for c in DATACENTER_COLUMNS) + " |",
-        "|---|" + "---:|" * len(DATACENTER_COLUMNS),
-    ]
-    for name, m in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.{d}f}" for k, _, d in DATACENTER_COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+    return _markdown(results, DATACENTER_COLUMNS, f"Per-day totals of all providers (means), {caption}.")
+
+
+MEC_COLUMNS = (("mean_delay", "delay per task (s)", 3), ("mean_parts", "parts per task", 2), ("tasks", "tasks", 0))
+
+
+def mec_eval_markdown(results: dict[str, dict[str, float]], caption: str) -> str:
+    """A markdown table of per-task means per policy."""
+    return _markdown(results, MEC_COLUMNS, f"Per-task means over all stations, {caption}.")
 
 
 def plot_learning_curve(

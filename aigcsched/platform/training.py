@@ -1,8 +1,9 @@
 """The training loop: config -> Ray -> RLlib -> MLflow run -> evaluation -> registered model.
 
-One loop for both problems: `edge` (one agent, per-request metrics, evaluated on held-out seeds)
-and `datacenter` (one policy per provider or one shared, per-day system metrics, evaluated on
-held-out days against the heuristics).
+One loop for every problem and algorithm: `edge` (one agent, per-request metrics, evaluated on
+held-out seeds), `datacenter` (one policy per provider or one shared, per-day system metrics,
+evaluated on held-out days against the heuristics) and `mec` (one policy per station or one
+shared, per-task delays, evaluated on held-out seeds against the heuristics); PPO, DSAC, DQN, SAC.
 
 Checkpoints go to the run's artifacts (`checkpoints/iter_NNNNNN`, with the policy folder
 inside); the tag `aigcsched.checkpoint` names the latest, so `resume` can continue the same run
@@ -12,6 +13,7 @@ after the process was killed, from anywhere that reaches the tracking store.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import tempfile
 import time
@@ -23,13 +25,14 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aigcsched.platform import datacenter_policy, registry
+from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
+from aigcsched.platform import multiagent_policy, registry
 from aigcsched.platform.config import ConfigError, ExperimentConfig
 from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
 from aigcsched.platform.evaluation import METRICS, evaluate_policy
 from aigcsched.platform.jobs import ARTIFACT_ROOT_ENV
-from aigcsched.platform.policies import resolve_policy
-from aigcsched.platform.reports import datacenter_eval_markdown, eval_markdown, plot_learning_curve
+from aigcsched.platform.policies import mec_policy, resolve_policy
+from aigcsched.platform.reports import datacenter_eval_markdown, eval_markdown, mec_eval_markdown, plot_learning_curve
 
 CHECKPOINT_TAG = "aigcsched.checkpoint"
 CONFIG_ARTIFACT = "config.yaml"
@@ -50,27 +53,44 @@ class TrainOutcome:
 
 REQUEST_KEYS = ("request_reward", "request_quality", "request_tardiness", "request_late_fraction")
 DAY_KEYS = tuple(f"episode_{k}" for k in ("utility", "energy_cost", "violation_rate", "renewable_share", "handed_over"))
+MEC_KEYS = ("episode_mean_delay", "episode_mean_parts")
+# Learner results worth a curve: PPO's, SAC's / DQN's, and reward shaping's (`shaping_*`).
+LEARNER_KEYS = ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "qf_loss", "alpha_value", "alpha_loss")
+# Env-runner results: the return of the reward the policy learns from (sparse, dense, ...).
+RETURN_KEY = "episode_return_mean"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _iteration_metrics(result: dict, seconds: float, steps_before: int) -> dict:
     runners = result.get("env_runners", {})
     steps = int(runners.get("num_env_steps_sampled_lifetime", result.get("num_env_steps_sampled_lifetime", 0)))
     metrics = {"env_steps": steps, "env_steps_per_s": (steps - steps_before) / max(seconds, 1e-9)}
-    for key in REQUEST_KEYS + DAY_KEYS:
-        if key in runners:
+    for key in (*REQUEST_KEYS, *DAY_KEYS, *MEC_KEYS, RETURN_KEY):
+        if _is_number(runners.get(key)):
             metrics[key] = float(runners[key])
-    # edge's single policy keeps plain `learner.*` names; several policies get `learner.<id>.*`
-    learners = {k: v for k, v in result.get("learners", {}).items() if isinstance(v, dict) and "vf_loss" in v}
-    for module_id, learner in learners.items():
+    # a single policy keeps plain `learner.*` names; several policies get `learner.<id>.*`
+    learners = {
+        module_id: {k: v for k, v in results.items() if (k in LEARNER_KEYS or k.startswith("shaping_"))}
+        for module_id, results in result.get("learners", {}).items()
+        if isinstance(results, dict) and module_id != "__all_modules__"
+    }
+    learners = {module_id: values for module_id, values in learners.items() if values}
+    for module_id, values in learners.items():
         prefix = "learner." if list(learners) == ["default_policy"] else f"learner.{module_id}."
-        for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss"):
-            if key in learner:
-                metrics[f"{prefix}{key}"] = float(learner[key])
+        metrics.update({f"{prefix}{k}": float(v) for k, v in values.items() if _is_number(v)})
     return metrics
 
 
 def _progress_info(exp: ExperimentConfig, metrics: dict) -> str:
     nan = float("nan")
+    if exp.env.id == "mec":
+        return (
+            f"delay/task {metrics.get('episode_mean_delay', nan):.3f}s  "
+            f"parts {metrics.get('episode_mean_parts', nan):.2f}  return {metrics.get(RETURN_KEY, nan):,.1f}"
+        )
     if exp.multi_agent:
         return (
             f"utility/day {metrics.get('episode_utility', nan):,.1f}  "
@@ -86,18 +106,18 @@ def _progress_info(exp: ExperimentConfig, metrics: dict) -> str:
 def _trained_policy(algo, exp: ExperimentConfig, info: dict | None = None):
     """The algorithm's current policy in the form evaluation and the registry take."""
     if exp.multi_agent:
-        from aigcsched.platform.rllib_setup import policy_ids, policy_mapping
+        from aigcsched.platform.rllib_setup import agent_ids, policy_ids, policy_mapping
 
         mapping = policy_mapping(exp.algorithm.shared_policy)
-        agents = {f"asp_{i}": mapping(f"asp_{i}") for i in range(exp.scenario().n_asps)}
+        agents = {agent: mapping(agent) for agent in agent_ids(exp)}
         modules = {pid: algo.get_module(pid) for pid in policy_ids(exp)}
-        return datacenter_policy.MultiAgentPolicy(modules, agents, exp.scenario(), info)
+        return multiagent_policy.MultiAgentPolicy(modules, agents, exp.scenario(), info)
     return registry.ModulePolicy(algo.get_module(), exp.scenario(), info)
 
 
 def _save_policy(algo, exp: ExperimentConfig, path: Path) -> None:
     if exp.multi_agent:
-        datacenter_policy.save_policy(_trained_policy(algo, exp), path)
+        multiagent_policy.save_policy(_trained_policy(algo, exp), path)
     else:
         registry.save_policy(algo.get_module(), exp.scenario(), path)
 
@@ -252,7 +272,9 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console) -> TrainOu
 
 def plot_and_log_curve(run_id: str, exp: ExperimentConfig | None = None) -> None:
     client = mlflow.MlflowClient()
-    if exp is not None and exp.multi_agent:
+    if exp is not None and exp.env.id == "mec":
+        keys, labels = ("episode_mean_delay",), {"ylabel": "seconds per task", "title": "mec: mean offloading delay"}
+    elif exp is not None and exp.multi_agent:
         keys, labels = ("episode_utility",), {"ylabel": "USD per day, all providers", "title": "datacenter: utility"}
     else:
         keys, labels = ("request_reward", "request_quality"), {}
@@ -265,7 +287,7 @@ def plot_and_log_curve(run_id: str, exp: ExperimentConfig | None = None) -> None
 
 def _evaluate_and_register(algo, exp: ExperimentConfig, outcome: TrainOutcome, console: Console) -> None:
     if exp.multi_agent:
-        _evaluate_and_register_datacenter(algo, exp, outcome, console)
+        _evaluate_and_register_multi_agent(algo, exp, outcome, console)
         return
     cfg, ev = exp.scenario(), exp.evaluation
     policy = registry.ModulePolicy(algo.get_module(), cfg, {"uri": f"run:{outcome.run_id}"})
@@ -291,50 +313,65 @@ def _evaluate_and_register(algo, exp: ExperimentConfig, outcome: TrainOutcome, c
     console.print(f"registered {name} version {version}; {outcome.promotion_reason}")
 
 
-def _evaluate_and_register_datacenter(algo, exp: ExperimentConfig, outcome: TrainOutcome, console: Console) -> None:
-    """Trained policy and baselines on the held-out days; register the policy; the champion moves
-    when the new version's held-out utility beats the champion's on the same days."""
+# The figure a multi-agent policy is judged by on held-out episodes: (metric, +1 if higher is better).
+SCORES = {"datacenter": ("utility", 1.0), "mec": ("mean_delay", -1.0)}
+
+
+def _evaluate_multi_agent(policy, exp: ExperimentConfig) -> dict:
     cfg, ev = exp.evaluation_scenario(), exp.evaluation
-    policy = _trained_policy(algo, exp, {"uri": f"run:{outcome.run_id}"})
+    if exp.env.id == "mec":
+        policies = {"trained": mec_policy(policy)} | {b: resolve_policy(b, cfg, seed=ev.seed) for b in ev.baselines}
+        return {name: evaluate_mec(p, cfg, ev.episodes, ev.seed) for name, p in policies.items()}
     policies = {"trained": policy} | {b: resolve_policy(b, cfg, seed=ev.seed) for b in ev.baselines}
-    results = {name: evaluate_datacenter(p, cfg, ev.episodes, ev.seed) for name, p in policies.items()}
+    return {name: evaluate_datacenter(p, cfg, ev.episodes, ev.seed) for name, p in policies.items()}
+
+
+def _evaluate_and_register_multi_agent(algo, exp: ExperimentConfig, outcome: TrainOutcome, console: Console) -> None:
+    """Trained policy and baselines on held-out episodes (datacenter: held-out days); register the
+    policy; the champion moves when the new version's held-out score beats the champion's on the
+    same episodes."""
+    ev = exp.evaluation
+    key, sign = SCORES[exp.env.id]
+    policy = _trained_policy(algo, exp, {"uri": f"run:{outcome.run_id}"})
+    results = _evaluate_multi_agent(policy, exp)
     outcome.evaluation = results
     metrics = {f"eval.{p}.{m}": v for p, r in results.items() for m, v in r.items()}
     if ev.baselines:
-        best = max(ev.baselines, key=lambda b: results[b]["utility"])
-        # utility can be negative: the gain is relative to the best baseline's magnitude
-        gain = (results["trained"]["utility"] - results[best]["utility"]) / abs(results[best]["utility"])
+        best = max(ev.baselines, key=lambda b: sign * results[b][key])
+        # relative to the best baseline's magnitude (utility can be negative); > 0 is better
+        gain = sign * (results["trained"][key] - results[best][key]) / abs(results[best][key])
         metrics["eval.gain_vs_best_baseline"] = gain
         mlflow.set_tag("aigcsched.best_baseline", best)
-        console.print(f"held-out days: trained utility {gain:+.1%} vs the best heuristic ({best})")
+        console.print(f"held-out episodes: trained {key} {gain:+.1%} better than the best heuristic ({best})")
     mlflow.log_metrics(metrics)
     mlflow.log_text(json.dumps(results, indent=2), "evaluation.json")
-    caption = f"{ev.episodes} held-out days (seeds {ev.seed}..{ev.seed + ev.episodes - 1})"
-    mlflow.log_text(datacenter_eval_markdown(results, caption), "evaluation.md")
+    caption = f"{ev.episodes} held-out episodes (seeds {ev.seed}..{ev.seed + ev.episodes - 1})"
+    markdown = mec_eval_markdown if exp.env.id == "mec" else datacenter_eval_markdown
+    mlflow.log_text(markdown(results, caption), "evaluation.md")
     if not exp.tracking.register_model:
         return
     name = exp.tracking.model_name
     with tempfile.TemporaryDirectory() as tmp:
-        datacenter_policy.save_policy(policy, tmp)
-        info = datacenter_policy.log_policy_model(tmp, exp.scenario(), name)
+        multiagent_policy.save_policy(policy, tmp)
+        info = multiagent_policy.log_policy_model(tmp, exp.scenario(), name)
     version = str(info.registered_model_version)
     outcome.model_version = version
     client = mlflow.MlflowClient()
-    utility = results["trained"]["utility"]
-    client.set_model_version_tag(name, version, "eval_utility", f"{utility:.4f}")
+    score = results["trained"][key]
+    client.set_model_version_tag(name, version, f"eval_{key}", f"{score:.4f}")
     client.set_model_version_tag(name, version, "eval_seeds", f"{ev.seed}+{ev.episodes}")
     current = registry.champion_version(name)
-    old = None if current is None else current.tags.get("eval_utility")
+    old = None if current is None else current.tags.get(f"eval_{key}")
     if current is not None and current.tags.get("eval_seeds") != f"{ev.seed}+{ev.episodes}":
-        outcome.promotion_reason = f"{registry.CHAMPION} stays at version {current.version}: evaluated on other days"
-    elif old is None or utility > float(old):
+        outcome.promotion_reason = f"{registry.CHAMPION} stays at version {current.version}: evaluated elsewhere"
+    elif old is None or sign * score > sign * float(old):
         registry.promote(name, version)
         outcome.promoted = True
         outcome.promotion_reason = f"promoted to {registry.CHAMPION}" + (
-            " (there was none)" if old is None else f": utility {utility:.1f} > {float(old):.1f}"
+            " (there was none)" if old is None else f": {key} {score:.3f} vs {float(old):.3f}"
         )
     else:
-        outcome.promotion_reason = f"{registry.CHAMPION} stays at version {current.version}: utility {utility:.1f}"
+        outcome.promotion_reason = f"{registry.CHAMPION} stays at version {current.version}: {key} {score:.3f}"
     mlflow.set_tag("aigcsched.model_version", version)
     console.print(f"registered {name} version {version}; {outcome.promotion_reason}")
 
