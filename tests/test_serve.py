@@ -2,7 +2,8 @@
 
 One Ray + Serve start for the module, two applications on it:
   - `/`: the greedy heuristic, guarded by a bearer token, small body limit;
-  - `/tiny`: a small in-test model honouring the registry's LoadedPolicy contract (3 servers).
+  - `/model`: the `champion` of a model registered in the module's MLflow store (an untrained
+    edge scheduler module for 3 servers), loaded by the replicas as `aigcsched serve` loads it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import itertools
 import json
 import os
 import socket
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -28,35 +28,9 @@ from aigcsched.serve.client import EndpointError, SchedulerClient
 TOKEN = "test-token-0123456789"
 MAX_BODY = 256 * 1024
 APP = "aigcsched-test"
-
-
-class TinyModel:
-    """A real policy in the LoadedPolicy shape, standing in for a registered model: it reads only
-    the observation vector (busy times, capabilities, due window) like a trained network would."""
-
-    def __init__(self, uri: str):
-        self.cfg = EdgeConfig(n_servers=3, n_strong=1, observe_capabilities=True)
-        self.info = {
-            "name": "aigcsched-edge",
-            "version": 7,
-            "alias": "champion",
-            "run_id": "run-abc",
-            "uri": uri,
-        }
-
-    def __call__(self, observations, state):
-        obs = np.atleast_2d(observations).astype(np.float64)
-        busy, cap, due = obs[:, 0:3], obs[:, 3:6], obs[:, 6]
-        server = np.argmin(busy + 50.0 / cap, axis=1)
-        rows = np.arange(len(obs))
-        steps = np.clip(np.floor((due - busy[rows, server]) * cap[rows, server]), 1, self.cfg.max_steps)
-        return np.stack([server, steps - 1], axis=-1).astype(np.int64)
-
-
-def tiny_loader(uri: str) -> TinyModel:
-    if uri != "models:/aigcsched-edge@champion":
-        raise ValueError(f"no such model {uri}")
-    return TinyModel(uri)
+MODEL = "aigcsched-edge-serve-test"
+MODEL_URI = f"models:/{MODEL}@champion"
+SCENARIO = EdgeConfig(n_servers=3, n_strong=1, observe_capabilities=True)
 
 
 def free_port() -> int:
@@ -66,17 +40,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def endpoint():
+def endpoint(tracking_store, register_edge_model):
     import ray
-    import ray.cloudpickle
     from ray import serve
 
+    from aigcsched.platform import registry
     from aigcsched.serve.api import token_digest
     from aigcsched.serve.deployment import ServeOptions, drop_cluster_state, ray_env, replica_urls, start
-    from aigcsched.serve.policy import PolicySource
+    from aigcsched.serve.policy import PolicySource, local_tracking_uri
 
-    # The in-test model travels to the replicas by value (workers cannot import test modules).
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    # Two versions with different weights, the champion the older one: serving the latest is wrong.
+    champion = register_edge_model(MODEL, SCENARIO, seed=1)
+    register_edge_model(MODEL, SCENARIO, seed=2)
+    registry.promote(MODEL, champion)
     port = free_port()
     greedy = ServeOptions(
         port=port,
@@ -85,7 +61,7 @@ def endpoint():
         health_check_period_s=1.0,
         replica_cpus=0.5,
     )
-    tiny = ServeOptions(port=port, app_name=APP + "-tiny", route_prefix="/tiny", replica_cpus=0.5)
+    model = ServeOptions(port=port, app_name=APP + "-model", route_prefix="/model", replica_cpus=0.5)
     started_ray = not ray.is_initialized()
     if started_ray:
         env = ray_env(greedy)  # what `aigcsched serve` runs with (direct ingress above `port`)
@@ -97,12 +73,12 @@ def endpoint():
             if v is None:
                 os.environ.pop(k)
     base = start(PolicySource(heuristic="greedy"), greedy, token_digest(TOKEN))
-    tiny_base = start(PolicySource(model_uri="models:/aigcsched-edge@champion", loader=tiny_loader), tiny)
-    yield {"base": base, "tiny": tiny_base, "direct": replica_urls(greedy), "options": greedy}
+    # As `aigcsched serve --model` does: the replicas read the command's store, wherever they run.
+    model_base = start(PolicySource(model_uri=MODEL_URI, tracking_uri=local_tracking_uri()), model)
+    yield {"base": base, "model": model_base, "direct": replica_urls(greedy), "options": greedy}
     serve.shutdown()
-    for app in (APP, APP + "-tiny"):
+    for app in (APP, APP + "-model"):
         drop_cluster_state(app)
-    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     if started_ray:
         ray.shutdown()
 
@@ -203,35 +179,63 @@ def test_the_replica_answers_directly_as_through_the_proxy(endpoint, client):
 
 
 def test_model_info_and_decisions_of_a_registered_model(endpoint):
-    tiny = SchedulerClient(endpoint["tiny"])
-    info = tiny.model()
+    import mlflow
+
+    from aigcsched.platform import registry
+
+    champion = mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion")
+    versions = {v.version for v in mlflow.MlflowClient().search_model_versions(f"name='{MODEL}'")}
+    latest = max(versions, key=int)
+    assert champion.version != latest  # so that a server loading the latest version fails below
+    served = SchedulerClient(endpoint["model"])
+    info = served.model()
     assert info == {
-        "name": "aigcsched-edge",
-        "version": "7",
+        "name": MODEL,
+        "version": str(champion.version),
         "alias": "champion",
-        "run_id": "run-abc",
-        "uri": "models:/aigcsched-edge@champion",
-        "policy": "models:/aigcsched-edge@champion (version 7)",
+        "run_id": champion.run_id,
+        "uri": MODEL_URI,
+        "policy": f"{MODEL_URI} (version {champion.version})",
         "n_servers": 3,
     }
-    model = TinyModel("models:/aigcsched-edge@champion")
-    bodies = random_bodies(20, seed=3, n_servers=3)
-    for body, answer in zip(bodies, tiny.decide_batch(bodies), strict=True):
-        assert answer == {**expected(model, model.cfg, body), "policy": info["policy"]}
+    policy = registry.load_policy(MODEL_URI)
+    bodies = random_bodies(40, seed=3, n_servers=3)
+    answers = served.decide_batch(bodies)
+    for body, answer in zip(bodies, answers, strict=True):
+        assert answer == {**expected(policy, policy.cfg, body), "policy": info["policy"]}
+    with ThreadPoolExecutor(8) as pool:  # singles go through @serve.batch: the same decisions
+        assert list(pool.map(lambda b: served.decide(b["servers"], b["request"]), bodies)) == answers
+    chosen = [(a["server"], a["steps"]) for a in answers]
+    assert len(set(chosen)) > 5  # the decisions depend on the state, so the comparison means something
+    other = registry.load_policy(f"models:/{MODEL}/{latest}")
+    assert chosen != [(e["server"], e["steps"]) for e in (expected(other, other.cfg, b) for b in bodies)]
+
+    # The cluster actor loads the same model: a first booking on idle servers is its decision.
+    servers = [{"id": f"gpu-{k}", "capability": c} for k, c in enumerate((15.0, 9.0, 7.5))]
+    served.register_cluster("model", servers)
+    request = {"id": "m1", "due_in_s": 6.0, "penalty": "quadratic"}
+    booking = served.dispatch("model", request)
+    want = expected(policy, policy.cfg, {"servers": [{**s, "busy_for_s": 0.0} for s in servers], "request": request})
+    assert {k: booking[k] for k in want} == want and booking["policy"] == info["policy"]
+    served.delete_cluster("model")
 
 
 def test_a_model_takes_only_its_server_count(endpoint):
-    tiny = SchedulerClient(endpoint["tiny"])
+    served = SchedulerClient(endpoint["model"])
+    label = served.model()["policy"]
     body = random_bodies(1, seed=4, n_servers=4)[0]
     with pytest.raises(EndpointError) as e:
-        tiny.decide(body["servers"], body["request"])
-    assert e.value.status == 422 and "takes exactly 3 servers" in e.value.detail and "got 4" in e.value.detail
+        served.decide(body["servers"], body["request"])
+    assert e.value.status == 422
+    assert e.value.detail == f"the policy {label} takes exactly 3 servers per decision, got 4"
     with pytest.raises(EndpointError) as e:
-        tiny.decide_batch(random_bodies(2, seed=5, n_servers=3) + [body])
-    assert e.value.status == 422 and e.value.detail.startswith("item 2:")
+        served.decide_batch(random_bodies(2, seed=5, n_servers=3) + [body])
+    assert e.value.status == 422
+    assert e.value.detail == f"item 2: the policy {label} takes exactly 3 servers per decision, got 4"
     with pytest.raises(EndpointError) as e:
-        tiny.register_cluster("two", [{"id": "a", "capability": 10}, {"id": "b", "capability": 9}])
-    assert e.value.status == 422 and "takes exactly 3 servers" in e.value.detail
+        served.register_cluster("two", [{"id": "a", "capability": 10}, {"id": "b", "capability": 9}])
+    assert e.value.status == 422
+    assert e.value.detail == f"the policy {label} takes exactly 3 servers per decision, got 2"
 
 
 # --- stateful dispatching --------------------------------------------------------------------

@@ -9,13 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-import types
 
 import pytest
 from cli_runner import run_cli
 
-from aigcsched.platform.config import ConfigError
-from aigcsched.serve import policy as serve_policy
+from aigcsched.envs import EdgeConfig
 from aigcsched.serve.client import EndpointError, SchedulerClient
 
 
@@ -41,35 +39,36 @@ def test_a_taken_port_exits_2(capsys, monkeypatch):
     assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err
 
 
-class NoChampion(ConfigError):
-    """Stands in for registry.ModelNotFoundError (a ConfigError)."""
-
-
-def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")  # relative: made absolute
-    asked = []
-
-    def load_policy(uri):
-        asked.append((uri, os.environ["MLFLOW_TRACKING_URI"]))
-        raise NoChampion(f"registered model 'aigcsched-edge' has no version with alias 'champion' ({uri})")
-
-    registry = types.SimpleNamespace(DEFAULT_MODEL_NAME="aigcsched-edge", load_policy=load_policy)
-    monkeypatch.setattr(serve_policy, "_registry", lambda: registry)
-    code, out, err = run_cli(capsys, monkeypatch, "serve")
-    assert asked == [("models:/aigcsched-edge@champion", f"sqlite:///{tmp_path}/mlflow.db")]
-    assert code == 2 and err.startswith("error: ") and "alias 'champion'" in err and out == ""
+def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch, tmp_path, register_edge_model):
+    import mlflow
     import ray
 
+    from aigcsched.platform import registry
+    from aigcsched.serve.deployment import check_policy
+    from aigcsched.serve.policy import PolicySource
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")  # relative: the command makes it absolute
+    name = registry.DEFAULT_MODEL_NAME
+    version = register_edge_model(name, EdgeConfig(n_servers=3, n_strong=1, observe_capabilities=True))
+    assert mlflow.MlflowClient().get_registered_model(name).aliases == {}  # registered, never promoted
+    capsys.readouterr()  # what registering printed
+    code, out, err = run_cli(capsys, monkeypatch, "serve")
+    assert code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1
+    assert f"models:/{name}@champion" in err and f"(tracking store sqlite:///{tmp_path}/mlflow.db)" in err
+    assert not ray.is_initialized()
+    # The store the command read holds the model: only the alias was missing.
+    served = check_policy(PolicySource(model_uri=f"models:/{name}/{version}"))
+    assert served.model_info()["version"] == version and served.n_servers == 3
     assert not ray.is_initialized()
 
 
 def test_default_model_in_an_empty_store_exits_2(capsys, monkeypatch, tmp_path):
-    # With no registry module (before it lands) or an empty MLflow store (after): a clear exit 2.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     code, out, err = run_cli(capsys, monkeypatch, "serve")
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and out == ""
+    assert "models:/aigcsched-edge@champion" in err
 
 
 def test_serve_prints_the_urls_answers_and_stops_on_ctrl_c(tmp_path):

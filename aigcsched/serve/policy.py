@@ -8,11 +8,9 @@ of shape (B, 2) = (server index, steps - 1). Registered models come from
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -41,7 +39,9 @@ class HeuristicPolicy:
 
 
 def default_model_uri() -> str:
-    return f"models:/{_registry().DEFAULT_MODEL_NAME}@champion"
+    from aigcsched.platform import registry  # here, not at the top: mlflow only when a model is served
+
+    return f"models:/{registry.DEFAULT_MODEL_NAME}@{registry.CHAMPION}"
 
 
 def local_tracking_uri() -> str:
@@ -53,31 +53,17 @@ def local_tracking_uri() -> str:
     return uri
 
 
-def _registry():
-    try:
-        return importlib.import_module("aigcsched.platform.registry")
-    except ModuleNotFoundError as e:
-        if e.name != "aigcsched.platform.registry":
-            raise
-        raise ConfigError(
-            "this installation has no model registry (aigcsched.platform.registry); "
-            "serve a heuristic with --policy greedy|myopic"
-        ) from None
-
-
 @dataclass(frozen=True)
 class PolicySource:
     """Where replicas get the policy: a registered model URI or a heuristic name. Travels to
     every replica and to the cluster actor, which each load it themselves.
 
-    `loader` replaces `registry.load_policy` (e.g. another registry, or a test double).
     `tracking_uri`, when set, becomes MLFLOW_TRACKING_URI where the model is loaded: replicas run
     in other processes (other working directories), and must read the same store as the command."""
 
     model_uri: str | None = None
     heuristic: str | None = None
     edge_config: dict = field(default_factory=dict)
-    loader: Callable[[str], Any] | None = None
     tracking_uri: str | None = None
 
     def __post_init__(self):
@@ -89,8 +75,9 @@ class PolicySource:
             return HeuristicPolicy(self.heuristic, EdgeConfig(**self.edge_config))
         if self.tracking_uri:
             os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
-        load = self.loader or _registry().load_policy
-        return load(self.model_uri)
+        from aigcsched.platform import registry
+
+        return registry.load_policy(self.model_uri)
 
 
 class ApiError(Exception):
