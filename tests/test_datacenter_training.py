@@ -115,7 +115,7 @@ def test_held_out_days_are_disjoint_from_training_days():
 def test_datacenter_experiment_checks():
     with pytest.raises(ConfigError, match="day_split: train"):
         load_experiment(CONFIG, {"env.config.day_split": "all"})
-    with pytest.raises(ConfigError, match="algorithm.module: default"):
+    with pytest.raises(ConfigError, match="datacenter takes default, diffusion or mlp"):
         load_experiment(CONFIG, {"algorithm.module": "edge_scheduler"})
     with pytest.raises(ConfigError, match="unknown datacenter baseline.*greedy"):
         load_experiment(CONFIG, {"evaluation.baselines": ["local", "greedy"]})

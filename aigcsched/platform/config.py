@@ -100,8 +100,8 @@ class AlgorithmSection(_Section):
     gamma: float = Field(0.9, ge=0, le=1)
     lambda_: float = Field(0.9, ge=0, le=1)
     train_batch_size: int = Field(4096, ge=1, description="env steps per training iteration")
-    minibatch_size: int = Field(1024, ge=1)
-    num_epochs: int = Field(4, ge=1)
+    minibatch_size: int = Field(1024, ge=1, description="PPO")
+    num_epochs: int = Field(4, ge=1, description="PPO")
     entropy_coeff: float = Field(0.0, ge=0)
     clip_param: float = Field(0.2, gt=0)
     vf_clip_param: float = Field(1e6, gt=0, description="large: values are in reward units (~600), not ~1")
@@ -120,7 +120,7 @@ class AlgorithmSection(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> AlgorithmSection:
-        if self.minibatch_size > self.train_batch_size:
+        if self.name == "PPO" and self.minibatch_size > self.train_batch_size:
             raise ValueError(f"minibatch_size ({self.minibatch_size}) must be <= train_batch_size")
         if self.name in ("DQN", "SAC") and self.module != "default":
             raise ValueError(f"{self.name} uses RLlib's default module: set algorithm.module: default")

@@ -342,7 +342,8 @@ def _evaluate_and_register_multi_agent(algo, exp: ExperimentConfig, outcome: Tra
         gain = sign * (results["trained"][key] - results[best][key]) / abs(results[best][key])
         metrics["eval.gain_vs_best_baseline"] = gain
         mlflow.set_tag("aigcsched.best_baseline", best)
-        console.print(f"held-out episodes: trained {key} {gain:+.1%} better than the best heuristic ({best})")
+        trained, reference = results["trained"][key], results[best][key]
+        console.print(f"held-out: trained {key} {trained:,.3f}, best heuristic ({best}) {reference:,.3f}: {gain:+.1%}")
     mlflow.log_metrics(metrics)
     mlflow.log_text(json.dumps(results, indent=2), "evaluation.json")
     caption = f"{ev.episodes} held-out episodes (seeds {ev.seed}..{ev.seed + ev.episodes - 1})"

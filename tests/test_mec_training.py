@@ -1,0 +1,139 @@
+"""`mec` through the platform: PPO with the diffusion actor and DSAC, tiny real runs (RLlib,
+MLflow), the registered policy in `evaluate`, and the config checks of algorithms and modules."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from cli_runner import run_cli
+
+from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
+from aigcsched.envs.mec import MECConfig
+from aigcsched.platform.config import ConfigError, load_experiment
+from aigcsched.platform.policies import resolve_policy
+from aigcsched.platform.training import train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# 3 stations, 10-slot episodes: an iteration is a few episodes.
+TINY = {
+    "env.config.n_servers": 3,
+    "env.config.episode_slots": 10,
+    "resources.num_envs_per_env_runner": 2,
+    "algorithm.hidden": 16,
+    "algorithm.diffusion_steps": 2,
+    "evaluation.episodes": 2,
+    "tracking.checkpoint_every": 1,
+    "tracking.experiment": "mec-test",
+    "tracking.model_name": "mec-test",
+    "stop": {"iterations": 2},
+}
+PPO = {**TINY, "algorithm.train_batch_size": 40, "algorithm.minibatch_size": 20, "algorithm.num_epochs": 1}
+DSAC = {
+    **TINY,
+    "resources.num_envs_per_env_runner": 1,
+    "algorithm.train_batch_size": 30,
+    "algorithm.replay_batch_size": 16,
+    "algorithm.learning_starts": 10,
+    "tracking.model_name": "mec-dsac-test",
+}
+
+
+@pytest.fixture(scope="module")
+def ppo_run(store):
+    exp = load_experiment(CONFIGS / "mec_ppo.yaml", PPO)
+    return exp, train(exp)
+
+
+def test_ppo_with_the_diffusion_actor_trains_evaluates_and_registers(ppo_run):
+    exp, outcome = ppo_run
+    assert outcome.iterations == 2 and outcome.env_steps >= 2 * 40
+    client = mlflow.MlflowClient()
+    m = client.get_run(outcome.run_id).data.metrics
+    assert np.isfinite(m["learner.shared.vf_loss"]) and np.isfinite(m["learner.shared.policy_loss"])
+    assert m["episode_mean_delay"] > 0 and 1 <= m["episode_mean_parts"] <= 2
+    assert set(outcome.evaluation) == {"trained", "least_loaded", "smcoedge"}
+    trained, smcoedge = outcome.evaluation["trained"]["mean_delay"], outcome.evaluation["smcoedge"]["mean_delay"]
+    assert m["eval.trained.mean_delay"] == pytest.approx(trained)
+    best = min(outcome.evaluation[b]["mean_delay"] for b in ("least_loaded", "smcoedge"))
+    assert m["eval.gain_vs_best_baseline"] == pytest.approx((best - trained) / best)
+    assert smcoedge == pytest.approx(evaluate_mec("smcoedge", exp.scenario(), 2, exp.evaluation.seed)["mean_delay"])
+    assert outcome.model_version == "1" and outcome.promoted
+    version = client.get_model_version("mec-test", "1")
+    assert float(version.tags["eval_mean_delay"]) == pytest.approx(trained, abs=1e-4)
+
+
+def test_registered_mec_policy_acts_like_the_trained_one(ppo_run, capsys, monkeypatch):
+    exp, outcome = ppo_run
+    policy = resolve_policy("models:/mec-test@champion", exp.scenario())
+    again = evaluate_mec(policy, exp.scenario(), 2, exp.evaluation.seed)
+    assert again["mean_delay"] == pytest.approx(outcome.evaluation["trained"]["mean_delay"])
+    pyfunc = mlflow.pyfunc.load_model("models:/mec-test@champion")
+    actions = pyfunc.predict(
+        np.zeros((4, 3, pyfunc.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"][-1]), np.float32)
+    )
+    assert actions.shape == (4, 3) and actions.dtype == np.int64
+    code, out, err = run_cli(
+        capsys,
+        monkeypatch,
+        "evaluate",
+        "mec",
+        "-p",
+        "models:/mec-test@champion",
+        "-p",
+        "smcoedge",
+        "--episodes",
+        "2",
+        "--seed",
+        str(exp.evaluation.seed),
+        "--set",
+        "n_servers=3",
+        "--set",
+        "episode_slots=10",
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["models:/mec-test@champion"]["mean_delay"] == pytest.approx(again["mean_delay"])
+    code, out, err = run_cli(capsys, monkeypatch, "evaluate", "mec", "-p", "models:/mec-test@champion")
+    assert code == 2 and "takes n_servers=3, the scenario has n_servers=5" in err
+
+
+def test_dsac_trains_with_finite_losses_and_registers(store):
+    exp = load_experiment(CONFIGS / "mec_dsac.yaml", DSAC)
+    outcome = train(exp)
+    m = mlflow.MlflowClient().get_run(outcome.run_id).data.metrics
+    assert outcome.iterations == 2
+    for key in ("learner.shared.qf_loss", "learner.shared.policy_loss", "learner.shared.alpha_value"):
+        assert np.isfinite(m[key]), key
+    assert outcome.model_version == "1" and outcome.evaluation["trained"]["tasks"] > 0
+
+
+@pytest.mark.parametrize(
+    "config, override, message",
+    [
+        ("edge_ppo.yaml", {"algorithm.name": "DSAC", "algorithm.module": "diffusion"}, "edge's is (server, steps)"),
+        ("mec_dsac.yaml", {"algorithm.module": "default"}, "DSAC's actor is the diffusion actor"),
+        ("mec_dsac.yaml", {"algorithm.name": "DQN"}, "DQN uses RLlib's default module"),
+        ("mec_dsac.yaml", {"env.config.action_mode": "weights"}, "DSAC needs a Discrete action"),
+        ("mec_ppo.yaml", {"algorithm.module": "edge_scheduler"}, "edge_scheduler is edge's module"),
+        ("mec_ppo.yaml", {"evaluation.baselines": ["greedy"]}, "unknown mec baseline(s) greedy"),
+        ("mec_ppo.yaml", {"algorithm.diffusion_schedule": "sigmoid"}, "algorithm.diffusion_schedule"),
+        (
+            "mec_dsac.yaml",
+            {"algorithm.name": "SAC", "algorithm.module": "default", "reward_shaping.kind": "diffusion"},
+            "reward_shaping works with PPO and DSAC, not SAC",
+        ),
+        ("mec_ppo.yaml", {"reward_shaping.kind": "magic"}, "reward_shaping.kind"),
+    ],
+)
+def test_bad_algorithm_choices_are_one_line_errors(config, override, message):
+    with pytest.raises(ConfigError) as err:
+        load_experiment(CONFIGS / config, override)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_shipped_mec_configs_load():
+    for name in ("mec_ppo.yaml", "mec_dsac.yaml"):
+        exp = load_experiment(CONFIGS / name)
+        assert exp.multi_agent and isinstance(exp.scenario(), MECConfig)
