@@ -56,6 +56,7 @@ def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch, tmp_pat
     code, out, err = run_cli(capsys, monkeypatch, "serve")
     assert code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1
     assert f"models:/{name}@champion" in err and f"(tracking store sqlite:///{tmp_path}/mlflow.db)" in err
+    assert "none with alias 'champion'" in err and f"aigcsched models promote {name} VERSION" in err
     assert not ray.is_initialized()
     # The store the command read holds the model: only the alias was missing.
     served = check_policy(PolicySource(model_uri=f"models:/{name}/{version}"))

@@ -136,7 +136,14 @@ def resolve_model_version(uri: str) -> Any:
             return client.get_model_version_by_alias(m["name"], m["alias"])
         return client.get_model_version(m["name"], m["version"])
     except MlflowException:
-        raise ModelNotFoundError(f"no registered model at {uri} (tracking store {mlflow.get_tracking_uri()})") from None
+        pass
+    store = mlflow.get_tracking_uri()
+    if m["alias"] and client.search_model_versions(f"name='{m['name']}'", max_results=1):
+        raise ModelNotFoundError(
+            f"no model at {uri}: {m['name']!r} has versions but none with alias {m['alias']!r} "
+            f"(tracking store {store}); set one with: aigcsched models promote {m['name']} VERSION"
+        )
+    raise ModelNotFoundError(f"no registered model at {uri} (tracking store {store})")
 
 
 def load_policy(uri: str) -> ModulePolicy:
