@@ -76,7 +76,6 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch.nn import functional as F
 
 from aigcsched.algorithms.diffusion.denoiser import DiffusionActor
-from aigcsched.algorithms.diffusion.module import obs_dim
 
 SHAPING_KINDS = ("none", "diffusion", "diffusion_potential")
 REWARD_MODEL_PREFIX = "_reward_model_"
@@ -98,6 +97,12 @@ def is_reward_model_id(module_id: str) -> bool:
 def original_episode_id(episode_id: str) -> str:
     """The episode id without the "_<i>" suffixes PPO's AddOneTsToEpisodesAndTruncate appends."""
     return re.sub(r"(_\d+)+$", "", episode_id)
+
+
+def observation_size(space: gym.Space) -> int:
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"reward shaping needs a Box observation space, got {space}")
+    return int(np.prod(space.shape))
 
 
 def action_sizes(space: gym.Space) -> list[int]:
@@ -129,7 +134,7 @@ class DiffusionRewardModel(TorchRLModule, SelfSupervisedLossAPI):
         self.sizes = action_sizes(self.action_space)
         self.n_steps = int(cfg.get("steps", 5))
         width = int(cfg.get("width", 64))
-        cond_dim = obs_dim(self.observation_space) + sum(self.sizes)
+        cond_dim = observation_size(self.observation_space) + sum(self.sizes)
         self.chain = DiffusionActor(
             cond_dim, 1, n_steps=self.n_steps, hidden=(width, width), stochastic=False, x0_clip=X0_CLIP
         )
@@ -372,6 +377,8 @@ class RewardShapingLearner:
             for mid in module.keys()
             if not is_reward_model_id(mid) and all(isinstance(module[mid], api) for api in required)
         ]
+        if not self._shaped_ids:
+            raise ValueError(f"reward shaping found no module implementing {[api.__name__ for api in required]}")
         settings = self._shaping()
         for mid in self._shaped_ids:
             policy = module[mid]
@@ -397,7 +404,8 @@ class RewardShapingLearner:
         # First: the episodes as sampled (real ends, ids, no artificial step).
         pipeline.prepend(EpisodeOutcomeLabeller(datasets=datasets, max_open_rows=settings["dataset_rows"]))
         classes = [type(c) for c in pipeline.connectors]
-        if AddNextObservationsFromEpisodesToTrainBatch not in classes:  # PPO: Phi(s') needs s'
+        needs_next_obs = settings["kind"] == "diffusion_potential"  # Phi(s'); SAC's pipeline has s' already
+        if needs_next_obs and AddNextObservationsFromEpisodesToTrainBatch not in classes:
             pipeline.insert_after(AddObservationsFromEpisodesToBatch, AddNextObservationsFromEpisodesToTrainBatch())
         shaping = DiffusionRewardShaping(
             kind=settings["kind"],
@@ -482,8 +490,10 @@ def add_reward_shaping(
     """Turn on diffusion-aided reward shaping in a PPOConfig or SACConfig / DSACConfig (single- or
     multi-agent); returns the same config. `kind`: none (no-op), diffusion (r + eta r_hat(s, a)) or
     diffusion_potential (r + gamma Phi(s') - Phi(s), Phi = eta r_hat(s, null)). `steps` (T) and
-    `width` size the reward model's denoiser, `lr` its Adam; shaping waits until `warmup_steps`
-    labelled rows (steps of finished episodes) have reached a reward model.
+    `width` size the reward model's denoiser, `lr` its Adam. Warm-up is counted in labelled rows
+    (steps of finished episodes, the only ones that carry a target): a module's rewards are shaped
+    once its reward model has `warmup_steps` of them over its lifetime and has taken an update.
+    Call it after the rest of the config (it sets the learner class).
     """
     if kind not in SHAPING_KINDS:
         raise ValueError(f"unknown reward shaping kind {kind!r}; choose from {', '.join(SHAPING_KINDS)}")

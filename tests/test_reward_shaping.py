@@ -1,0 +1,347 @@
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+from aigcsched.algorithms.reward_shaping import (
+    TARGETS,
+    DiffusionRewardModel,
+    DiffusionRewardShaping,
+    EpisodeOutcomeLabeller,
+    LabelledRows,
+    add_reward_shaping,
+    is_reward_model_id,
+    pearson,
+    reward_model_id,
+)
+from aigcsched.envs.rllib_adapter import DataCenterRLlibEnv
+
+RM = reward_model_id(DEFAULT_MODULE_ID)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Tiny networks: one thread is faster than two contending ones on a busy 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class SparseCountEnv(gym.Env):
+    """8 steps; pays (number of 1-actions) / 8 at the last step only."""
+
+    LENGTH = 8
+
+    def __init__(self, config=None):
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def _obs(self):
+        return np.array([self.t / self.LENGTH, self.ones / self.LENGTH, 1.0], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = self.ones = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t, self.ones = self.t + 1, self.ones + int(action)
+        done = self.t >= self.LENGTH
+        return self._obs(), self.ones / self.LENGTH if done else 0.0, done, False, {}
+
+
+class RecordingDataCenterEnv(DataCenterRLlibEnv):
+    """The datacenter env, recording every finished episode's return (summed over agents) itself."""
+
+    returns: list[float] = []
+
+    def reset(self, *, seed=None, options=None):
+        self._return = 0.0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action_dict):
+        obs, rewards, terminateds, truncateds, infos = super().step(action_dict)
+        self._return += sum(rewards.values())
+        if terminateds["__all__"] or truncateds["__all__"]:
+            RecordingDataCenterEnv.returns.append(self._return)
+        return obs, rewards, terminateds, truncateds, infos
+
+
+def reward_model(obs_dim=3, n_actions=2, **model_config):
+    return DiffusionRewardModel(
+        observation_space=gym.spaces.Box(-1.0, 1.0, (obs_dim,), np.float32),
+        action_space=gym.spaces.Discrete(n_actions),
+        learner_only=True,
+        model_config={"steps": 5, "width": 64, **model_config},
+    )
+
+
+def episode(id_, obs, actions, rewards, t_started=0, terminated=False):
+    return SingleAgentEpisode(
+        id_=id_,
+        observations=list(obs),
+        actions=list(actions),
+        rewards=list(rewards),
+        terminated=terminated,
+        t_started=t_started,
+        len_lookback_buffer=0,
+    )
+
+
+def test_bad_values_are_clear_errors_and_kind_none_is_a_no_op():
+    from ray.rllib.algorithms.appo import APPOConfig
+
+    base = PPOConfig()
+    for kwargs, match in [
+        ({"kind": "curiosity"}, "kind"),
+        ({"kind": "diffusion", "eta": 0.0}, "eta"),
+        ({"kind": "diffusion", "eta": float("nan")}, "eta"),
+        ({"kind": "diffusion", "steps": 0}, "steps"),
+        ({"kind": "diffusion", "steps": 2.5}, "steps"),
+        ({"kind": "diffusion", "width": True}, "width"),
+        ({"kind": "diffusion", "warmup_steps": -1}, "warmup_steps"),
+        ({"kind": "diffusion", "lr": -1e-3}, "lr"),
+        ({"kind": "none", "eta": -1.0}, "eta"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            add_reward_shaping(base, **kwargs)
+    with pytest.raises(ValueError, match="PPO and SAC"):
+        add_reward_shaping(APPOConfig(), kind="diffusion")
+    config = PPOConfig()
+    assert add_reward_shaping(config, kind="none") is config
+    assert config.learner_class is PPOConfig().learner_class and "reward_shaping" not in config.learner_config_dict
+    shaped = add_reward_shaping(PPOConfig(), kind="diffusion_potential", eta=0.2)
+    assert shaped.learner_config_dict["reward_shaping"]["kind"] == "diffusion_potential"
+    assert add_reward_shaping(shaped, kind="diffusion").learner_class is shaped.learner_class  # not wrapped twice
+
+
+def test_reward_model_learns_a_synthetic_reward_and_its_action_free_mean():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (256, 3)).astype(np.float32)
+    actions = rng.integers(0, 3, 256)
+    target = 10.0 + 2.0 * obs[:, 0] + 1.5 * (actions == 1) - obs[:, 1] * (actions == 2)
+    model = reward_model(n_actions=3)
+    model.observe_targets(target.astype(np.float32))
+    assert float(model.target_mean) == pytest.approx(target.mean()) and int(model.num_labelled) == 256
+    batch = {
+        Columns.OBS: torch.from_numpy(obs),
+        Columns.ACTIONS: torch.from_numpy(actions),
+        TARGETS: torch.tensor(target),
+    }
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        loss = model.denoising_loss(model.forward_train(batch))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:20])
+    with torch.no_grad():
+        r_hat = model.predict(batch[Columns.OBS], batch[Columns.ACTIONS])
+        phi = model.predict(batch[Columns.OBS])  # the null action: E_a[r | s]
+        assert torch.equal(r_hat, model.predict(batch[Columns.OBS], batch[Columns.ACTIONS]))  # deterministic
+    assert pearson(r_hat, batch[TARGETS]) > 0.9
+    assert pearson(phi, torch.tensor(10.0 + 2.0 * obs[:, 0] + 0.5 - obs[:, 1] / 3)) > 0.9
+
+
+def test_labeller_spreads_each_episodes_reward_over_its_steps():
+    model = reward_model()
+    rows = LabelledRows()
+    labeller = EpisodeOutcomeLabeller(datasets={DEFAULT_MODULE_ID: rows})
+
+    def call(*episodes):
+        labeller(rl_module={RM: model}, batch={}, episodes=list(episodes))
+
+    obs = np.arange(21, dtype=np.float32).reshape(7, 3)
+    # Two chunks of one episode, ids suffixed as by PPO's AddOneTsToEpisodesAndTruncate.
+    call(episode("ep_0", obs[:4], [0, 1, 1], [0.0, 0.0, 0.0]))
+    assert rows.size == 0
+    call(episode("ep_1", obs[3:], [1, 0, 0], [0.0, 0.0, 6.0], t_started=3, terminated=True))
+    got_obs, got_actions, targets = rows.sample(100, np.random.default_rng(0))
+    order = np.argsort(got_obs[:, 0])
+    assert np.array_equal(got_obs[order], obs[:6]) and np.array_equal(got_actions[order], [0, 1, 1, 1, 0, 0])
+    assert np.allclose(targets, 1.0)  # 6 paid at the end of 6 steps
+    assert int(model.num_labelled) == 6 and float(model.target_mean) == pytest.approx(1.0)
+
+    # Replay: transitions sampled out of order and twice; exact for a reward paid only at the end.
+    replay = LabelledRows()
+    labeller = EpisodeOutcomeLabeller(datasets={DEFAULT_MODULE_ID: replay})
+    call(episode("r", obs[4:6], [1], [0.0], t_started=4))
+    call(episode("r", obs[1:3], [0], [0.0], t_started=1), episode("r", obs[4:6], [1], [0.0], t_started=4))
+    call(episode("r", obs[5:7], [0], [6.0], t_started=5, terminated=True))
+    assert replay.size == 3 and np.allclose(replay.sample(10, np.random.default_rng(0))[2], 1.0)
+
+    # Unfinished episodes are capped: the least recently seen one is dropped.
+    capped = LabelledRows()
+    labeller = EpisodeOutcomeLabeller(datasets={DEFAULT_MODULE_ID: capped}, max_open_rows=4)
+    call(episode("a", obs[:4], [0, 0, 0], [1.0, 1.0, 1.0]))
+    call(episode("b", obs[:4], [0, 0, 0], [0.0, 0.0, 0.0]))
+    call(episode("a", obs[3:5], [0], [1.0], t_started=3, terminated=True))
+    assert capped.size == 1 and np.allclose(capped.sample(10, np.random.default_rng(0))[2], 0.25)
+
+
+def test_labelled_rows_keep_the_most_recent_rows():
+    rows = LabelledRows(capacity=5)
+    for start in (0, 3, 6):
+        values = np.arange(start, start + 3)
+        rows.add(values[:, None].astype(np.float32), values, values.astype(np.float32))
+    assert rows.size == 5 and sorted(rows.sample(10, np.random.default_rng(0))[2]) == [4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("terminated", [True, False], ids=["terminated", "truncated"])
+def test_potential_shaping_terms_telescope_over_an_episode(terminated):
+    torch.manual_seed(1)
+    model = reward_model(steps=3, width=16)
+    model.observe_targets(np.array([0.5, 3.0], np.float32))
+    model.num_updates += 1
+    gamma, eta, n = 0.9, 0.4, 6
+    states = torch.randn(n + 1, 3)
+    batch = {
+        Columns.OBS: states[:-1],
+        Columns.NEXT_OBS: states[1:],
+        Columns.ACTIONS: torch.randint(0, 2, (n,)),
+        Columns.REWARDS: torch.zeros(n),
+        Columns.TERMINATEDS: torch.tensor([False] * (n - 1) + [terminated]),
+    }
+    piece = DiffusionRewardShaping(
+        kind="diffusion_potential", eta=eta, gamma=gamma, warmup_steps=0, datasets={"p": LabelledRows()}
+    )
+    out = piece(rl_module={reward_model_id("p"): model}, batch={"p": dict(batch)}, episodes=[])
+    shaping = out["p"][Columns.REWARDS]
+    with torch.no_grad():
+        phi = eta * model.predict(states)
+    assert torch.all(shaping != 0)
+    discounted = float((gamma ** torch.arange(n) * shaping).sum())
+    # sum_t gamma^t (gamma Phi(s_t+1) - Phi(s_t)) = gamma^n Phi(s_n) - Phi(s_0), Phi(terminal) = 0
+    expected = -float(phi[0]) + (0.0 if terminated else gamma**n * float(phi[n]))
+    assert discounted == pytest.approx(expected, abs=1e-5)
+
+
+def test_learner_pipeline_shapes_rewards_only_when_on_and_leaves_the_episodes_alone():
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    base = (
+        PPOConfig()
+        .environment(SparseCountEnv)
+        .env_runners(num_env_runners=0)
+        .rl_module(model_config={"fcnet_hiddens": [8]})
+        .debugging(seed=0)
+    )
+    runner = SingleAgentEnvRunner(config=base)
+    sampled = runner.sample(num_episodes=3, random_actions=True)
+    runner.stop()
+    env_rewards = [e.get_rewards().copy() for e in sampled]
+
+    def run(config):
+        learner = config.build_learner(env=SparseCountEnv())
+        episodes = copy.deepcopy(sampled)
+        if "reward_shaping" in config.learner_config_dict:
+            learner.module[RM].num_updates += 1  # as after a first update
+        batch = learner._learner_connector(
+            rl_module=learner.module, batch={}, episodes=episodes, shared_data={}, metrics=learner.metrics
+        )
+        return learner, batch
+
+    # Rows: each episode's 8 steps, then PPO's artificial step (reward 0, loss mask False).
+    unshaped = np.concatenate([np.append(r, 0.0) for r in env_rewards])
+    learner, batch = run(add_reward_shaping(copy.deepcopy(base), kind="none"))
+    assert RM not in learner.module and set(batch) == {DEFAULT_MODULE_ID}
+    assert np.array_equal(batch[DEFAULT_MODULE_ID][Columns.REWARDS].numpy(), unshaped)
+
+    learner, batch = run(add_reward_shaping(copy.deepcopy(base), kind="diffusion", eta=0.4, warmup_steps=0))
+    policy_batch, model = batch[DEFAULT_MODULE_ID], learner.module[RM]
+    mask = policy_batch[Columns.LOSS_MASK].numpy()
+    with torch.no_grad():
+        r_hat = model.predict(policy_batch[Columns.OBS], policy_batch[Columns.ACTIONS]).numpy()
+    shaped = policy_batch[Columns.REWARDS].numpy()
+    assert np.allclose(shaped[mask], unshaped[mask] + 0.4 * r_hat[mask], atol=1e-6)
+    assert np.array_equal(shaped[~mask], np.zeros(3)) and not np.allclose(shaped, unshaped)
+    # The reward model's batch: the 24 labelled steps, each with its episode's return / 8.
+    targets = np.sort(batch[RM][TARGETS].numpy())
+    assert np.allclose(targets, np.sort(np.repeat([r.sum() / 8 for r in env_rewards], 8)))
+    assert all(np.array_equal(e.get_rewards(), r) for e, r in zip(sampled, env_rewards, strict=True))
+    # The reward model is checkpointed with the policy, its optimizer too.
+    state = learner.get_state()
+    assert RM in state["rl_module"] and any(RM in name for name in state["optimizer"])
+
+
+@pytest.mark.parametrize(
+    "kind, shared", [("diffusion", False), ("diffusion_potential", True)], ids=["diffusion", "potential"]
+)
+def test_ppo_trains_on_sparse_datacenter_and_reports_unshaped_returns(local_ray, kind, shared):
+    slots, agents = 6, ("asp_0", "asp_1", "asp_2")
+    policies = {"shared"} if shared else set(agents)
+
+    def mapping(agent_id, *args, **kwargs):
+        return "shared" if shared else agent_id
+
+    config = (
+        PPOConfig()
+        .environment(RecordingDataCenterEnv, env_config={"episode_slots": slots, "reward_mode": "sparse"})
+        .multi_agent(policies=policies, policy_mapping_fn=mapping)
+        .env_runners(num_env_runners=0)
+        .training(train_batch_size_per_learner=6 * slots, minibatch_size=6 * slots, num_epochs=1)
+        .rl_module(model_config={"fcnet_hiddens": [16]})
+        .debugging(seed=0)
+    )
+    algo = add_reward_shaping(config, kind=kind, steps=3, width=16, warmup_steps=12).build_algo()
+    try:
+        assert not any(is_reward_model_id(m) for m in algo.env_runner.module.keys())  # learner only
+        for iteration in (1, 2):
+            seen = len(RecordingDataCenterEnv.returns)
+            result = algo.train()
+            returns = RecordingDataCenterEnv.returns[seen:]
+            assert len(returns) == 6
+            assert result["env_runners"]["episode_return_mean"] == pytest.approx(np.mean(returns))
+            for policy in policies:
+                learner, model = result["learners"][policy], result["learners"][reward_model_id(policy)]
+                assert np.isfinite(learner["total_loss"]) and np.isfinite(model["reward_model_loss"])
+                assert np.isfinite(model["r_hat_target_corr"])
+                # Every step of the finished episodes is labelled: 6 per episode and agent of the policy.
+                assert model["labelled_rows"] == iteration * 6 * slots * (len(agents) if shared else 1)
+                # Iteration 1 trains the reward model; iteration 2 shapes with it.
+                assert model["shaping_active"] == float(iteration == 2)
+                assert (model["shaping_bonus_mean"] != 0.0) == (iteration == 2)
+    finally:
+        algo.stop()
+
+
+def test_dsac_trains_with_shaping_on_mec(local_ray):
+    from aigcsched.algorithms.diffusion.dsac import DSACConfig
+    from aigcsched.envs.rllib_adapter import MECRLlibEnv
+
+    config = (
+        DSACConfig()
+        .environment(MECRLlibEnv, env_config={"episode_slots": 8})
+        .multi_agent(policies={"shared"}, policy_mapping_fn=lambda agent_id, *args, **kwargs: "shared")
+        .env_runners(num_env_runners=0)
+        .training(
+            learn_alpha=False,
+            initial_alpha=0.1,
+            num_steps_sampled_before_learning_starts=16,
+            train_batch_size_per_learner=32,
+            replay_buffer_config={"type": "MultiAgentEpisodeReplayBuffer", "capacity": 1000},
+        )
+        .reporting(min_sample_timesteps_per_iteration=24)
+        .rl_module(model_config={"n_steps": 2, "hidden": (16, 16), "fcnet_hiddens": [16]})
+        .debugging(seed=0)
+    )
+    algo = add_reward_shaping(config, kind="diffusion", steps=3, width=16, warmup_steps=8).build_algo()
+    try:
+        for _ in range(2):
+            result = algo.train()
+        learner, model = result["learners"]["shared"], result["learners"][reward_model_id("shared")]
+        for value in (learner["policy_loss"], learner["qf_loss"], learner["qf_twin_loss"], model["reward_model_loss"]):
+            assert np.isfinite(float(np.asarray(value)))
+        assert model["labelled_rows"] > 0 and model["shaping_active"] > 0
+    finally:
+        algo.stop()
