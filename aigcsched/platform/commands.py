@@ -239,6 +239,45 @@ def reproduce(
     Console().print(f"report: {report}  (MLflow run {run.info.run_id})")
 
 
+def study(
+    path: Annotated[str, typer.Argument(help="study YAML, e.g. configs/studies/mec_algorithms.yaml")],
+    seeds: Annotated[int | None, typer.Option(min=1, help="seeds per variant [default: the study's]")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override KEY=VALUE for every variant, e.g. --set stop.env_steps=20000"),
+    ] = None,
+    out: Annotated[str | None, typer.Option(help="folder for report.md [default: outputs/study-NAME]")] = None,
+) -> None:
+    """Train each variant of a study with several seeds (same env-step budget, one MLflow run each),
+    evaluate on the same held-out episodes, and report the score per variant (mean and 95% CI over
+    seeds, ratio to the best heuristic), learning curves and, with a reference variant, the env
+    steps each needed to reach a share of the reference's final performance."""
+    from aigcsched.platform.study import load_study, run_study
+
+    values = parse_overrides(overrides)
+    spec, experiments = load_study(path, values)  # every variant is checked before the first run
+    folder = out or f"outputs/study-{spec.name}"
+    console = Console(stderr=True)
+    n = seeds or spec.seeds
+    console.print(f"study {spec.name}: {len(experiments)} variants x {n} seeds -> {folder}")
+    result = run_study(path, folder, values, seeds, log=console.log)
+    metric = result["score"]["metric"]
+    table = Table(title=f"{spec.name}: held-out {metric}, {n} seeds")
+    for col in ("variant", "mean", "95% CI +-", "vs best heuristic", "steps to target"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for name, r in result["variants"].items():
+        steps = r.get("steps_to_target_mean")
+        table.add_row(
+            name,
+            f"{r['score_mean']:.4g}",
+            f"{r['score_ci95']:.3g}",
+            f"{r['vs_best_heuristic']:.3f}x" if "vs_best_heuristic" in r else "-",
+            "-" if steps is None else f"{steps:,.0f} ({r['reached']}/{len(r['scores'])})",
+        )
+    Console().print(table)
+    Console().print(f"report: {folder}/report.md")
+
+
 models_app = typer.Typer(help="The model registry: list versions, promote one to champion.", no_args_is_help=True)
 
 
@@ -322,6 +361,7 @@ def register(app: typer.Typer) -> None:
     app.command()(train)
     app.command()(reproduce)
     app.command()(submit)
+    app.command()(study)
     app.add_typer(models_app, name="models")
 
 

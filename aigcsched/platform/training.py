@@ -193,6 +193,8 @@ def train(
     address: str | None = None,
     resume_run_id: str | None = None,
     console: Console | None = None,
+    run_name: str | None = None,
+    tags: dict | None = None,
 ) -> TrainOutcome:
     """Train until a stop criterion, Ctrl-C, or an error; then evaluate, register, maybe promote."""
     from aigcsched.platform.rllib_setup import algorithm_config
@@ -202,7 +204,7 @@ def train(
     _start_ray(exp, address)
     _use_experiment(exp.tracking.experiment)
     resume_from = _checkpoint_of(resume_run_id) if resume_run_id else None
-    with mlflow.start_run(run_id=resume_run_id) as run:
+    with mlflow.start_run(run_id=resume_run_id, run_name=run_name, tags=tags) as run:
         run_id = run.info.run_id
         if resume_run_id is None:
             mlflow.log_params(exp.flat())
@@ -313,8 +315,10 @@ def _evaluate_and_register(algo, exp: ExperimentConfig, outcome: TrainOutcome, c
     console.print(f"registered {name} version {version}; {outcome.promotion_reason}")
 
 
-# The figure a multi-agent policy is judged by on held-out episodes: (metric, +1 if higher is better).
-SCORES = {"datacenter": ("utility", 1.0), "mec": ("mean_delay", -1.0)}
+# The figure a policy is judged by on held-out episodes: (metric, +1 if higher is better), and the
+# per-iteration metric of the episodes sampled in training that shows the same.
+SCORES = {"edge": ("reward", 1.0), "datacenter": ("utility", 1.0), "mec": ("mean_delay", -1.0)}
+CURVES = {"edge": "request_reward", "datacenter": "episode_utility", "mec": "episode_mean_delay"}
 
 
 def _evaluate_multi_agent(policy, exp: ExperimentConfig) -> dict:

@@ -1,0 +1,91 @@
+"""Studies: variants x seeds through `train`, aggregated honestly (tiny real runs)."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from cli_runner import run_cli
+
+from aigcsched.platform.config import ConfigError
+from aigcsched.platform.study import load_study, mean_ci, steps_to_reach
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = {
+    "env.config.n_servers": 3,
+    "env.config.episode_slots": 10,
+    "resources.num_envs_per_env_runner": 2,
+    "algorithm.hidden": 8,
+    "algorithm.diffusion_steps": 2,
+    "algorithm.train_batch_size": 40,
+    "algorithm.minibatch_size": 40,
+    "algorithm.num_epochs": 1,
+    "evaluation.episodes": 2,
+    "stop": {"iterations": 3},
+}
+
+
+def write_study(folder: Path, mlp_set: dict | None = None, **extra) -> Path:
+    study = {
+        "name": "tiny",
+        "seeds": 2,
+        "set": TINY,
+        "variants": {
+            "diffusion": {"config": "mec_ppo.yaml"},
+            "mlp": {"config": "mec_ppo.yaml", "set": mlp_set or {"algorithm.module": "mlp"}},
+        },
+        **extra,
+    }
+    (folder / "mec_ppo.yaml").write_text((CONFIGS / "mec_ppo.yaml").read_text())
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def test_study_trains_every_variant_and_seed_and_reports(store, tmp_path, capsys, monkeypatch):
+    path = write_study(tmp_path, reference="mlp", threshold=0.9)
+    code, out, err = run_cli(capsys, monkeypatch, "study", str(path), "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    result = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 0
+    assert "| diffusion |" in (tmp_path / "out" / "report.md").read_text()
+    client = mlflow.MlflowClient()
+    for name, row in result["variants"].items():
+        runs = [client.get_run(r) for r in row["runs"]]
+        assert [r.info.run_name for r in runs] == [f"{name}-seed0", f"{name}-seed1"]
+        assert [r.data.params["seed"] for r in runs] == ["0", "1"]
+        scores = [r.data.metrics["eval.trained.mean_delay"] for r in runs]
+        assert row["scores"] == pytest.approx(scores)
+        assert (row["score_mean"], row["score_ci95"]) == pytest.approx(mean_ci(scores))
+        # lower delay is better: the best heuristic has the smallest delay
+        assert row["vs_best_heuristic"] == pytest.approx(row["score_mean"] / min(result["heuristics"].values()))
+        assert 0 <= row["reached"] <= 2 and len(row["steps_to_target"]) == 2
+    assert set(result["heuristics"]) == {"least_loaded", "smcoedge"}
+    # the target is the reference's final delay (mean of its last iterations) / 0.9
+    finals = []
+    for run_id in result["variants"]["mlp"]["runs"]:
+        history = sorted(client.get_metric_history(run_id, "episode_mean_delay"), key=lambda p: p.step)
+        finals.append(np.mean([p.value for p in history[-3:]]))
+    assert result["target"] == pytest.approx(np.mean(finals) / 0.9)
+    assert "diffusion" in out and "mlp" in out
+
+
+def test_steps_to_reach_uses_the_smoothed_curve():
+    x = np.array([10.0, 20, 30, 40, 50])
+    y = np.array([0.0, 3, 0, 3, 3])  # 3-point means: 1, 2, 2 (ending at 30, 40, 50)
+    assert steps_to_reach(x, y, 2.0, 1.0) == 40.0
+    assert np.isnan(steps_to_reach(x, y, 2.5, 1.0))  # single points reach 3, the smoothed curve never 2.5
+    assert steps_to_reach(x, -y, -1.0, -1.0) == 30.0  # lower is better: the mean falls to -1 at 30
+
+
+def test_bad_studies_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="reference 'nope' is not a variant"):
+        load_study(write_study(tmp_path, reference="nope"))
+    with pytest.raises(ConfigError, match="variant mlp: .*algorithm.module"):
+        load_study(write_study(tmp_path, mlp_set={"algorithm.module": "gpt"}))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_study(write_study(tmp_path, colour="red"))
+    with pytest.raises(ConfigError, match="study file not found"):
+        load_study(tmp_path / "missing.yaml")
