@@ -138,7 +138,7 @@ class RewardShapingSection(_Section):
     eta: float = Field(0.4, ge=0, description="weight of the shaping term (the paper's 0.4)")
     steps: int = Field(5, ge=1, description="denoising steps of the reward model")
     width: int = Field(64, ge=1, description="hidden width of the reward model")
-    warmup_steps: int = Field(2000, ge=0, description="labelled env steps before shaping starts")
+    warmup_steps: int = Field(1000, ge=0, description="labelled steps (of finished episodes) before shaping starts")
 
 
 class ResourcesSection(_Section):

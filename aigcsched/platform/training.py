@@ -54,8 +54,11 @@ class TrainOutcome:
 REQUEST_KEYS = ("request_reward", "request_quality", "request_tardiness", "request_late_fraction")
 DAY_KEYS = tuple(f"episode_{k}" for k in ("utility", "energy_cost", "violation_rate", "renewable_share", "handed_over"))
 MEC_KEYS = ("episode_mean_delay", "episode_mean_parts")
-# Learner results worth a curve: PPO's, SAC's / DQN's, and reward shaping's (`shaping_*`).
-LEARNER_KEYS = ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "qf_loss", "alpha_value", "alpha_loss")
+# Learner results worth a curve: PPO's, SAC's / DQN's, and the reward model's (reward shaping).
+LEARNER_KEYS = (
+    *("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "qf_loss", "alpha_value", "alpha_loss"),
+    *("reward_model_loss", "shaping_bonus_mean", "r_hat_target_corr", "labelled_rows", "shaping_active"),
+)
 # Env-runner results: the return of the reward the policy learns from (sparse, dense, ...).
 RETURN_KEY = "episode_return_mean"
 
@@ -73,7 +76,7 @@ def _iteration_metrics(result: dict, seconds: float, steps_before: int) -> dict:
             metrics[key] = float(runners[key])
     # a single policy keeps plain `learner.*` names; several policies get `learner.<id>.*`
     learners = {
-        module_id: {k: v for k, v in results.items() if (k in LEARNER_KEYS or k.startswith("shaping_"))}
+        module_id: {k: v for k, v in results.items() if k in LEARNER_KEYS}
         for module_id, results in result.get("learners", {}).items()
         if isinstance(results, dict) and module_id != "__all_modules__"
     }
