@@ -36,6 +36,14 @@ from aigcsched.platform.reports import datacenter_eval_markdown, eval_markdown, 
 
 CHECKPOINT_TAG = "aigcsched.checkpoint"
 CONFIG_ARTIFACT = "config.yaml"
+# RLlib restarts failed env runners and meanwhile returns iterations without samples; training
+# gives up when none was sampled for this long (a broken env would otherwise "finish" on nothing).
+STALL_S_ENV = "AIGCSCHED_STALL_S"
+DEFAULT_STALL_S = 300.0
+
+
+class SamplingStalled(RuntimeError):
+    """No env step was sampled for too long: every env runner keeps failing."""
 
 
 @dataclass
@@ -248,6 +256,7 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console) -> TrainOu
         TextColumn("{task.fields[info]}"),
     ]
     total = exp.stop.iterations
+    stall_s, sampled_at = float(os.environ.get(STALL_S_ENV, DEFAULT_STALL_S)), time.time()
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(f"training {run_id[:8]}", total=total, completed=algo.iteration, info="")
         try:
@@ -255,6 +264,13 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console) -> TrainOu
                 t0 = time.time()
                 result = algo.train()
                 metrics = _iteration_metrics(result, time.time() - t0, outcome.env_steps)
+                if metrics["env_steps"] > outcome.env_steps:
+                    sampled_at = time.time()
+                elif time.time() - sampled_at > stall_s:
+                    raise SamplingStalled(
+                        f"no env step sampled for {stall_s:g} s: every env runner keeps failing (see their errors "
+                        f"above); {STALL_S_ENV} sets how long to wait"
+                    )
                 outcome.iterations, outcome.env_steps = algo.iteration, int(metrics["env_steps"])
                 mlflow.log_metrics(metrics, step=algo.iteration)
                 info = (
