@@ -10,7 +10,7 @@ import yaml
 from cli_runner import run_cli
 
 from aigcsched.platform.config import ConfigError
-from aigcsched.platform.study import load_study, mean_ci, steps_to_reach
+from aigcsched.platform.study import load_study, mean_ci, run_study, steps_to_reach
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = {
@@ -69,7 +69,12 @@ def test_study_trains_every_variant_and_seed_and_reports(store, tmp_path, capsys
         history = sorted(client.get_metric_history(run_id, "episode_mean_delay"), key=lambda p: p.step)
         finals.append(np.mean([p.value for p in history[-3:]]))
     assert result["target"] == pytest.approx(np.mean(finals) / 0.9)
-    assert "diffusion" in out and "mlp" in out
+    assert "diffusion" in out and "mlp" in out and result["seeds_done"] == 2
+    # a study run again (e.g. after an interruption) reuses the finished runs of the same experiment
+    again = run_study(path, tmp_path / "again", seeds=2)
+    assert {n: r["runs"] for n, r in again["variants"].items()} == {n: r["runs"] for n, r in result["variants"].items()}
+    trained = mlflow.search_runs(experiment_names=["study-tiny"], filter_string="tags.mlflow.runName LIKE '%-seed%'")
+    assert len(trained) == 4
 
 
 def test_steps_to_reach_uses_the_smoothed_curve():

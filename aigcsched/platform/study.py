@@ -130,6 +130,21 @@ def final_value(y: np.ndarray) -> float:
     return float(np.mean(y[-SMOOTHING:])) if len(y) else float("nan")
 
 
+def _finished_run(exp: ExperimentConfig, run_name: str, key: str) -> str | None:
+    """A finished run of this study with exactly this experiment (an interrupted study goes on
+    where it stopped instead of training again)."""
+    params = {k: str(v) for k, v in exp.flat().items()}
+    runs = mlflow.search_runs(
+        experiment_names=[exp.tracking.experiment],
+        filter_string=f"tags.mlflow.runName = '{run_name}' and attributes.status = 'FINISHED'",
+        output_format="list",
+    )
+    for run in runs:
+        if f"eval.trained.{key}" in run.data.metrics and all(run.data.params.get(k) == v for k, v in params.items()):
+            return run.info.run_id
+    return None
+
+
 def run_study(
     path: str | Path,
     out: str | Path,
@@ -137,12 +152,10 @@ def run_study(
     seeds: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train every variant with every seed, evaluate, aggregate; writes study.json, report.md and
-    learning_curves.png into `out` and logs them to an MLflow run of its own."""
-    from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
-    from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
-    from aigcsched.platform.evaluation import evaluate_policy
-    from aigcsched.platform.policies import resolve_policy
+    """Train every variant with every seed (seed by seed, so that every variant has as many seeds
+    when a study is stopped early), evaluate, aggregate; rewrites study.json, report.md and
+    learning_curves.png in `out` after each seed, and logs them to an MLflow run of their own at the
+    end. Runs already finished with the same experiment are reused."""
     from aigcsched.platform.training import CURVES, SCORES, train
 
     study, experiments = load_study(path, overrides)
@@ -150,33 +163,58 @@ def run_study(
         study.seeds = seeds
     folder, out = Path(path).parent, Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    first = next(iter(experiments.values()))
-    problem = first.env.id
-    key, sign = SCORES[problem]
-    curve_metric = CURVES[problem]
+    problem = next(iter(experiments.values())).env.id
+    key, _ = SCORES[problem]
+    heuristics = _heuristics(_experiment(folder, study, next(iter(study.variants)), 0, heuristics=True), key)
     runs: dict[str, list[dict]] = {name: [] for name in study.variants}
-    for name in study.variants:
-        for seed in range(study.seeds):
-            exp = _experiment(folder, study, name, seed)
-            log(f"{name} seed {seed}: training")
-            outcome = train(exp, run_name=f"{name}-seed{seed}", tags={"aigcsched.study": study.name})
-            x, y = run_curve(outcome.run_id, curve_metric)
-            score = outcome.evaluation["trained"][key]
-            runs[name].append({"seed": seed, "run_id": outcome.run_id, "score": score, "steps": x, "curve": y})
-            log(f"{name} seed {seed}: {key} {score:.4g} (run {outcome.run_id})")
+    result = {}
+    for seed in range(study.seeds):
+        for name in study.variants:
+            exp, run_name = _experiment(folder, study, name, seed), f"{name}-seed{seed}"
+            run_id = _finished_run(exp, run_name, key)
+            if run_id is None:
+                log(f"{name} seed {seed}: training")
+                run_id = train(exp, run_name=run_name, tags={"aigcsched.study": study.name}).run_id
+            score = mlflow.MlflowClient().get_run(run_id).data.metrics[f"eval.trained.{key}"]
+            x, y = run_curve(run_id, CURVES[problem])
+            runs[name].append({"seed": seed, "run_id": run_id, "score": score, "steps": x, "curve": y})
+            log(f"{name} seed {seed}: {key} {score:.4g} (run {run_id})")
+        result = _write_results(study, problem, heuristics, runs, out)
+    mlflow.set_experiment(f"study-{study.name}")
+    with mlflow.start_run(run_name=f"study-{study.name}", tags={"aigcsched.study": study.name}):
+        mlflow.log_params({"seeds": study.seeds, "variants": ",".join(study.variants), "problem": problem})
+        mlflow.log_metrics({f"{n}.score_mean": r["score_mean"] for n, r in result["variants"].items()})
+        mlflow.log_artifacts(str(out), "study")
+    return result
 
-    with_heuristics = _experiment(folder, study, next(iter(study.variants)), 0, heuristics=True)
-    cfg, ev = with_heuristics.evaluation_scenario(), with_heuristics.evaluation
-    evaluate = {"mec": evaluate_mec, "datacenter": evaluate_datacenter}.get(problem)
-    baselines = {}
+
+def _heuristics(exp: ExperimentConfig, key: str) -> dict:
+    """The heuristics of the experiment's evaluation on its held-out episodes: name -> score."""
+    from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
+    from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
+    from aigcsched.platform.evaluation import evaluate_policy
+    from aigcsched.platform.policies import resolve_policy
+
+    cfg, ev = exp.evaluation_scenario(), exp.evaluation
+    scores = {}
     for b in ev.baselines:
         policy = resolve_policy(b, cfg, seed=ev.seed)
-        if evaluate is None:
-            baselines[b] = evaluate_policy(policy, cfg, ev.episodes, ev.seed).means()[key]
+        if exp.env.id == "mec":
+            scores[b] = evaluate_mec(policy, cfg, ev.episodes, ev.seed)[key]
+        elif exp.env.id == "datacenter":
+            scores[b] = evaluate_datacenter(policy, cfg, ev.episodes, ev.seed)[key]
         else:
-            baselines[b] = evaluate(policy, cfg, ev.episodes, ev.seed)[key]
-    best = max(baselines, key=lambda b: sign * baselines[b]) if baselines else None
+            scores[b] = evaluate_policy(policy, cfg, ev.episodes, ev.seed).means()[key]
+    return scores
 
+
+def _write_results(study: StudyConfig, problem: str, heuristics: dict, runs: dict, out: Path) -> dict:
+    from aigcsched.platform.training import CURVES, SCORES
+
+    key, sign = SCORES[problem]
+    ev_exp = next(iter(runs.values()))[0]["run_id"]
+    held_out = mlflow.MlflowClient().get_run(ev_exp).data.params
+    best = max(heuristics, key=lambda b: sign * heuristics[b]) if heuristics else None
     target = None
     if study.reference:
         ref = np.mean([final_value(r["curve"]) for r in runs[study.reference]])
@@ -186,33 +224,33 @@ def run_study(
         m, ci = mean_ci([r["score"] for r in rs])
         row = {"score_mean": m, "score_ci95": ci, "scores": [r["score"] for r in rs], "runs": [r["run_id"] for r in rs]}
         if best is not None:
-            row["vs_best_heuristic"] = m / baselines[best]
+            row["vs_best_heuristic"] = m / heuristics[best]
         if target is not None:
             reached = [steps_to_reach(r["steps"], r["curve"], target, sign) for r in rs]
             row["steps_to_target"] = reached
-            row["steps_to_target_mean"] = float(np.nanmean(reached)) if not np.all(np.isnan(reached)) else None
+            row["steps_to_target_mean"] = None if np.all(np.isnan(reached)) else float(np.nanmean(reached))
             row["reached"] = int(np.sum(~np.isnan(reached)))
         row["final_curve_mean"], row["final_curve_ci95"] = mean_ci([final_value(r["curve"]) for r in rs])
         summary[name] = row
+    first_seed = int(held_out["evaluation.seed"])
     result = {
         "study": study.model_dump(),
+        "seeds_done": min(len(rs) for rs in runs.values()),
         "problem": problem,
-        "score": {"metric": key, "higher_is_better": sign > 0, "held_out_seeds": [ev.seed, ev.seed + ev.episodes - 1]},
-        "curve_metric": curve_metric,
+        "score": {
+            "metric": key,
+            "higher_is_better": sign > 0,
+            "held_out_seeds": [first_seed, first_seed + int(held_out["evaluation.episodes"]) - 1],
+        },
+        "curve_metric": CURVES[problem],
         "target": target,
-        "heuristics": baselines,
+        "heuristics": heuristics,
         "best_heuristic": best,
         "variants": summary,
     }
     (out / "study.json").write_text(json.dumps(result, indent=2))
-    png = plot_curves(runs, out / "learning_curves.png", curve_metric, f"{study.name}: {curve_metric}", target)
-    report = out / "report.md"
-    report.write_text(report_markdown(result, png.name))
-    mlflow.set_experiment(f"study-{study.name}")
-    with mlflow.start_run(run_name=f"study-{study.name}", tags={"aigcsched.study": study.name}):
-        mlflow.log_params({"seeds": study.seeds, "variants": ",".join(study.variants), "problem": problem})
-        mlflow.log_metrics({f"{n}.score_mean": r["score_mean"] for n, r in summary.items()})
-        mlflow.log_artifacts(str(out), "study")
+    png = plot_curves(runs, out / "learning_curves.png", CURVES[problem], f"{study.name}: {CURVES[problem]}", target)
+    (out / "report.md").write_text(report_markdown(result, png.name))
     return result
 
 
@@ -256,9 +294,9 @@ def report_markdown(result: dict, plot_name: str) -> str:
     lines = [
         f"# Study {s['name']} ({result['problem']})",
         "",
-        f"{s['seeds']} seeds per variant, same env-step budget. Score: held-out `{score['metric']}` ({better} is "
-        f"better) on episodes seeded {score['held_out_seeds'][0]}..{score['held_out_seeds'][1]}; mean and 95% t "
-        "interval over seeds.",
+        f"{result['seeds_done']} of {s['seeds']} seeds per variant, same env-step budget. "
+        f"Score: held-out `{score['metric']}` ({better} is better) on episodes seeded "
+        f"{score['held_out_seeds'][0]}..{score['held_out_seeds'][1]}; mean and 95% t interval over seeds.",
         "",
     ]
     header = "| variant | score | 95% CI +- | per seed | vs best heuristic | final curve |"
