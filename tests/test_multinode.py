@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -54,7 +55,9 @@ def wait_for(check, timeout, what):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """Head and worker node, 1 CPU each, token authentication on; stopped with SIGTERM."""
+    """Head and worker node, 1 CPU each, token authentication on; stopped with SIGTERM. Each node has
+    its own temp dir: a job's driver finds its cluster through the head's temp dir (the default
+    /tmp/ray names whichever cluster on this machine started last)."""
     root = tmp_path_factory.mktemp("cluster")
     gcs, dashboard, client, agent1, agent2 = free_ports(5)
     env = {
@@ -79,6 +82,8 @@ def cluster(tmp_path_factory):
             str(client),
             "--dashboard-agent-listen-port",
             str(agent1),
+            "--temp-dir",
+            f"/tmp/ray-h{gcs}",
             *common,
         ],
         env=env,
@@ -98,6 +103,8 @@ def cluster(tmp_path_factory):
                 f"127.0.0.1:{gcs}",
                 "--dashboard-agent-listen-port",
                 str(agent2),
+                "--temp-dir",
+                f"/tmp/ray-w{gcs}",
                 *common,
             ],
             env=env,
@@ -112,7 +119,9 @@ def cluster(tmp_path_factory):
             return out.count(" node_") >= 2 and "2.0 CPU" in out.replace("0.0/2.0 CPU", "2.0 CPU")
 
         wait_for(two_nodes, 120, "the second node")
-        yield {"env": env, "address": f"http://127.0.0.1:{dashboard}", "root": root}
+        out = subprocess.run(status, env=env, capture_output=True, text=True).stdout
+        node_ids = set(re.findall(r"node_([0-9a-f]+)", out))
+        yield {"env": env, "address": f"http://127.0.0.1:{dashboard}", "root": root, "node_ids": node_ids}
     finally:
         for node in reversed(nodes):  # ending the --block processes stops each node
             node.send_signal(signal.SIGTERM)
@@ -165,7 +174,9 @@ def test_ray_job_submit_trains_across_both_nodes(cluster, tmp_path):
         runs = mlflow.search_runs(experiment_names=["multinode"], output_format="list")
         assert len(runs) == 1 and runs[0].info.status == "FINISHED"
         run = runs[0]
-        assert len(set(run.data.tags["aigcsched.env_runner_nodes"].split(","))) == 2  # both nodes sampled
+        # Both nodes of this cluster sampled (not those of another cluster on this machine).
+        assert set(run.data.tags["aigcsched.env_runner_nodes"].split(",")) == cluster["node_ids"]
+        assert len(cluster["node_ids"]) == 2
         assert run.data.metrics["env_steps"] >= 512
         version = mlflow.MlflowClient().get_model_version_by_alias("multinode-edge", "champion")
         assert version.run_id == run.info.run_id
@@ -195,3 +206,31 @@ def test_aigcsched_submit_streams_logs_and_returns_the_exit_status(cluster, tmp_
     ok = subprocess.run(cmd + args, env=env, capture_output=True, text=True, timeout=480, cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
     assert "submitted job" in ok.stdout and "SUCCEEDED" in ok.stdout and "iter 1" in ok.stdout
+
+
+def test_aigcsched_submit_fails_when_the_job_fails(cluster, tmp_path):
+    """A config that validates here but cannot run there (its trace folder is missing on the
+    cluster): the job fails, its error streams here, and the exit code is the job's (1), not 0."""
+    uri = f"sqlite:///{tmp_path}/failed.db"
+    missing = tmp_path / "no-traces"
+    cmd = [
+        sys.executable,
+        "-m",
+        "aigcsched.cli",
+        "submit",
+        str(ROOT / "configs" / "datacenter_ppo.yaml"),
+        "--address",
+        cluster["address"],
+        "--set",
+        f"env.config.data_dir={missing}",
+        "--set",
+        "stop.iterations=1",
+    ]
+    env = {**cluster["env"], "MLFLOW_TRACKING_URI": uri}
+    failed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    assert "submitted job" in failed.stdout and "FAILED (exit code 1)" in failed.stdout
+    assert f"DataError: {missing}/electricity_prices" in failed.stdout  # the job's traceback, streamed
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("aigcsched-datacenter").experiment_id])
+    assert run.info.status == "FAILED"  # the training itself failed, in the job

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -54,8 +55,9 @@ def runtime_env(exp: ExperimentConfig, folder: Path, tracking_uri: str) -> dict:
 
 
 def submit_training(exp: ExperimentConfig, address: str, wait: bool = True, echo=print) -> int:
-    """Submit `aigcsched train` as a Ray job; with `wait`, stream its logs and return 0 on success."""
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    """Submit `aigcsched train` as a Ray job; with `wait`, stream its logs until it ends and return
+    its exit code (0 only when it SUCCEEDED)."""
+    from ray.job_submission import JobSubmissionClient
 
     tracking_uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
     try:
@@ -77,7 +79,26 @@ def submit_training(exp: ExperimentConfig, address: str, wait: bool = True, echo
         async for lines in client.tail_job_logs(job_id):
             echo(lines, end="")
 
-    asyncio.run(stream())
-    status = client.get_job_status(job_id)
-    echo(f"job {job_id}: {status.value}")
-    return 0 if status == JobStatus.SUCCEEDED else 1
+    try:
+        asyncio.run(stream())
+    except RuntimeError as e:  # the stream broke off (head restarted, network): the job's state decides
+        echo(f"log stream ended: {str(e).splitlines()[0]}; waiting for the job to finish")
+    info = client.get_job_info(job_id)
+    while not info.status.is_terminal():
+        time.sleep(2)
+        info = client.get_job_info(job_id)
+    code = job_exit_code(info.status, info.driver_exit_code)
+    echo(f"job {job_id}: {info.status.value}" + (f" (exit code {code})" if code else ""))
+    return code
+
+
+def job_exit_code(status, driver_exit_code: int | None) -> int:
+    """0 only for a job that SUCCEEDED; a failed job's own exit code where there is one (2: bad
+    input, as for the local command), else 1 (stopped, killed by a signal, never started)."""
+    from ray.job_submission import JobStatus
+
+    if status == JobStatus.SUCCEEDED:
+        return 0
+    if status == JobStatus.FAILED and driver_exit_code is not None and 0 < driver_exit_code < 256:
+        return driver_exit_code
+    return 1
