@@ -144,7 +144,7 @@ def main() -> None:
     if args.gpu is not False:
         if torch.cuda.is_available():
             learners.append("gpu")
-        elif args.gpu:
+        else:
             notes.append("GPU learner not measured: torch sees no CUDA device")
     gpus = 1 if "gpu" in learners else 0
     for note in notes:
