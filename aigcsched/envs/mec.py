@@ -106,21 +106,24 @@ def finish_together_shares(
     """Shares x (sum 1) over the given servers such that all parts finish at the same time T.
 
     Part j finishes at max(now + a_j x_j, f_j) + b_j x_j (a_j: transfer, b_j: processing seconds
-    of the whole task); the largest x_j done by T is max(0, min((T - f_j) / b_j, (T - now) / (a_j + b_j))),
-    which grows with T, so T is found by bisection."""
+    of the whole task); the largest x_j done by T is max(0, min((T - f_j) / b_j, (T - now) / (a_j + b_j))).
+    Their sum is piecewise linear and non-decreasing in T, with kinks only at T = f_j, T = now and
+    where the two terms cross, so T is found exactly between the kinks around sum = 1."""
     f, a, b = (np.asarray(v, dtype=np.float64) for v in (free_at, tx_s_per_share, proc_s_per_share))
 
-    def done_by(T: float) -> np.ndarray:
+    def done_by(T: np.ndarray) -> np.ndarray:
+        T = np.asarray(T)[..., None]
         return np.maximum(0.0, np.minimum((T - f) / b, (T - now) / (a + b)))
 
-    low, high = now, max(f.max(), now) + (a + b).min()  # one server alone finishes the whole task by `high`
-    for _ in range(60):
-        mid = 0.5 * (low + high)
-        if done_by(mid).sum() < 1.0:
-            low = mid
-        else:
-            high = mid
-    x = done_by(high)
+    high = max(f.max(), now) + (a + b).min()  # one server alone finishes the whole task by `high`
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = np.where(a > 0, (f * (a + b) - now * b) / a, np.inf)
+    kinks = np.concatenate([[now, high], f, cross])
+    kinks = np.unique(kinks[np.isfinite(kinks) & (kinks >= now) & (kinks <= high)])
+    total = done_by(kinks).sum(axis=-1)
+    i = int(np.argmax(total >= 1.0)) or len(kinks) - 1  # total(now) = 0 < 1 <= total(high), up to rounding
+    T = kinks[i - 1] + (1.0 - total[i - 1]) * (kinks[i] - kinks[i - 1]) / (total[i] - total[i - 1])
+    x = done_by(T)
     return x / x.sum()
 
 
@@ -254,7 +257,11 @@ class MECEnv(ParallelEnv):
         return tx, proc
 
     def step(self, actions: dict[str, Any]):
-        return self.step_shares({a: self.shares(a, act) for a, act in actions.items()})
+        # stations without a task this slot ignore their action
+        has_task = self.instance.has_task[self.slot]
+        return self.step_shares(
+            {a: self.shares(a, act) for a, act in actions.items() if has_task[self.possible_agents.index(a)]}
+        )
 
     def step_shares(self, shares: dict[str, np.ndarray]):
         """Step with explicit splits (what heuristics use): agent -> N non-negative shares summing to 1."""
