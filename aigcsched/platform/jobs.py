@@ -45,7 +45,18 @@ def local_artifact_root(tracking_uri: str, cwd: Path | None = None) -> str | Non
     return None
 
 
+def with_absolute_paths(exp: ExperimentConfig, cwd: Path | None = None) -> ExperimentConfig:
+    """The experiment with a relative `env.config.data_dir` made absolute: the job reads it from
+    another working directory (the same path must exist on the cluster, e.g. shared storage)."""
+    data_dir = exp.env.config.get("data_dir")
+    if not isinstance(data_dir, str) or Path(data_dir).is_absolute():
+        return exp
+    config = {**exp.env.config, "data_dir": str(((cwd or Path.cwd()) / data_dir).resolve())}
+    return exp.model_copy(update={"env": exp.env.model_copy(update={"config": config})})
+
+
 def runtime_env(exp: ExperimentConfig, folder: Path, tracking_uri: str) -> dict:
+    exp = with_absolute_paths(exp)
     (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
     env_vars = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
     root = local_artifact_root(tracking_uri)

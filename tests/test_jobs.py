@@ -1,0 +1,20 @@
+"""What `aigcsched submit` sends with a job (no cluster needed)."""
+
+from pathlib import Path
+
+import yaml
+
+from aigcsched.platform.config import load_experiment
+from aigcsched.platform.jobs import EXPERIMENT_FILE, runtime_env
+
+
+def test_submitted_experiments_carry_absolute_data_paths(tmp_path):
+    config = Path(__file__).resolve().parents[1] / "configs" / "datacenter_ppo.yaml"
+    exp = load_experiment(config, {"env.config.data_dir": "../shared/data"})
+    env = runtime_env(exp, tmp_path, "sqlite:////abs/mlflow.db")
+    sent = yaml.safe_load((tmp_path / EXPERIMENT_FILE).read_text())
+    assert sent["env"]["config"]["data_dir"] == str((Path.cwd() / "../shared/data").resolve())
+    assert env["env_vars"]["MLFLOW_TRACKING_URI"] == "sqlite:////abs/mlflow.db"
+    edge = load_experiment(Path(config).with_name("edge_ppo.yaml"))
+    runtime_env(edge, tmp_path, "sqlite:////abs/mlflow.db")  # no data_dir: unchanged
+    assert "data_dir" not in yaml.safe_load((tmp_path / EXPERIMENT_FILE).read_text())["env"]["config"]
