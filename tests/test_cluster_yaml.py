@@ -38,4 +38,3 @@ def test_cluster_yaml_keeps_ports_private_and_auth_on():
         config["available_node_types"]["gpu_worker"]["max_workers"]
         > config["available_node_types"]["gpu_worker"]["min_workers"]
     )
-
