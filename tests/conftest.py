@@ -21,6 +21,7 @@ def tracking_store(tmp_path_factory):
     mp.chdir(root)
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    mlflow.set_experiment("Default")  # not the active experiment of an earlier module's store
     try:
         yield root
     finally:

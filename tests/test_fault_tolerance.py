@@ -44,9 +44,13 @@ def test_killed_env_runner_is_restarted_and_training_goes_on(store, monkeypatch)
             os.kill(pids[0], signal.SIGKILL)
 
     platform_config = rllib_setup.algorithm_config
-    monkeypatch.setattr(
-        rllib_setup, "algorithm_config", lambda exp: platform_config(exp).callbacks(on_train_result=on_train_result)
-    )
+
+    def config_with_callback(exp):
+        config = platform_config(exp).callbacks(on_train_result=on_train_result)
+        # RLlib waits 60 s between restarts of a runner by default: cut short to keep the test short
+        return config.fault_tolerance(delay_between_env_runner_restarts_s=1)
+
+    monkeypatch.setattr(rllib_setup, "algorithm_config", config_with_callback)
     exp = load_experiment(
         CONFIG,
         {

@@ -77,7 +77,7 @@ def test_registered_policy_in_evaluate_and_scenario_mismatch(first_run):
     assert 25 < result["quality"] <= 65
     with pytest.raises(ConfigError, match="takes n_servers=10, the scenario has n_servers=8"):
         resolve_policy("models:/edge-test@champion", EdgeConfig(n_servers=8, n_strong=4))
-    with pytest.raises(registry.ModelNotFoundError, match="no registered model"):
+    with pytest.raises(registry.ModelNotFoundError, match="none with alias .nobody."):
         resolve_policy("models:/edge-test@nobody", exp.scenario())
 
 
