@@ -69,6 +69,7 @@ def register_edge_model():
             ).build()
             with torch.no_grad():
                 module.weights_net[-1].weight.normal_(0.0, 0.3)
+        mlflow.set_experiment("registered-test-models")  # in the current store, whatever was active before
         with mlflow.start_run(), tempfile.TemporaryDirectory() as tmp:
             registry.save_policy(module, cfg, tmp)
             return str(registry.log_policy_model(tmp, cfg, name).registered_model_version)
