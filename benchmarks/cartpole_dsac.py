@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import mlflow
 import ray
@@ -21,10 +20,8 @@ from ray.rllib.algorithms.sac import SACConfig
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, os.path.dirname(__file__))
-from stats import mean_ci  # noqa: E402
-
-from aigcsched.algorithms.diffusion.dsac import DSACConfig  # noqa: E402
+from aigcsched.algorithms.diffusion.dsac import DSACConfig
+from aigcsched.platform.study import mean_ci
 
 HIDDEN = [64, 64]
 

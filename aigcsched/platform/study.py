@@ -156,7 +156,7 @@ def run_study(
     when a study is stopped early), evaluate, aggregate; rewrites study.json, report.md and
     learning_curves.png in `out` after each seed, and logs them to an MLflow run of their own at the
     end. Runs already finished with the same experiment are reused."""
-    from aigcsched.platform.training import CURVES, SCORES, train
+    from aigcsched.platform.training import CURVES, SCORES, held_out_results, train
 
     study, experiments = load_study(path, overrides)
     if seeds is not None:
@@ -165,7 +165,8 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     problem = next(iter(experiments.values())).env.id
     key, _ = SCORES[problem]
-    heuristics = _heuristics(_experiment(folder, study, next(iter(study.variants)), 0, heuristics=True), key)
+    evaluation = _experiment(folder, study, next(iter(study.variants)), 0, heuristics=True)
+    heuristics = {b: r[key] for b, r in held_out_results(evaluation).items()}
     runs: dict[str, list[dict]] = {name: [] for name in study.variants}
     result = {}
     for seed in range(study.seeds):
@@ -179,7 +180,7 @@ def run_study(
             x, y = run_curve(run_id, CURVES[problem])
             runs[name].append({"seed": seed, "run_id": run_id, "score": score, "steps": x, "curve": y})
             log(f"{name} seed {seed}: {key} {score:.4g} (run {run_id})")
-        result = _write_results(study, problem, heuristics, runs, out)
+        result = _write_results(study, evaluation, heuristics, runs, out)
     mlflow.set_experiment(f"study-{study.name}")
     with mlflow.start_run(run_name=f"study-{study.name}", tags={"aigcsched.study": study.name}):
         mlflow.log_params({"seeds": study.seeds, "variants": ",".join(study.variants), "problem": problem})
@@ -188,32 +189,11 @@ def run_study(
     return result
 
 
-def _heuristics(exp: ExperimentConfig, key: str) -> dict:
-    """The heuristics of the experiment's evaluation on its held-out episodes: name -> score."""
-    from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
-    from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
-    from aigcsched.platform.evaluation import evaluate_policy
-    from aigcsched.platform.policies import resolve_policy
-
-    cfg, ev = exp.evaluation_scenario(), exp.evaluation
-    scores = {}
-    for b in ev.baselines:
-        policy = resolve_policy(b, cfg, seed=ev.seed)
-        if exp.env.id == "mec":
-            scores[b] = evaluate_mec(policy, cfg, ev.episodes, ev.seed)[key]
-        elif exp.env.id == "datacenter":
-            scores[b] = evaluate_datacenter(policy, cfg, ev.episodes, ev.seed)[key]
-        else:
-            scores[b] = evaluate_policy(policy, cfg, ev.episodes, ev.seed).means()[key]
-    return scores
-
-
-def _write_results(study: StudyConfig, problem: str, heuristics: dict, runs: dict, out: Path) -> dict:
+def _write_results(study: StudyConfig, evaluation: ExperimentConfig, heuristics: dict, runs: dict, out: Path) -> dict:
     from aigcsched.platform.training import CURVES, SCORES
 
+    problem, ev = evaluation.env.id, evaluation.evaluation
     key, sign = SCORES[problem]
-    ev_exp = next(iter(runs.values()))[0]["run_id"]
-    held_out = mlflow.MlflowClient().get_run(ev_exp).data.params
     best = max(heuristics, key=lambda b: sign * heuristics[b]) if heuristics else None
     target = None
     if study.reference:
@@ -232,7 +212,6 @@ def _write_results(study: StudyConfig, problem: str, heuristics: dict, runs: dic
             row["reached"] = int(np.sum(~np.isnan(reached)))
         row["final_curve_mean"], row["final_curve_ci95"] = mean_ci([final_value(r["curve"]) for r in rs])
         summary[name] = row
-    first_seed = int(held_out["evaluation.seed"])
     result = {
         "study": study.model_dump(),
         "seeds_done": min(len(rs) for rs in runs.values()),
@@ -240,7 +219,7 @@ def _write_results(study: StudyConfig, problem: str, heuristics: dict, runs: dic
         "score": {
             "metric": key,
             "higher_is_better": sign > 0,
-            "held_out_seeds": [first_seed, first_seed + int(held_out["evaluation.episodes"]) - 1],
+            "held_out_seeds": [ev.seed, ev.seed + ev.episodes - 1],
         },
         "curve_metric": CURVES[problem],
         "target": target,

@@ -312,8 +312,7 @@ def _evaluate_and_register(algo, exp: ExperimentConfig, outcome: TrainOutcome, c
         return
     cfg, ev = exp.scenario(), exp.evaluation
     policy = registry.ModulePolicy(algo.get_module(), cfg, {"uri": f"run:{outcome.run_id}"})
-    policies = {"trained": policy} | {b: resolve_policy(b, cfg, seed=ev.seed) for b in ev.baselines}
-    results = {name: evaluate_policy(p, cfg, ev.episodes, ev.seed).means() for name, p in policies.items()}
+    results = held_out_results(exp, policy)
     outcome.evaluation = results
     mlflow.log_metrics({f"eval.{p}.{m}": v for p, r in results.items() for m, v in r.items()})
     mlflow.log_text(json.dumps(results, indent=2), "evaluation.json")
@@ -340,13 +339,18 @@ SCORES = {"edge": ("reward", 1.0), "datacenter": ("utility", 1.0), "mec": ("mean
 CURVES = {"edge": "request_reward", "datacenter": "episode_utility", "mec": "episode_mean_delay"}
 
 
-def _evaluate_multi_agent(policy, exp: ExperimentConfig) -> dict:
+def held_out_results(exp: ExperimentConfig, trained=None) -> dict[str, dict[str, float]]:
+    """Means over the experiment's held-out episodes (datacenter: held-out days) of its baselines
+    and, when given, of the trained policy (named "trained"), for any problem."""
     cfg, ev = exp.evaluation_scenario(), exp.evaluation
+    policies = {b: resolve_policy(b, cfg, seed=ev.seed) for b in ev.baselines}
+    if trained is not None:
+        policies = {"trained": mec_policy(trained) if exp.env.id == "mec" else trained} | policies
     if exp.env.id == "mec":
-        policies = {"trained": mec_policy(policy)} | {b: resolve_policy(b, cfg, seed=ev.seed) for b in ev.baselines}
         return {name: evaluate_mec(p, cfg, ev.episodes, ev.seed) for name, p in policies.items()}
-    policies = {"trained": policy} | {b: resolve_policy(b, cfg, seed=ev.seed) for b in ev.baselines}
-    return {name: evaluate_datacenter(p, cfg, ev.episodes, ev.seed) for name, p in policies.items()}
+    if exp.env.id == "datacenter":
+        return {name: evaluate_datacenter(p, cfg, ev.episodes, ev.seed) for name, p in policies.items()}
+    return {name: evaluate_policy(p, cfg, ev.episodes, ev.seed).means() for name, p in policies.items()}
 
 
 def _evaluate_and_register_multi_agent(algo, exp: ExperimentConfig, outcome: TrainOutcome, console: Console) -> None:
@@ -356,7 +360,7 @@ def _evaluate_and_register_multi_agent(algo, exp: ExperimentConfig, outcome: Tra
     ev = exp.evaluation
     key, sign = SCORES[exp.env.id]
     policy = _trained_policy(algo, exp, {"uri": f"run:{outcome.run_id}"})
-    results = _evaluate_multi_agent(policy, exp)
+    results = held_out_results(exp, policy)
     outcome.evaluation = results
     metrics = {f"eval.{p}.{m}": v for p, r in results.items() for m, v in r.items()}
     if ev.baselines:
