@@ -35,6 +35,19 @@ def test_gradients_reach_every_parameter_through_the_chain():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
 
 
+def test_deterministic_actor_starts_near_uniform_like_its_mlp_twin():
+    # Without a small output layer the first reverse step multiplies eps by 12.5 (vp, T = 5) and
+    # PPO starts from a peaked random policy; on mec that policy collapsed (delay 13 s vs 2.5 s).
+    from aigcsched.algorithms.diffusion.denoiser import mlp_actor
+
+    torch.manual_seed(0)
+    obs = torch.rand(64, 23)
+    for actor in (DiffusionActor(23, 30, hidden=(64, 64)), mlp_actor(23, 30, (64, 64))):
+        probs = actor(obs).softmax(-1)
+        entropy = -(probs * probs.log()).sum(-1)
+        assert entropy.min() > 0.99 * np.log(30)
+
+
 def test_deterministic_chain_is_a_function_of_the_observation_and_the_stochastic_one_is_not():
     obs = torch.randn(4, 3)
     det = DiffusionActor(3, 4, hidden=(16,))

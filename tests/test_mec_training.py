@@ -133,6 +133,20 @@ def test_bad_algorithm_choices_are_one_line_errors(config, override, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_x0_clip_and_training_intensity_reach_rllib():
+    from aigcsched.platform.rllib_setup import algorithm_config, module_spec
+
+    exp = load_experiment(
+        CONFIGS / "mec_dsac.yaml", {"algorithm.training_intensity": 64, "algorithm.diffusion_x0_clip": 1.0}
+    )
+    config = algorithm_config(exp)
+    assert config.training_intensity == 64 and config.model_config["x0_clip"] == 1.0
+    ppo = load_experiment(CONFIGS / "mec_ppo.yaml", {"algorithm.diffusion_x0_clip": 2.0})
+    assert module_spec(ppo).model_config["x0_clip"] == 2.0
+    with pytest.raises(ConfigError, match="training_intensity"):
+        load_experiment(CONFIGS / "mec_dsac.yaml", {"algorithm.training_intensity": 0})
+
+
 def test_shipped_mec_configs_load():
     for name in ("mec_ppo.yaml", "mec_dsac.yaml"):
         exp = load_experiment(CONFIGS / name)

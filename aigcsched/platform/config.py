@@ -110,6 +110,9 @@ class AlgorithmSection(_Section):
     value_scale: float = Field(100.0, gt=0)
     diffusion_steps: int = Field(5, ge=1, description="T, denoising steps of the diffusion actor")
     diffusion_schedule: Literal[SCHEDULES] = Field("vp", description="beta schedule of the diffusion actor")
+    diffusion_x0_clip: float | None = Field(
+        None, gt=0, description="clip each step's denoised logits to [-c, c] (D2SAC clips to 1); none: no clip"
+    )
     # off-policy (DSAC, DQN, SAC)
     replay_batch_size: int = Field(256, ge=1, description="DSAC/DQN/SAC: transitions per gradient step")
     replay_capacity: int = Field(100_000, ge=1, description="DSAC/DQN/SAC: replay buffer size, in transitions")
@@ -117,6 +120,12 @@ class AlgorithmSection(_Section):
     initial_alpha: float = Field(0.05, gt=0, description="DSAC/SAC: entropy temperature (initial if learned)")
     learn_alpha: bool = Field(True, description="DSAC: learn alpha towards the target entropy")
     target_entropy_ratio: float = Field(0.5, ge=0, le=1, description="DSAC/SAC: target entropy = ratio * log|A|")
+    training_intensity: float | None = Field(
+        None,
+        gt=0,
+        description="DSAC/DQN/SAC: replayed transitions per sampled env step (RLlib's training_intensity); "
+        "none: one update of replay_batch_size per sampled env step",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AlgorithmSection:

@@ -120,6 +120,7 @@ def module_spec(exp: ExperimentConfig) -> RLModuleSpec | None:
         mlp=alg.module == "mlp",
         n_steps=alg.diffusion_steps,
         schedule=alg.diffusion_schedule,
+        x0_clip=alg.diffusion_x0_clip,
         hidden=widths,
         vf_hidden=widths,
     )
@@ -153,6 +154,7 @@ def _base_config(exp: ExperimentConfig) -> AlgorithmConfig:
         "train_batch_size_per_learner": alg.replay_batch_size,
         "num_steps_sampled_before_learning_starts": alg.learning_starts,
         "replay_buffer_config": buffer,
+        "training_intensity": alg.training_intensity,
     }
     if alg.name == "DQN":
         config = DQNConfig().training(lr=alg.lr, **common)
@@ -211,7 +213,12 @@ def algorithm_config(exp: ExperimentConfig) -> AlgorithmConfig:
         .debugging(seed=exp.seed)
     )
     if alg.name == "DSAC":
-        actor = {"n_steps": alg.diffusion_steps, "schedule": alg.diffusion_schedule, "hidden": (alg.hidden,) * 2}
+        actor = {
+            "n_steps": alg.diffusion_steps,
+            "schedule": alg.diffusion_schedule,
+            "x0_clip": alg.diffusion_x0_clip,
+            "hidden": (alg.hidden,) * 2,
+        }
         config = config.rl_module(model_config=actor)
     if alg.name in ("DSAC", "DQN", "SAC") or alg.module == "default":
         config = config.rl_module(model_config={**config.model_config, "fcnet_hiddens": [alg.hidden, alg.hidden]})

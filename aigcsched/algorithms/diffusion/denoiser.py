@@ -58,8 +58,7 @@ class EpsilonMLP(nn.Module):
         for h in hidden:
             layers += [nn.Linear(width, h), nn.Mish()]
             width = h
-        layers.append(nn.Linear(width, action_dim))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers, small_head(width, action_dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, self.time_mlp(t).expand(*x.shape[:-1], -1), obs], dim=-1))
@@ -112,4 +111,15 @@ def mlp_actor(obs_dim: int, action_dim: int, hidden: tuple[int, ...] = (256, 256
     for h in hidden:
         layers += [nn.Linear(width, h), nn.Mish()]
         width = h
-    return nn.Sequential(*layers, nn.Linear(width, action_dim))
+    return nn.Sequential(*layers, small_head(width, action_dim))
+
+
+def small_head(width: int, out: int) -> nn.Linear:
+    """Output layer with weights scaled to 1% and no bias, so the policy starts near uniform (as
+    RLlib's default policy head). Without it the deterministic chain's first step, which multiplies
+    eps by sqrt(1/abar_T - 1) (12.5 for vp, T = 5), starts PPO from a peaked random policy."""
+    layer = nn.Linear(width, out)
+    with torch.no_grad():
+        layer.weight.mul_(0.01)
+        layer.bias.zero_()
+    return layer
