@@ -73,7 +73,11 @@ def main() -> None:
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     mlflow.set_experiment("cartpole-dsac")
     ray.init(address="local", num_cpus=2, include_dashboard=False)
-    returns = {name: [run(name, seed, args.env_steps) for seed in range(args.seeds)] for name in args.algorithms}
+    returns: dict[str, list[float]] = {name: [] for name in args.algorithms}
+    for seed in range(args.seeds):  # seed-major: a cut-short run still compares every algorithm
+        for name in args.algorithms:
+            returns[name].append(run(name, seed, args.env_steps))
+            print(f"{name} seed {seed}: final mean return {returns[name][-1]:.1f}", flush=True)
     ray.shutdown()
     table = Table(title=f"CartPole-v1, {args.env_steps} env steps, {args.seeds} seeds: final mean return")
     for col in ("algorithm", "mean", "95% CI +-", "per seed", "vs DQN", "vs SAC"):

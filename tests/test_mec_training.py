@@ -125,6 +125,7 @@ def test_dsac_trains_with_finite_losses_and_registers(store):
             "reward_shaping works with PPO and DSAC, not SAC",
         ),
         ("mec_ppo.yaml", {"reward_shaping.kind": "magic"}, "reward_shaping.kind"),
+        ("edge_ppo.yaml", {"evaluation.actions": "sampled"}, "evaluation.actions: sampled applies to multi-agent"),
     ],
 )
 def test_bad_algorithm_choices_are_one_line_errors(config, override, message):

@@ -94,3 +94,17 @@ def test_bad_studies_are_one_line_errors(tmp_path):
         load_study(write_study(tmp_path, colour="red"))
     with pytest.raises(ConfigError, match="study file not found"):
         load_study(tmp_path / "missing.yaml")
+
+
+def test_a_finished_run_is_reused_when_it_predates_a_key_left_at_its_default(store):
+    from aigcsched.platform.config import load_experiment
+    from aigcsched.platform.study import _finished_run
+
+    greedy = load_experiment(CONFIGS / "mec_ppo.yaml", {"evaluation.actions": "greedy"})
+    mlflow.set_experiment(greedy.tracking.experiment)
+    with mlflow.start_run(run_name="old-seed0") as run:  # logged before evaluation.actions existed
+        mlflow.log_params({k: v for k, v in greedy.flat().items() if k != "evaluation.actions"})
+        mlflow.log_metric("eval.trained.mean_delay", 2.0)
+    assert _finished_run(greedy, "old-seed0", "mean_delay") == run.info.run_id
+    sampled = load_experiment(CONFIGS / "mec_ppo.yaml", {"evaluation.actions": "sampled"})
+    assert _finished_run(sampled, "old-seed0", "mean_delay") is None

@@ -182,6 +182,12 @@ class EvaluationSection(_Section):
     baselines: list[str] = Field(
         default_factory=lambda: list(DEFAULT_BASELINES["edge"]), description="heuristics to compare with (per env)"
     )
+    actions: Literal["greedy", "sampled"] = Field(
+        "greedy",
+        description="datacenter, mec: the trained policy acts greedily (most likely action) or samples its "
+        "distribution, held out and once registered; a policy shared by all stations is a mixed strategy, "
+        "and greedy sends stations that see alike to the same server",
+    )
 
 
 class TrackingSection(_Section):
@@ -226,6 +232,8 @@ class ExperimentConfig(_Section):
             raise ValueError(f"unknown {self.env.id} baseline(s) {', '.join(unknown)}; choose from {', '.join(known)}")
         if not self.multi_agent and alg.shared_policy:
             raise ValueError("algorithm.shared_policy applies to multi-agent envs (datacenter, mec) only")
+        if not self.multi_agent and self.evaluation.actions != "greedy":
+            raise ValueError("evaluation.actions: sampled applies to multi-agent envs (datacenter, mec) only")
         if self.reward_shaping.kind != "none" and alg.name not in ("PPO", "DSAC"):
             raise ValueError(f"reward_shaping works with PPO and DSAC, not {alg.name}")
         train = range(

@@ -23,6 +23,7 @@ from aigcsched.envs import PROBLEMS, DataCenterConfig, MECConfig
 from aigcsched.platform.config import ConfigError
 
 SPEC_FILE = "spec.json"
+ACTION_MODES = ("greedy", "sampled")
 MODULES_DIR = "modules"
 # The scenario fields that shape observations and actions: a policy fits a scenario that agrees on them.
 FIT_KEYS = {
@@ -46,20 +47,38 @@ def spaces_of(cfg: BaseModel) -> tuple[int, int, tuple[int, ...]]:
 
 
 class MultiAgentPolicy:
-    """RLModules by module id plus agent -> module id, as a policy:
-    (observations by agent, state) -> most likely actions by agent."""
+    """RLModules by module id plus agent -> module id, as a policy: (observations by agent, state)
+    -> actions by agent, the most likely ones (`actions="greedy"`) or drawn from the policy's
+    distribution (`"sampled"`, reproducible from `seed`)."""
 
-    def __init__(self, modules: dict[str, Any], agent_module: dict[str, str], cfg: BaseModel, info=None):
-        self.modules, self.agent_module, self.cfg = modules, agent_module, cfg
+    def __init__(
+        self,
+        modules: dict[str, Any],
+        agent_module: dict[str, str],
+        cfg: BaseModel,
+        info=None,
+        actions: str = "greedy",
+        seed: int = 0,
+    ):
+        import torch
+
+        if actions not in ACTION_MODES:
+            raise ConfigError(f"actions must be one of {', '.join(ACTION_MODES)}, got {actions!r}")
+        self.modules, self.agent_module, self.cfg, self.actions = modules, agent_module, cfg, actions
         self.info = {"uri": None, **(info or {})}
+        self._rng = torch.Generator().manual_seed(seed)
 
-    @staticmethod
-    def _greedy(module, obs: np.ndarray) -> np.ndarray:
+    def _act(self, module, obs: np.ndarray) -> np.ndarray:
         import torch
         from ray.rllib.core.columns import Columns
 
         with torch.no_grad():
             logits = module.forward_inference({Columns.OBS: torch.as_tensor(obs)})[Columns.ACTION_DIST_INPUTS]
+            if self.actions == "sampled":
+                # Gumbel-max: the argmax of logits + Gumbel noise is a draw from each categorical
+                # branch, and the generator makes the draws repeatable.
+                u = torch.rand(logits.shape, generator=self._rng).clamp_(1e-12, 1.0 - 1e-7)
+                logits = logits - torch.log(-torch.log(u))
             dist = module.get_inference_action_dist_cls().from_logits(logits)
             return np.asarray(dist.to_deterministic().sample(), dtype=np.int64)
 
@@ -70,16 +89,16 @@ class MultiAgentPolicy:
         out = None
         for module_id, module in self.modules.items():
             cols = [i for i, a in enumerate(agents) if self.agent_module[a] == module_id]
-            actions = self._greedy(module, obs[:, cols].reshape(-1, obs.shape[-1]))
+            actions = self._act(module, obs[:, cols].reshape(-1, obs.shape[-1]))
             if out is None:
                 out = np.zeros((*obs.shape[:2], *actions.shape[1:]), dtype=np.int64)
             out[:, cols] = actions.reshape(obs.shape[0], len(cols), *actions.shape[1:])
         return out
 
     def act_agent(self, agent: str, obs: np.ndarray) -> np.ndarray:
-        """One agent's most likely action for one observation."""
+        """One agent's action for one observation."""
         module = self.modules[self.agent_module[agent]]
-        return self._greedy(module, np.asarray(obs, dtype=np.float32)[None])[0]
+        return self._act(module, np.asarray(obs, dtype=np.float32)[None])[0]
 
     def __call__(self, obs: dict, state: Any = None) -> dict:
         agents = list(self.agent_module)
@@ -104,6 +123,7 @@ def save_policy(policy: MultiAgentPolicy, path: str | Path) -> Path:
         "problem": problem_of(policy.cfg),
         "env": policy.cfg.model_dump(mode="json"),
         "agent_module": policy.agent_module,
+        "actions": policy.actions,
     }
     (path / SPEC_FILE).write_text(json.dumps(spec, indent=2))
     return path
@@ -125,7 +145,7 @@ def load_policy_dir(path: str | Path, info: dict | None = None) -> MultiAgentPol
         modules[module_id] = RLModule.from_checkpoint(str((folder / MODULES_DIR / module_id).resolve()))
         modules[module_id].eval()
     cfg = PROBLEMS[spec.get("problem", "datacenter")][1](**spec["env"])
-    return MultiAgentPolicy(modules, spec["agent_module"], cfg, info or {"uri": str(p)})
+    return MultiAgentPolicy(modules, spec["agent_module"], cfg, info or {"uri": str(p)}, spec.get("actions", "greedy"))
 
 
 def load_registered(uri: str) -> MultiAgentPolicy:

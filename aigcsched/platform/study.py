@@ -134,13 +134,15 @@ def _finished_run(exp: ExperimentConfig, run_name: str, key: str) -> str | None:
     """A finished run of this study with exactly this experiment (an interrupted study goes on
     where it stopped instead of training again)."""
     params = {k: str(v) for k, v in exp.flat().items()}
+    # a key added to the config after the run counts as its default there
+    defaults = {k: str(v) for k, v in ExperimentConfig().flat().items()}
     runs = mlflow.search_runs(
         experiment_names=[exp.tracking.experiment],
         filter_string=f"tags.mlflow.runName = '{run_name}' and attributes.status = 'FINISHED'",
         output_format="list",
     )
     for run in runs:
-        if f"eval.trained.{key}" in run.data.metrics and all(run.data.params.get(k) == v for k, v in params.items()):
+        if f"eval.trained.{key}" in run.data.metrics and all(run.data.params.get(k, defaults.get(k)) == v for k, v in params.items()):
             return run.info.run_id
     return None
 

@@ -122,7 +122,8 @@ def _trained_policy(algo, exp: ExperimentConfig, info: dict | None = None):
         mapping = policy_mapping(exp.algorithm.shared_policy)
         agents = {agent: mapping(agent) for agent in agent_ids(exp)}
         modules = {pid: algo.get_module(pid) for pid in policy_ids(exp)}
-        return multiagent_policy.MultiAgentPolicy(modules, agents, exp.scenario(), info)
+        ev = exp.evaluation
+        return multiagent_policy.MultiAgentPolicy(modules, agents, exp.scenario(), info, ev.actions, ev.seed)
     return registry.ModulePolicy(algo.get_module(), exp.scenario(), info)
 
 
