@@ -142,6 +142,7 @@ def test_x0_clip_and_training_intensity_reach_rllib():
     )
     config = algorithm_config(exp)
     assert config.training_intensity == 64 and config.model_config["x0_clip"] == 1.0
+    assert config.get_rollout_fragment_length() == 4  # 256 replayed per update / 64 per env step
     ppo = load_experiment(CONFIGS / "mec_ppo.yaml", {"algorithm.diffusion_x0_clip": 2.0})
     assert module_spec(ppo).model_config["x0_clip"] == 2.0
     with pytest.raises(ConfigError, match="training_intensity"):

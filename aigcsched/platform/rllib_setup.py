@@ -170,6 +170,11 @@ def _base_config(exp: ExperimentConfig) -> AlgorithmConfig:
         )
         if alg.name == "DSAC":
             config = config.training(learn_alpha=alg.learn_alpha)
+    if alg.training_intensity is not None:
+        # one sampling call per update: RLlib's default samples 1 env step per call (n_step), and
+        # its per-call cost then dominates a 2-core run
+        steps_per_update = max(1, round(alg.replay_batch_size / alg.training_intensity))
+        config = config.env_runners(rollout_fragment_length=steps_per_update)
     # env steps per iteration, as for PPO; the updates per step follow RLlib's natural ratio
     return config.reporting(min_sample_timesteps_per_iteration=alg.train_batch_size)
 
