@@ -11,6 +11,7 @@ Usage: python benchmarks/cartpole_dsac.py [--seeds 5] [--env-steps 8000]
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 import mlflow
@@ -64,7 +65,9 @@ def run(name: str, seed: int, env_steps: int) -> float:
         while steps < env_steps:
             result = algo.train()
             steps = result["env_runners"]["num_env_steps_sampled_lifetime"]
-            ret = result["env_runners"].get("episode_return_mean", ret)
+            # an iteration in which no episode ended reports nan: keep the last 20 that did
+            latest = result["env_runners"].get("episode_return_mean", float("nan"))
+            ret = latest if math.isfinite(latest) else ret
             mlflow.log_metric("episode_return_mean", ret, step=int(steps))
         mlflow.log_metric("final_return", ret)
     algo.stop()

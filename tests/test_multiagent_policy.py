@@ -53,3 +53,18 @@ def test_unknown_action_mode_is_an_error(mec_module):
     module, cfg, _ = mec_module
     with pytest.raises(Exception, match="greedy, sampled"):
         policy(module, cfg, actions="softmax")
+
+
+def test_a_dqn_module_acts_by_its_q_argmax_in_both_modes(mec_module):
+    from ray.rllib.algorithms.dqn import DQNConfig
+
+    _, cfg, obs = mec_module
+    env = MECEnv(cfg)
+    config = DQNConfig().rl_module(model_config={"fcnet_hiddens": [16]})
+    spec = config.get_default_rl_module_spec()
+    spec.observation_space, spec.action_space = env.observation_space("bs_0"), env.action_space("bs_0")
+    spec.model_config = config.model_config
+    module = spec.build()
+    q = module.compute_q_values({Columns.OBS: torch.as_tensor(obs)})["qf_preds"].detach().numpy()
+    for actions in ("greedy", "sampled"):
+        assert np.array_equal(policy(module, cfg, actions=actions).act(obs[None])[0], q.argmax(-1))

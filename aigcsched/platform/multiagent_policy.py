@@ -73,7 +73,10 @@ class MultiAgentPolicy:
         from ray.rllib.core.columns import Columns
 
         with torch.no_grad():
-            logits = module.forward_inference({Columns.OBS: torch.as_tensor(obs)})[Columns.ACTION_DIST_INPUTS]
+            out = module.forward_inference({Columns.OBS: torch.as_tensor(obs)})
+            if Columns.ACTION_DIST_INPUTS not in out:  # DQN: argmax Q is its policy, with no distribution
+                return np.asarray(out[Columns.ACTIONS], dtype=np.int64)
+            logits = out[Columns.ACTION_DIST_INPUTS]
             if self.actions == "sampled":
                 # Gumbel-max: the argmax of logits + Gumbel noise is a draw from each categorical
                 # branch, and the generator makes the draws repeatable.
