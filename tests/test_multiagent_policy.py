@@ -45,8 +45,8 @@ def test_sampled_actions_repeat_with_the_seed_and_survive_save_and_load(mec_modu
     first = policy(module, cfg, actions="sampled", seed=7).act(batch)
     assert np.array_equal(first, policy(module, cfg, actions="sampled", seed=7).act(batch))
     assert not np.array_equal(first, policy(module, cfg, actions="sampled", seed=8).act(batch))
-    loaded = load_policy_dir(save_policy(policy(module, cfg, actions="sampled"), tmp_path / "p"))
-    assert loaded.actions == "sampled"
+    loaded = load_policy_dir(save_policy(policy(module, cfg, actions="sampled", seed=7), tmp_path / "p"))
+    assert loaded.actions == "sampled" and np.array_equal(loaded.act(batch), first)
 
 
 def test_unknown_action_mode_is_an_error(mec_module):

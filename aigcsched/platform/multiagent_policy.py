@@ -64,7 +64,7 @@ class MultiAgentPolicy:
 
         if actions not in ACTION_MODES:
             raise ConfigError(f"actions must be one of {', '.join(ACTION_MODES)}, got {actions!r}")
-        self.modules, self.agent_module, self.cfg, self.actions = modules, agent_module, cfg, actions
+        self.modules, self.agent_module, self.cfg, self.actions, self.seed = modules, agent_module, cfg, actions, seed
         self.info = {"uri": None, **(info or {})}
         self._rng = torch.Generator().manual_seed(seed)
 
@@ -127,6 +127,7 @@ def save_policy(policy: MultiAgentPolicy, path: str | Path) -> Path:
         "env": policy.cfg.model_dump(mode="json"),
         "agent_module": policy.agent_module,
         "actions": policy.actions,
+        "seed": policy.seed,  # a loaded policy draws what the saved one drew from the start
     }
     (path / SPEC_FILE).write_text(json.dumps(spec, indent=2))
     return path
@@ -148,7 +149,8 @@ def load_policy_dir(path: str | Path, info: dict | None = None) -> MultiAgentPol
         modules[module_id] = RLModule.from_checkpoint(str((folder / MODULES_DIR / module_id).resolve()))
         modules[module_id].eval()
     cfg = PROBLEMS[spec.get("problem", "datacenter")][1](**spec["env"])
-    return MultiAgentPolicy(modules, spec["agent_module"], cfg, info or {"uri": str(p)}, spec.get("actions", "greedy"))
+    actions, seed = spec.get("actions", "greedy"), spec.get("seed", 0)
+    return MultiAgentPolicy(modules, spec["agent_module"], cfg, info or {"uri": str(p)}, actions, seed)
 
 
 def load_registered(uri: str) -> MultiAgentPolicy:
