@@ -142,7 +142,9 @@ def _finished_run(exp: ExperimentConfig, run_name: str, key: str) -> str | None:
         output_format="list",
     )
     for run in runs:
-        if f"eval.trained.{key}" in run.data.metrics and all(run.data.params.get(k, defaults.get(k)) == v for k, v in params.items()):
+        if f"eval.trained.{key}" in run.data.metrics and all(
+            run.data.params.get(k, defaults.get(k)) == v for k, v in params.items()
+        ):
             return run.info.run_id
     return None
 
