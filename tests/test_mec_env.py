@@ -3,7 +3,7 @@ import pytest
 from pettingzoo.test import parallel_api_test
 from pydantic import ValidationError
 
-from aigcsched.algorithms.mec_heuristics import MEC_POLICIES, evaluate, make_policy, run_episode
+from aigcsched.algorithms.mec_heuristics import MEC_POLICIES, evaluate, finish_after, make_policy, myopic, run_episode
 from aigcsched.envs import MEC_ENV_ID, PARALLEL_ENVS, PROBLEMS, MECConfig, MECEnv, MECInstance
 from aigcsched.envs.mec import finish_together_shares
 
@@ -84,8 +84,29 @@ def test_finish_together_split_makes_parts_end_at_once():
 def test_heuristics_rank_as_expected_on_the_default_scenario():
     cfg = MECConfig(episode_slots=50)
     delays = {p: evaluate(p, cfg, episodes=3, seed=100)["mean_delay"] for p in MEC_POLICIES}
-    assert delays["smcoedge"] < delays["least_loaded"] < delays["local"]
+    assert delays["myopic"] < delays["smcoedge"] < delays["least_loaded"] < delays["local"]
     assert all(np.isfinite(list(delays.values())))
+
+
+def test_myopic_picks_the_action_whose_placement_finishes_first():
+    import copy
+
+    env = MECEnv(n_servers=4, max_split=3, episode_slots=30)
+    env.reset(seed=11)
+    checked = 0
+    while env.agents:
+        busy = env.free_at > env.now
+        for i, agent in enumerate(env.agents):
+            if not env.instance.has_task[env.slot, i]:
+                continue
+            # the env's own placement of each Discrete action, on copies of the current queues
+            placed = [
+                copy.deepcopy(env)._place(i, env.shares(agent, a))["delay"] for a in range(env.action_space(agent).n)
+            ]
+            assert finish_after(env, i, myopic(env, agent, None)) == pytest.approx(min(placed))
+            checked += busy.any()
+        env.step({a: env.action_space(a).sample() for a in env.agents})
+    assert checked > 20  # most checks had queues to avoid
 
 
 def test_bad_configs_and_inputs_are_clear_errors():

@@ -80,6 +80,21 @@ def make_smcoedge(k: int = 2) -> Policy:
     return smcoedge
 
 
+def finish_after(env: MECEnv, i: int, x: np.ndarray) -> float:
+    """Seconds from now until station i's task, split by shares x, would finish on the current queues."""
+    tx, proc = env.part_costs(i)
+    used = x > 0
+    return float(np.max(np.maximum(env.now + tx[used] * x[used], env.free_at[used]) + proc[used] * x[used]) - env.now)
+
+
+def myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+    """The split, among all the subset action's (server subsets of size <= max_split, each split
+    rule), that finishes the station's own task earliest on the queues of the slot's start."""
+    i, cfg = env.possible_agents.index(agent), env.cfg
+    candidates = [env.split(i, subset, rule) for subset in cfg.subsets() for rule in cfg.split_rules]
+    return min(candidates, key=lambda x: finish_after(env, i, x))
+
+
 def make_policy(name: str, seed: int = 0) -> Policy:
     makers = {
         "local": lambda: local,
@@ -87,13 +102,14 @@ def make_policy(name: str, seed: int = 0) -> Policy:
         "round_robin": make_round_robin,
         "least_loaded": lambda: least_loaded,
         "smcoedge": make_smcoedge,
+        "myopic": lambda: myopic,
     }
     if name not in makers:
         raise ValueError(f"unknown mec policy {name!r}; choose from {', '.join(makers)}")
     return makers[name]()
 
 
-MEC_POLICIES = ("local", "random", "round_robin", "least_loaded", "smcoedge")
+MEC_POLICIES = ("local", "random", "round_robin", "least_loaded", "smcoedge", "myopic")
 
 
 def run_episode(env: MECEnv, policy: Policy, seed: int) -> dict[str, float]:

@@ -240,8 +240,12 @@ class MECEnv(ParallelEnv):
                 return x
             return w / w.sum()
         subset_idx, rule_idx = divmod(int(action), len(cfg.split_rules))
-        subset = list(self._subsets[subset_idx])
-        if cfg.split_rules[rule_idx] == "capacity":
+        return self.split(i, self._subsets[subset_idx], cfg.split_rules[rule_idx])
+
+    def split(self, i: int, subset: tuple[int, ...], rule: str) -> np.ndarray:
+        """The N shares of station i's current task over `subset` by a split rule."""
+        x, subset = np.zeros(self.cfg.n_servers), list(subset)
+        if rule == "capacity":
             c = self.instance.capacity[subset]
             x[subset] = c / c.sum()
         else:
