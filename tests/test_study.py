@@ -10,7 +10,7 @@ import yaml
 from cli_runner import run_cli
 
 from aigcsched.platform.config import ConfigError
-from aigcsched.platform.study import load_study, mean_ci, run_study, steps_to_reach
+from aigcsched.platform.study import curve_band, load_study, mean_ci, run_study, steps_to_reach, wants_log_scale
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = {
@@ -108,3 +108,15 @@ def test_a_finished_run_is_reused_when_it_predates_a_key_left_at_its_default(sto
     assert _finished_run(greedy, "old-seed0", "mean_delay") == run.info.run_id
     sampled = load_experiment(CONFIGS / "mec_ppo.yaml", {"evaluation.actions": "sampled"})
     assert _finished_run(sampled, "old-seed0", "mean_delay") is None
+
+
+def test_curve_band_stays_within_the_seeds_and_diverged_runs_get_a_log_axis():
+    # four seeds near 2 s and one diverged to 190 s: the t band would dip below zero
+    ys = np.array([[2.0, 1.9], [2.1, 2.0], [1.9, 2.2], [2.0, 1.8], [190.0, 180.0]])
+    mean, low, high = curve_band(ys)
+    assert mean == pytest.approx([39.6, 37.58])
+    assert np.all(low >= ys.min(axis=0)) and np.all(high <= ys.max(axis=0))
+    assert low[0] == pytest.approx(1.9) and high[0] < 190.0  # the clipped side, the t side
+    assert wants_log_scale(ys.ravel())
+    assert not wants_log_scale(ys[:4].ravel()) and not wants_log_scale(np.array([-5.0, 500.0]))
+    assert curve_band(ys[:1])[1] == pytest.approx(ys[0])

@@ -237,6 +237,22 @@ def _write_results(study: StudyConfig, evaluation: ExperimentConfig, heuristics:
     return result
 
 
+def curve_band(ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds (rows) and its 95% t band, kept within the seeds' own range: around a few
+    diverged seeds the t band reaches values no run had (negative delays)."""
+    mean = ys.mean(axis=0)
+    if len(ys) < 2:
+        return mean, mean, mean
+    half = stats.t.ppf(0.975, len(ys) - 1) * ys.std(axis=0, ddof=1) / np.sqrt(len(ys))
+    return mean, np.maximum(mean - half, ys.min(axis=0)), np.minimum(mean + half, ys.max(axis=0))
+
+
+def wants_log_scale(values: np.ndarray) -> bool:
+    """Positive values spanning more than a factor of 20: on a linear axis diverged runs would
+    flatten every other curve."""
+    return bool(values.size and values.min() > 0 and values.max() > 20 * values.min())
+
+
 def plot_curves(runs: dict, path: Path, metric: str, title: str, target: float | None = None) -> Path:
     """Mean curve per variant over seeds (95% band) against env steps, on a common grid."""
     import matplotlib
@@ -245,6 +261,7 @@ def plot_curves(runs: dict, path: Path, metric: str, title: str, target: float |
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    shown = []
     for name, rs in runs.items():
         rs = [r for r in rs if len(r["steps"])]
         if not rs:
@@ -253,11 +270,13 @@ def plot_curves(runs: dict, path: Path, metric: str, title: str, target: float |
         start = max(r["steps"][0] for r in rs)
         grid = np.linspace(start, end, GRID_POINTS) if end > start else np.array([end])
         ys = np.stack([np.interp(grid, r["steps"], r["curve"]) for r in rs])
-        mean = ys.mean(axis=0)
+        mean, low, high = curve_band(ys)
         ax.plot(grid, mean, label=f"{name} ({len(rs)} seeds)")
         if len(rs) > 1:
-            half = stats.t.ppf(0.975, len(rs) - 1) * ys.std(axis=0, ddof=1) / np.sqrt(len(rs))
-            ax.fill_between(grid, mean - half, mean + half, alpha=0.2)
+            ax.fill_between(grid, low, high, alpha=0.2)
+        shown.append(ys)
+    if shown and wants_log_scale(np.concatenate([y.ravel() for y in shown])):
+        ax.set_yscale("log")
     if target is not None:
         ax.axhline(target, linestyle="--", linewidth=1, color="grey", label="target")
     ax.set_xlabel("env steps")
