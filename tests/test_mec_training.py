@@ -53,10 +53,10 @@ def test_ppo_with_the_diffusion_actor_trains_evaluates_and_registers(ppo_run):
     m = client.get_run(outcome.run_id).data.metrics
     assert np.isfinite(m["learner.shared.vf_loss"]) and np.isfinite(m["learner.shared.policy_loss"])
     assert m["episode_mean_delay"] > 0 and 1 <= m["episode_mean_parts"] <= 2
-    assert set(outcome.evaluation) == {"trained", "least_loaded", "smcoedge"}
+    assert set(outcome.evaluation) == {"trained", "least_loaded", "smcoedge", "myopic"}
     trained, smcoedge = outcome.evaluation["trained"]["mean_delay"], outcome.evaluation["smcoedge"]["mean_delay"]
     assert m["eval.trained.mean_delay"] == pytest.approx(trained)
-    best = min(outcome.evaluation[b]["mean_delay"] for b in ("least_loaded", "smcoedge"))
+    best = min(outcome.evaluation[b]["mean_delay"] for b in ("least_loaded", "smcoedge", "myopic"))
     assert m["eval.gain_vs_best_baseline"] == pytest.approx((best - trained) / best)
     assert smcoedge == pytest.approx(evaluate_mec("smcoedge", exp.scenario(), 2, exp.evaluation.seed)["mean_delay"])
     assert outcome.model_version == "1" and outcome.promoted

@@ -172,7 +172,7 @@ class StopSection(_Section):
 DEFAULT_BASELINES = {
     "edge": ("greedy", "myopic"),
     "datacenter": ("local", "handoff", "arbitrage", "combined"),
-    "mec": ("least_loaded", "smcoedge"),
+    "mec": ("least_loaded", "smcoedge", "myopic"),
 }
 
 
