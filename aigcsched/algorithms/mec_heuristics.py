@@ -23,8 +23,7 @@ def _one_hot(n: int, j: int) -> np.ndarray:
 
 def completion_estimates(env: MECEnv, i: int) -> np.ndarray:
     """When station i's whole task would finish on each server alone (seconds from now)."""
-    tx, proc = env.part_costs(i)
-    return np.maximum(env.now + tx, env.free_at) + proc - env.now
+    return env.part_times(i, np.ones(env.cfg.n_servers))[2] - env.now
 
 
 def local(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
@@ -82,9 +81,7 @@ def make_smcoedge(k: int = 2) -> Policy:
 
 def finish_after(env: MECEnv, i: int, x: np.ndarray) -> float:
     """Seconds from now until station i's task, split by shares x, would finish on the current queues."""
-    tx, proc = env.part_costs(i)
-    used = x > 0
-    return float(np.max(np.maximum(env.now + tx[used] * x[used], env.free_at[used]) + proc[used] * x[used]) - env.now)
+    return float(np.max(env.part_times(i, x)[2][x > 0]) - env.now)
 
 
 def myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:

@@ -302,23 +302,27 @@ class MECEnv(ParallelEnv):
             self.agents = []
         return obs, rewards, terminations, truncations, infos
 
+    def part_times(self, i: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """When share x_j of station i's task would arrive at, start on and finish on each server j,
+        on the current queues (nothing is booked)."""
+        tx, proc = self.part_costs(i)
+        arrive = self.now + tx * x
+        start = np.maximum(arrive, self.free_at)
+        return arrive, start, start + proc * x
+
     def _place(self, i: int, x: np.ndarray) -> dict:
         """Queue station i's task on the servers with x_j > 0; its delay and parts."""
         now, inst = self.now, self.instance
-        tx, proc = self.part_costs(i)
-        finish, worst = now, {"transfer": 0.0, "queueing": 0.0, "processing": 0.0}
         parts = np.flatnonzero(x > 0)
-        for j in parts:
-            arrive = now + tx[j] * x[j]
-            start = max(arrive, self.free_at[j])
-            self.free_at[j] = start + proc[j] * x[j]
-            finish = max(finish, self.free_at[j])
-            for key, value in (
-                ("transfer", arrive - now),
-                ("queueing", start - arrive),
-                ("processing", proc[j] * x[j]),
-            ):
-                worst[key] = max(worst[key], value)
+        arrive, start, end = (t[parts] for t in self.part_times(i, x))
+        processing = self.part_costs(i)[1][parts] * x[parts]
+        self.free_at[parts] = end
+        worst = {
+            "transfer": float(np.max(arrive - now, initial=0.0)),
+            "queueing": float(np.max(start - arrive, initial=0.0)),
+            "processing": float(np.max(processing, initial=0.0)),
+        }
+        finish = float(np.max(end, initial=now))
         work = inst.task_steps[self.slot, i]
         self.assigned_steps += work * x
         self.arrived_steps += work
