@@ -1,0 +1,87 @@
+"""docs/config.md is generated from the pydantic models and documents every key."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from aigcsched.platform.reference import DOC_PATH, REGENERATE, config_reference, document_model, problems, walk_model
+
+# Scenario keys that have no description yet. Remove a key here once its Field gets one; the list may
+# only shrink (the test fails on a key that has gained a description and is still listed).
+UNDESCRIBED_SCENARIO_KEYS = {
+    "edge.quality_range",
+    "edge.quality_slope",
+    "edge.quality_mid",
+    "datacenter.wind_cut_in_ms",
+    "datacenter.wind_rated_ms",
+    "datacenter.wind_cut_out_ms",
+}
+
+
+def test_committed_reference_is_current():
+    assert DOC_PATH.is_file(), f"{DOC_PATH} is missing: run `{REGENERATE}`"
+    assert DOC_PATH.read_text() == config_reference(), f"docs/config.md is out of date: run `{REGENERATE}`"
+
+
+class _Inner(BaseModel):
+    depth: int = Field(3, ge=1, description="how deep")
+
+
+class _Fast(BaseModel):
+    kind: Literal["fast"] = "fast"
+    speed: float = Field(2.5, description="how fast")
+
+
+class _Slow(BaseModel):
+    kind: Literal["slow"] = "slow"
+    patience: tuple[int, int] = Field((1, 9), description="how patient")
+
+
+class _Tiny(BaseModel):
+    seed: int = Field(0, description="the seed")
+    inner: _Inner = Field(default_factory=lambda: _Inner(depth=7))
+    mode: Annotated[_Fast | _Slow, Field(discriminator="kind")] = Field(default_factory=_Fast)
+
+
+def test_walker_documents_every_field_of_a_model():
+    text = document_model(_Tiny)
+    for key, default, description in [
+        ("seed", "`0`", "the seed"),
+        ("inner.depth", "`3` (`7` when `inner` is omitted)", "how deep"),
+        ("mode.speed", "`2.5`", "how fast"),
+        ("mode.patience", "`[1, 9]`", "how patient"),
+    ]:
+        assert f"| `{key}` |" in text and f"| {default} | {description} |" in text, key
+    assert "(kind: fast)" in text and "(kind: slow)" in text
+
+    class _Grown(_Tiny):
+        added_later: str = Field("x", description="a key added to the model")
+
+    assert "| `added_later` | `str` | `x` | a key added to the model |" in document_model(_Grown)
+    keys = {row.key for section in walk_model(_Grown) for row in section.rows}
+    assert {"seed", "added_later", "inner.depth", "mode.kind", "mode.speed", "mode.patience"} <= keys
+
+
+def test_reference_covers_every_problem_and_experiment_section():
+    text = config_reference()
+    for name, _, config in problems():
+        assert f"### `{name}`" in text
+        for key in config.model_fields:
+            assert f"| `{key}` |" in text, f"{name}.{key}"
+    from aigcsched.platform.config import ExperimentConfig
+
+    keys = {row.key for section in walk_model(ExperimentConfig) for row in section.rows}
+    for key in keys:
+        assert f"| `{key}` |" in text, key
+
+
+def test_scenario_keys_have_descriptions():
+    missing = {
+        f"{name}.{key}"
+        for name, _, config in problems()
+        for key, field in config.model_fields.items()
+        if not (field.description or "").strip()
+    }
+    assert not missing - UNDESCRIBED_SCENARIO_KEYS, f"scenario keys without a description: {missing}"
+    described = UNDESCRIBED_SCENARIO_KEYS - missing
+    assert not described, f"remove from UNDESCRIBED_SCENARIO_KEYS (described now or gone): {sorted(described)}"
