@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
@@ -15,6 +16,7 @@ from aigcsched.algorithms.reward_shaping import (
     DiffusionRewardShaping,
     EpisodeOutcomeLabeller,
     LabelledRows,
+    RewardShapingConfig,
     add_reward_shaping,
     is_reward_model_id,
     pearson,
@@ -95,12 +97,11 @@ def episode(id_, obs, actions, rewards, t_started=0, terminated=False):
     )
 
 
-def test_bad_values_are_clear_errors_and_kind_none_is_a_no_op():
+def test_bad_settings_are_clear_errors_and_kind_none_is_a_no_op():
     from ray.rllib.algorithms.appo import APPOConfig
 
-    base = PPOConfig()
-    for kwargs, match in [
-        ({"kind": "curiosity"}, "kind"),
+    for values, match in [
+        ({"kind": "magic"}, "kind"),
         ({"kind": "diffusion", "eta": 0.0}, "eta"),
         ({"kind": "diffusion", "eta": float("nan")}, "eta"),
         ({"kind": "diffusion", "steps": 0}, "steps"),
@@ -109,17 +110,46 @@ def test_bad_values_are_clear_errors_and_kind_none_is_a_no_op():
         ({"kind": "diffusion", "warmup_steps": -1}, "warmup_steps"),
         ({"kind": "diffusion", "lr": -1e-3}, "lr"),
         ({"kind": "none", "eta": -1.0}, "eta"),
+        ({"kind": "diffusion", "etta": 0.4}, "etta"),
     ]:
-        with pytest.raises(ValueError, match=match):
-            add_reward_shaping(base, **kwargs)
+        with pytest.raises(ValidationError, match=match):
+            RewardShapingConfig(**values)
+        with pytest.raises(ValidationError, match=match):
+            add_reward_shaping(PPOConfig(), values)  # a plain dict goes through the same validation
     with pytest.raises(ValueError, match="PPO and SAC"):
-        add_reward_shaping(APPOConfig(), kind="diffusion")
+        add_reward_shaping(APPOConfig(), RewardShapingConfig(kind="diffusion"))
     config = PPOConfig()
-    assert add_reward_shaping(config, kind="none") is config
+    assert add_reward_shaping(config, RewardShapingConfig(kind="none")) is config
     assert config.learner_class is PPOConfig().learner_class and "reward_shaping" not in config.learner_config_dict
-    shaped = add_reward_shaping(PPOConfig(), kind="diffusion_potential", eta=0.2)
+    shaped = add_reward_shaping(PPOConfig(), RewardShapingConfig(kind="diffusion_potential", eta=0.2))
     assert shaped.learner_config_dict["reward_shaping"]["kind"] == "diffusion_potential"
-    assert add_reward_shaping(shaped, kind="diffusion").learner_class is shaped.learner_class  # not wrapped twice
+    assert shaped.learner_config_dict["reward_shaping"]["eta"] == 0.2
+    not_twice = add_reward_shaping(shaped, RewardShapingConfig(kind="diffusion"))
+    assert not_twice.learner_class is shaped.learner_class  # not wrapped twice
+
+
+def test_a_zero_weight_is_rejected_naming_eta():
+    with pytest.raises(ValidationError, match="eta") as err:
+        RewardShapingConfig(kind="diffusion", eta=0)
+    assert [e["loc"] for e in err.value.errors()] == [("eta",)]
+    assert "kind: none" in RewardShapingConfig.model_fields["eta"].description  # what to write instead
+
+
+def test_curiosity_adds_rllibs_novelty_piece_to_the_learner_pipeline():
+    from ray.rllib.connectors.common.add_observations_from_episodes_to_batch import AddObservationsFromEpisodesToBatch
+    from ray.rllib.examples.connectors.classes.euclidian_distance_based_curiosity import (
+        EuclidianDistanceBasedCuriosity,
+    )
+
+    base = PPOConfig().environment(SparseCountEnv).rl_module(model_config={"fcnet_hiddens": [8]}).debugging(seed=0)
+    config = add_reward_shaping(copy.deepcopy(base), RewardShapingConfig(kind="curiosity", eta=0.05))
+    assert config.learner_class is base.learner_class and "reward_shaping" not in config.learner_config_dict
+    learner = config.build_learner(env=SparseCountEnv())
+    pieces = learner._learner_connector.connectors
+    found = [i for i, p in enumerate(pieces) if isinstance(p, EuclidianDistanceBasedCuriosity)]
+    assert len(found) == 1 and pieces[found[0]].intrinsic_reward_coeff == 0.05 and RM not in learner.module
+    # Its bonus goes into the episodes' rewards, so it must run before any batch column is built from them.
+    assert found[0] < [type(p) for p in pieces].index(AddObservationsFromEpisodesToBatch)
 
 
 def test_reward_model_learns_a_synthetic_reward_and_its_action_free_mean():
@@ -253,11 +283,12 @@ def test_learner_pipeline_shapes_rewards_only_when_on_and_leaves_the_episodes_al
 
     # Rows: each episode's 8 steps, then PPO's artificial step (reward 0, loss mask False).
     unshaped = np.concatenate([np.append(r, 0.0) for r in env_rewards])
-    learner, batch = run(add_reward_shaping(copy.deepcopy(base), kind="none"))
+    learner, batch = run(add_reward_shaping(copy.deepcopy(base), RewardShapingConfig(kind="none")))
     assert RM not in learner.module and set(batch) == {DEFAULT_MODULE_ID}
     assert np.array_equal(batch[DEFAULT_MODULE_ID][Columns.REWARDS].numpy(), unshaped)
 
-    learner, batch = run(add_reward_shaping(copy.deepcopy(base), kind="diffusion", eta=0.4, warmup_steps=0))
+    diffusion = RewardShapingConfig(kind="diffusion", eta=0.4, warmup_steps=0)
+    learner, batch = run(add_reward_shaping(copy.deepcopy(base), diffusion))
     policy_batch, model = batch[DEFAULT_MODULE_ID], learner.module[RM]
     mask = policy_batch[Columns.LOSS_MASK].numpy()
     with torch.no_grad():
@@ -293,7 +324,7 @@ def test_ppo_trains_on_sparse_datacenter_and_reports_unshaped_returns(local_ray,
         .rl_module(model_config={"fcnet_hiddens": [16]})
         .debugging(seed=0)
     )
-    algo = add_reward_shaping(config, kind=kind, steps=3, width=16, warmup_steps=12).build_algo()
+    algo = add_reward_shaping(config, RewardShapingConfig(kind=kind, steps=3, width=16, warmup_steps=12)).build_algo()
     try:
         assert not any(is_reward_model_id(m) for m in algo.env_runner.module.keys())  # learner only
         for iteration in (1, 2):
@@ -335,7 +366,7 @@ def test_dsac_trains_with_shaping_on_mec(local_ray):
         .rl_module(model_config={"n_steps": 2, "hidden": (16, 16), "fcnet_hiddens": [16]})
         .debugging(seed=0)
     )
-    algo = add_reward_shaping(config, kind="diffusion", steps=3, width=16, warmup_steps=8).build_algo()
+    algo = add_reward_shaping(config, {"kind": "diffusion", "steps": 3, "width": 16, "warmup_steps": 8}).build_algo()
     try:
         for _ in range(2):
             result = algo.train()
