@@ -1,0 +1,37 @@
+"""Deadlines: after service, jobs of class c still waiting at age deadline - 1 become late and pay
+their penalty, once (they stay queued, to be served first); the rest grow a slot older. At the
+episode's end every job not yet late, queued or in transit, pays its penalty then."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aigcsched.envs.datacenter.config import DataCenterConfig
+
+
+class Deadlines:
+    def __init__(self, cfg: DataCenterConfig):
+        n_classes = len(cfg.deadline_slots)
+        # bucket of the jobs of age deadline - 1 (bucket 0: late, bucket 1 + a: age A - 1 - a)
+        self._deadline_row = 1 + max(cfg.deadline_slots) - np.asarray(cfg.deadline_slots)
+        self._classes = np.arange(n_classes)
+        self._penalty_and_count = np.stack([np.asarray(cfg.late_penalty), np.ones(n_classes)])  # (2, C)
+
+    def age(self, q: np.ndarray, transit: np.ndarray, settle: bool) -> tuple[list[float], list[float]]:
+        """Age the queues q (exec, bucket, class, origin) in place; with `settle` (the last slot),
+        move everything pending, in transit too, to late. (penalty USD, violations) per origin."""
+        rows, cls = self._deadline_row, self._classes
+        missed = q[:, rows, cls, :]  # (exec, C, origin)
+        q[:, 0] += missed
+        q[:, rows, cls, :] = 0
+        missed_oc = missed.sum(axis=0)  # (C, origin)
+        q[:, 1:-1] = q[:, 2:]  # one slot older; the oldest bucket is empty here
+        q[:, -1] = 0
+        if settle:
+            pending = q[:, 1:].sum(axis=1) + transit.sum(axis=0)  # (exec, C, origin)
+            missed_oc = missed_oc + pending.sum(axis=0)
+            q[:, 0] += pending
+            q[:, 1:] = 0
+            transit[:] = 0
+        penalty, violations = (self._penalty_and_count @ missed_oc).tolist()
+        return penalty, violations
