@@ -3,19 +3,22 @@ the argument of `add_reward_shaping`. Nothing downstream checks these numbers ag
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SHAPING_KINDS = ("none", "diffusion", "diffusion_potential", "curiosity")
+ShapingKind = Literal["none", "diffusion", "diffusion_potential", "curiosity"]
+SHAPING_KINDS = get_args(ShapingKind)
 DIFFUSION_KINDS = ("diffusion", "diffusion_potential")  # the kinds that train a reward model
 
 
 class RewardShapingConfig(BaseModel):
-    # NaN or inf weights would poison every shaped reward; counts are never bools or fractions.
+    """Reward shaping for sparse rewards: the diffusion reward model, or the curiosity bonus."""
+
+    # NaN or inf would poison every shaped reward.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    kind: Literal["none", "diffusion", "diffusion_potential", "curiosity"] = Field(
+    kind: ShapingKind = Field(
         "none",
         description="none; diffusion: r + eta * r_hat(s, a); diffusion_potential: r + gamma Phi(s') - Phi(s); "
         "curiosity: RLlib's distance-based novelty bonus (the peer method)",
@@ -23,8 +26,9 @@ class RewardShapingConfig(BaseModel):
     eta: float = Field(
         0.4,
         gt=0,
-        description="weight of the shaping term (the paper's 0.4); > 0, for no shaping set kind: none",
+        description="weight of the shaping term (the paper's 0.4); no shaping is kind: none, not a weight of 0",
     )
+    # strict: a count is never a bool (lax mode reads True as 1) or a float
     steps: int = Field(5, ge=1, strict=True, description="denoising steps of the reward model")
     width: int = Field(64, ge=1, strict=True, description="hidden width of the reward model")
     warmup_steps: int = Field(
