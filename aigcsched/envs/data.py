@@ -8,13 +8,16 @@ Every trace is an array over the hours of one year, indexed by UTC hour (8760 va
 - Open-Meteo hourly weather (local time, `utc_offset_seconds`): temperature, cloud cover, wind;
 - cluster CPU load (fraction 0..1, one value per hour), Alibaba and Google traces via HPE's dc-rl.
 
-Without files, `embedded_traces` repeats one typical day per region, calibrated to the 2023 files.
+Without files, `embedded_traces` repeats one typical day per region, calibrated to the 2023 files;
+`resolve_data_dir` decides which a scenario reads.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Sequence
 from functools import lru_cache, wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -46,24 +49,43 @@ REGIONS = {
 }
 WORKLOADS = ("alibaba", "google")
 
+
+def _region(name: str) -> Region:
+    if name not in REGIONS:
+        raise DataError(f"unknown region {name!r}; choose from {', '.join(REGIONS)}")
+    return REGIONS[name]
+
+
 # Public origin of each file, relative to a base URL (raw GitHub), and its name in a data directory.
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
 _GREEN_DCC = "HewlettPackard/green-dcc/main/data"
 _DC_RL = "HewlettPackard/dc-rl/main/data/Workload"
 
 
+def region_files(region: str, year: int = 2023) -> tuple[str, str, str]:
+    """Paths in a data directory of a region's (prices, carbon intensity, weather) files."""
+    z = _region(region).zone
+    return f"electricity_prices/{z}_{year}.csv", f"carbon_intensity/{z}_{year}.csv", f"weather/{z}_{year}.json"
+
+
+def workload_file(name: str) -> str:
+    """Path in a data directory of a workload trace."""
+    if name not in WORKLOADS:
+        raise DataError(f"unknown workload trace {name!r}; choose from {', '.join(WORKLOADS)}")
+    return f"workload/{name}_cpu_hourly_1.csv"
+
+
 def public_files(year: int = 2023) -> dict[str, str]:
     """{path in a data directory: path under the base URL} for every trace file."""
     files = {}
-    for r in REGIONS.values():
+    for name, r in REGIONS.items():
         z = r.zone
-        files[f"electricity_prices/{z}_{year}.csv"] = (
-            f"{_GREEN_DCC}/electricity_prices/standardized/{z}/{year}/{z}_electricity_prices_{year}.csv"
-        )
-        files[f"carbon_intensity/{z}_{year}.csv"] = f"{_GREEN_DCC}/carbon_intensity/{z}/{year}/{z}_{year}_hourly.csv"
-        files[f"weather/{z}_{year}.json"] = f"{_GREEN_DCC}/weather/{z}/{year}.json"
-    files["workload/alibaba_cpu_hourly_1.csv"] = f"{_DC_RL}/Alibaba_CPU_Data_Hourly_1.csv"
-    files["workload/google_cpu_hourly_1.csv"] = f"{_DC_RL}/GoogleClusteData_CPU_Data_Hourly_1.csv"
+        prices, carbon, weather = region_files(name, year)
+        files[prices] = f"{_GREEN_DCC}/electricity_prices/standardized/{z}/{year}/{z}_electricity_prices_{year}.csv"
+        files[carbon] = f"{_GREEN_DCC}/carbon_intensity/{z}/{year}/{z}_{year}_hourly.csv"
+        files[weather] = f"{_GREEN_DCC}/weather/{z}/{year}.json"
+    files[workload_file("alibaba")] = f"{_DC_RL}/Alibaba_CPU_Data_Hourly_1.csv"
+    files[workload_file("google")] = f"{_DC_RL}/GoogleClusteData_CPU_Data_Hourly_1.csv"
     return files
 
 
@@ -226,19 +248,65 @@ def load_workload(path: str | Path) -> np.ndarray:
 
 def region_traces(region: str, data_dir: str | Path, year: int = 2023) -> RegionTraces:
     """A region's traces from a data directory laid out like `public_files` (e.g. `aigcsched data
-    download`'s cache, or ../shared/data)."""
-    zone = _region(region).zone
+    download`'s cache)."""
     d = Path(data_dir)
-    price = load_prices(d / "electricity_prices" / f"{zone}_{year}.csv")
-    carbon, renewable = load_carbon(d / "carbon_intensity" / f"{zone}_{year}.csv")
-    temperature, cloud, wind = load_weather(d / "weather" / f"{zone}_{year}.json")
+    prices, carbon_file, weather = region_files(region, year)
+    price = load_prices(d / prices)
+    carbon, renewable = load_carbon(d / carbon_file)
+    temperature, cloud, wind = load_weather(d / weather)
     return RegionTraces(price, carbon, renewable, temperature, cloud, wind)
 
 
 def workload_trace(name: str, data_dir: str | Path) -> np.ndarray:
-    if name not in WORKLOADS:
-        raise DataError(f"unknown workload trace {name!r}; choose from {', '.join(WORKLOADS)}")
-    return load_workload(Path(data_dir) / "workload" / f"{name}_cpu_hourly_1.csv")
+    return load_workload(Path(data_dir) / workload_file(name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Which traces a scenario reads
+
+EMBEDDED = "embedded"  # data_dir value that asks for the embedded typical days, whatever is downloaded
+_announced: set[str] = set()
+
+
+def default_data_dir() -> Path:
+    """$AIGCSCHED_DATA_DIR, else ~/.cache/aigcsched/data: where `aigcsched data download` puts the traces."""
+    env = os.environ.get("AIGCSCHED_DATA_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "aigcsched" / "data"
+
+
+def resolve_data_dir(data_dir: str | Path | None, regions: Sequence[str], year: int, workload: str) -> Path | None:
+    """The directory to read traces from, or None for the embedded typical days. `data_dir` None:
+    the download cache if it holds every file the scenario needs, else the embedded days (one
+    line on stderr, once per process, says which); EMBEDDED: the embedded days; else data_dir."""
+    if data_dir is not None:
+        return None if data_dir == EMBEDDED else Path(data_dir)
+    cache = default_data_dir()
+    needed = [f for r in regions for f in region_files(r, year)] + [workload_file(workload)]
+    missing = [f for f in needed if not (cache / f).is_file()]
+    shown = _shown(cache)
+    if not missing:
+        _announce(f"datacenter: using the traces in {shown} (data_dir: {EMBEDDED} for the embedded typical days)")
+        return cache
+    if len(missing) == len(needed):
+        where = f"no traces in {shown}"
+    else:
+        where = f"{len(missing)} of {len(needed)} trace files missing in {shown}, e.g. {missing[0]},"
+    _announce(f"datacenter: {where} (`aigcsched data download` fetches them); using the embedded typical days")
+    return None
+
+
+def _shown(path: Path) -> str:
+    try:
+        return f"~/{path.relative_to(Path.home())}"
+    except ValueError:
+        return str(path)
+
+
+def _announce(message: str) -> None:
+    # envs are built many times per process (vector envs, evaluation): say it once
+    if message not in _announced:
+        _announced.add(message)
+        print(message, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,12 +399,6 @@ def embedded_workload() -> np.ndarray:
     """The typical day repeated over the year, by local hour, mean 1."""
     day = np.array(WORKLOAD_PROFILE.split(), dtype=np.float64)
     return _readonly(np.tile(day / day.mean(), 365))
-
-
-def _region(name: str) -> Region:
-    if name not in REGIONS:
-        raise DataError(f"unknown region {name!r}; choose from {', '.join(REGIONS)}")
-    return REGIONS[name]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

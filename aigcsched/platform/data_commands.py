@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -17,6 +16,7 @@ from aigcsched.envs.data import (
     DEFAULT_BASE_URL,
     PUBLIC_FILES,
     DataError,
+    default_data_dir,
     load_carbon,
     load_prices,
     load_weather,
@@ -31,12 +31,6 @@ KINDS = {
     "weather": ("weather/", load_weather),
     "workload": ("workload/", load_workload),
 }
-
-
-def default_data_dir() -> Path:
-    """$AIGCSCHED_DATA_DIR, else ~/.cache/aigcsched/data."""
-    env = os.environ.get("AIGCSCHED_DATA_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "aigcsched" / "data"
 
 
 def fetch(url: str, dest: Path, timeout: float = 60.0) -> int:
@@ -79,7 +73,8 @@ def download(
     """Download the 2023 traces (electricity prices, carbon intensity with renewable share,
     Open-Meteo weather for CAISO, PJM, ERCOT and NYISO; Alibaba and Google cluster workload)
     from their public origin (HPE's green-dcc and dc-rl repositories), check that each one
-    reads, and print where they are. Use the directory as `--set data_dir=DIR`."""
+    reads, and print where they are. The datacenter env reads the default directory when its
+    data_dir is not set; use another one as `--set data_dir=DIR`."""
     unknown = sorted(set(only or []) - set(KINDS))
     if unknown:
         _fail(f"unknown kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")

@@ -46,7 +46,9 @@ class DataCenterConfig(BaseModel):
     )
     data_dir: str | None = Field(
         None,
-        description="trace directory (layout of `aigcsched data download`); None: embedded typical days",
+        description="trace directory (layout of `aigcsched data download`); 'embedded': the embedded typical "
+        "days; None: the download cache ($AIGCSCHED_DATA_DIR, else ~/.cache/aigcsched/data) if it holds "
+        "the traces, else the embedded typical days",
     )
     year: int = Field(2023, description="year of the trace files in data_dir")
     workload: str = Field("google", description="workload trace in data_dir: alibaba or google")

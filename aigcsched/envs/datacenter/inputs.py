@@ -14,17 +14,20 @@ from aigcsched.envs.data import (
     embedded_traces,
     embedded_workload,
     region_traces,
+    resolve_data_dir,
     workload_trace,
 )
 from aigcsched.envs.datacenter.config import DataCenterConfig
 
 
 def load_traces(cfg: DataCenterConfig) -> tuple[list[RegionTraces], np.ndarray]:
-    """(traces of each provider's region, workload profile), hourly over a year."""
-    if cfg.data_dir is None:
+    """(traces of each provider's region, workload profile), hourly over a year, from where
+    `data_dir` points (see `resolve_data_dir`)."""
+    data_dir = resolve_data_dir(cfg.data_dir, cfg.regions, cfg.year, cfg.workload)
+    if data_dir is None:
         return [embedded_traces(r) for r in cfg.regions], embedded_workload()
-    traces = [region_traces(r, cfg.data_dir, cfg.year) for r in cfg.regions]
-    return traces, workload_trace(cfg.workload, cfg.data_dir)
+    traces = [region_traces(r, data_dir, cfg.year) for r in cfg.regions]
+    return traces, workload_trace(cfg.workload, data_dir)
 
 
 class EpisodeInputs(NamedTuple):
