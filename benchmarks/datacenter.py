@@ -33,7 +33,7 @@ from rich.table import Table
 
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
 from aigcsched.envs import DataCenterConfig, DataCenterEnv
-from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
+from aigcsched.platform.problems.datacenter import evaluate_datacenter
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "datacenter_ppo.yaml"
 
@@ -166,7 +166,7 @@ def train_policy(minutes: float, data_dir: str | None, console: Console) -> str:
 
 def compare_trained(checkpoint: str, episodes: int, seed: int, out: Path, console: Console) -> None:
     """Trained policy vs every heuristic on the same held-out days; ratio to the best heuristic."""
-    from aigcsched.platform.multiagent_policy import load_policy_dir
+    from aigcsched.platform.trained_policy import load_policy_dir
 
     policy = load_policy_dir(checkpoint)
     cfg = policy.cfg.model_copy(update={"day_split": "heldout", "day": None})

@@ -32,8 +32,8 @@ from rich.table import Table  # noqa: E402
 
 from aigcsched.algorithms.optimum import OptimumPolicy, upper_bound  # noqa: E402
 from aigcsched.envs import EdgeConfig  # noqa: E402
-from aigcsched.platform.evaluation import episode_instances, evaluate_policy  # noqa: E402
 from aigcsched.platform.policies import resolve_policy  # noqa: E402
+from aigcsched.platform.problems.edge import episode_instances, evaluate_policy  # noqa: E402
 
 INTERARRIVALS = (1.0, 2.0, 5.0, 15.0)
 BASELINES = ("random", "greedy", "myopic")

@@ -22,10 +22,10 @@ from rich.table import Table
 import aigcsched.envs  # noqa: F401  (registers the gymnasium id)
 from aigcsched.envs import EDGE_ENV_ID
 from aigcsched.platform.config import load_experiment
-from aigcsched.platform.evaluation import evaluate_policy
 from aigcsched.platform.policies import resolve_policy
-from aigcsched.platform.registry import ModulePolicy
+from aigcsched.platform.problems.edge import EDGE, evaluate_policy
 from aigcsched.platform.rllib_setup import algorithm_config
+from aigcsched.platform.tracking import trained_policy
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "edge_ppo.yaml"
 
@@ -61,7 +61,7 @@ def main() -> None:
     rows = {}
     for label, algo in (("stock RLlib PPO", stock), ("aigcsched PPO", project)):
         steps, seconds = run_for(algo, 60 * args.minutes, console, label)
-        policy = ModulePolicy(algo.get_module(), cfg)
+        policy = EDGE.bind(trained_policy(algo, exp))
         reward = evaluate_policy(policy, cfg, args.episodes, exp.evaluation.seed).means()
         rows[label] = (steps / seconds, steps, reward)
         algo.stop()

@@ -42,10 +42,12 @@ def store(tracking_store):
 
 
 @pytest.fixture(scope="session")
-def register_edge_model():
-    """`register(name, cfg, seed=0) -> version`: an untrained edge scheduler module registered in
-    the current MLflow store, as training registers one. A real model without training; its last
-    layer is drawn from `seed` (the module starts it at zero, which always picks the first pair)."""
+def register_policy():
+    """`register(name, cfg, seed=0, shared=True) -> version`: an untrained policy of the scenario's
+    problem registered in the current MLflow store, as training registers one (edge: its per-server
+    scored module; multi-agent problems: RLlib's default MLP, one module shared by all agents).
+    A real model without training; edge's last layer is drawn from `seed` (the module starts it at
+    zero, which always picks the first pair)."""
 
     def register(name: str, cfg, seed: int = 0) -> str:
         import tempfile
@@ -55,23 +57,35 @@ def register_edge_model():
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
         from aigcsched.algorithms.edge_module import EdgeSchedulerModule, edge_model_config
-        from aigcsched.envs import EdgeEnv
+        from aigcsched.envs import EdgeConfig
         from aigcsched.platform import registry
+        from aigcsched.platform.problems import problem_of
+        from aigcsched.platform.trained_policy import TrainedPolicy, save_policy
 
-        env = EdgeEnv(cfg)
+        problem = problem_of(cfg)
+        obs_space, action_space = problem.spaces(cfg)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            module = RLModuleSpec(
-                module_class=EdgeSchedulerModule,
-                observation_space=env.observation_space,
-                action_space=env.action_space,
-                model_config=edge_model_config(cfg),
-            ).build()
-            with torch.no_grad():
-                module.weights_net[-1].weight.normal_(0.0, 0.3)
+            if isinstance(cfg, EdgeConfig):
+                spec = RLModuleSpec(module_class=EdgeSchedulerModule, model_config=edge_model_config(cfg))
+            else:
+                from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
+
+                spec = RLModuleSpec(module_class=DefaultPPOTorchRLModule, model_config={"fcnet_hiddens": [8]})
+            spec.observation_space, spec.action_space = obs_space, action_space
+            module = spec.build()
+            if isinstance(cfg, EdgeConfig):
+                with torch.no_grad():
+                    module.weights_net[-1].weight.normal_(0.0, 0.3)
+        policy = TrainedPolicy({"m": module}, {agent: "m" for agent in problem.agents(cfg)}, cfg)
         mlflow.set_experiment("registered-test-models")  # in the current store, whatever was active before
         with mlflow.start_run(), tempfile.TemporaryDirectory() as tmp:
-            registry.save_policy(module, cfg, tmp)
+            save_policy(policy, tmp)
             return str(registry.log_policy_model(tmp, cfg, name).registered_model_version)
 
     return register
+
+
+@pytest.fixture(scope="session")
+def register_edge_model(register_policy):
+    return register_policy

@@ -11,7 +11,7 @@ from aigcsched.algorithms.datacenter_heuristics import (
     most_steps_that_clear,
 )
 from aigcsched.envs import DataCenterConfig, DataCenterEnv, DataCenterState
-from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
+from aigcsched.platform.problems.datacenter import evaluate_datacenter
 
 
 def state(**overrides) -> DataCenterState:

@@ -8,10 +8,10 @@ import pytest
 
 from aigcsched.envs import DataCenterEnv
 from aigcsched.envs.datacenter import split_days
-from aigcsched.platform import multiagent_policy
+from aigcsched.platform import trained_policy
 from aigcsched.platform.config import ConfigError, load_experiment
-from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
 from aigcsched.platform.policies import resolve_policy
+from aigcsched.platform.problems.datacenter import evaluate_datacenter
 from aigcsched.platform.training import CHECKPOINT_TAG, train
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "datacenter_ppo.yaml")
@@ -74,7 +74,7 @@ def test_registered_multi_agent_pyfunc_acts_for_every_provider(per_asp_run):
 def test_checkpoint_policy_replays_the_registered_one(per_asp_run):
     exp, outcome = per_asp_run
     path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
-    policy = multiagent_policy.load_policy_dir(path)
+    policy = trained_policy.load_policy_dir(path)
     assert set(policy.modules) == {"asp_0", "asp_1", "asp_2"}
     registered = mlflow.pyfunc.load_model("models:/datacenter-test/1").unwrap_python_model().policy
     env = DataCenterEnv(exp.scenario())
@@ -98,7 +98,7 @@ def test_shared_policy_sees_agent_ids(store):
     assert "learner.shared.vf_loss" in m and not any(k.startswith("learner.asp_") for k in m)
     assert outcome.model_version is None and "eval.trained.utility" in m
     path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
-    policy = multiagent_policy.load_policy_dir(path)
+    policy = trained_policy.load_policy_dir(path)
     assert set(policy.agent_module.values()) == {"shared"} and policy.cfg.agent_id_in_obs
 
 

@@ -15,7 +15,9 @@ from ray.tune.registry import register_env
 from aigcsched.envs import make_edge_env
 from aigcsched.platform import rllib_setup
 from aigcsched.platform.config import load_experiment
-from aigcsched.platform.training import CHECKPOINT_TAG, STALL_S_ENV, SamplingStalled, train
+from aigcsched.platform.problems.edge import RLLIB_ENV
+from aigcsched.platform.tracking import CHECKPOINT_TAG
+from aigcsched.platform.training import STALL_S_ENV, SamplingStalled, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "edge_ppo.yaml")
@@ -95,7 +97,7 @@ def test_training_fails_when_no_env_runner_can_sample(store, monkeypatch):
         # RLlib's waits (60 s between restarts, by default) cut short to keep the test short
         config = platform_config(exp).env_runners(sample_timeout_s=5)
         config = config.fault_tolerance(delay_between_env_runner_restarts_s=1)
-        register_env(rllib_setup.RLLIB_EDGE_ENV, broken_env)  # replaces the one just registered
+        register_env(RLLIB_ENV, broken_env)  # replaces the one just registered
         return config
 
     monkeypatch.setattr(rllib_setup, "algorithm_config", config_with_broken_env)
@@ -108,7 +110,7 @@ def test_training_fails_when_no_env_runner_can_sample(store, monkeypatch):
         with pytest.raises(SamplingStalled, match="no env step sampled for 5 s"):
             train(exp)
     finally:
-        register_env(rllib_setup.RLLIB_EDGE_ENV, make_edge_env)
+        register_env(RLLIB_ENV, make_edge_env)
     (run,) = mlflow.search_runs(experiment_names=["fault-broken"], output_format="list")
     assert run.info.status == "FAILED" and "aigcsched.model_version" not in run.data.tags
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "env_steps")) < 50

@@ -4,7 +4,7 @@ import pytest
 from aigcsched.algorithms.heuristics import greedy_policy, make_heuristic, myopic_policy, random_policy
 from aigcsched.envs import EdgeConfig, EdgeEnv
 from aigcsched.envs.edge import LATE_TOLERANCE_S, SchedulingState
-from aigcsched.platform.evaluation import evaluate_policy
+from aigcsched.platform.problems.edge import evaluate_policy
 
 
 def test_greedy_never_late_when_some_server_can_meet_the_due_time():

@@ -5,7 +5,7 @@ from ray.rllib.core.columns import Columns
 
 from aigcsched.algorithms.diffusion.module import diffusion_module_spec
 from aigcsched.envs.mec import MECConfig, MECEnv
-from aigcsched.platform.multiagent_policy import MultiAgentPolicy, load_policy_dir, save_policy
+from aigcsched.platform.trained_policy import TrainedPolicy, load_policy_dir, save_policy
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def mec_module():
 
 
 def policy(module, cfg, **kwargs):
-    return MultiAgentPolicy({"shared": module}, {f"bs_{i}": "shared" for i in range(3)}, cfg, **kwargs)
+    return TrainedPolicy({"shared": module}, {f"bs_{i}": "shared" for i in range(3)}, cfg, **kwargs)
 
 
 def test_greedy_takes_the_most_likely_action_and_sampled_draws_from_the_distribution(mec_module):

@@ -8,7 +8,7 @@ from aigcsched.algorithms.heuristics import make_heuristic
 from aigcsched.algorithms.optimum import OptimumPolicy, replay, solve, upper_bound
 from aigcsched.envs import EdgeConfig, EdgeEnv
 from aigcsched.envs.edge import draw_instance
-from aigcsched.platform.evaluation import episode_instances, evaluate_policy
+from aigcsched.platform.problems.edge import episode_instances, evaluate_policy
 
 # Busy scenarios (requests arrive faster than servers finish) so that choices interact.
 TINY = EdgeConfig(n_servers=2, n_strong=1, n_requests=4, max_steps=4, mean_interarrival_s=0.1, due_window_s=(0.1, 0.4))

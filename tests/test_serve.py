@@ -23,6 +23,7 @@ import pytest
 
 from aigcsched.algorithms.heuristics import greedy_policy
 from aigcsched.envs.edge import PENALTY_KINDS, EdgeConfig, SchedulingState, observation_from_state
+from aigcsched.platform.problems.edge import EDGE
 from aigcsched.serve.client import EndpointError, SchedulerClient
 
 TOKEN = "test-token-0123456789"
@@ -198,7 +199,7 @@ def test_model_info_and_decisions_of_a_registered_model(endpoint):
         "policy": f"{MODEL_URI} (version {champion.version})",
         "n_servers": 3,
     }
-    policy = registry.load_policy(MODEL_URI)
+    policy = EDGE.bind(registry.load_policy(MODEL_URI))
     bodies = random_bodies(40, seed=3, n_servers=3)
     answers = served.decide_batch(bodies)
     for body, answer in zip(bodies, answers, strict=True):
@@ -207,7 +208,7 @@ def test_model_info_and_decisions_of_a_registered_model(endpoint):
         assert list(pool.map(lambda b: served.decide(b["servers"], b["request"]), bodies)) == answers
     chosen = [(a["server"], a["steps"]) for a in answers]
     assert len(set(chosen)) > 5  # the decisions depend on the state, so the comparison means something
-    other = registry.load_policy(f"models:/{MODEL}/{latest}")
+    other = EDGE.bind(registry.load_policy(f"models:/{MODEL}/{latest}"))
     assert chosen != [(e["server"], e["steps"]) for e in (expected(other, other.cfg, b) for b in bodies)]
 
     # The cluster actor loads the same model: a first booking on idle servers is its decision.

@@ -43,13 +43,12 @@ def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch, tmp_pat
     import mlflow
     import ray
 
-    from aigcsched.platform import registry
     from aigcsched.serve.deployment import check_policy
     from aigcsched.serve.policy import PolicySource
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")  # relative: the command makes it absolute
-    name = registry.DEFAULT_MODEL_NAME
+    name = "aigcsched-edge"  # what serve loads by default
     version = register_edge_model(name, EdgeConfig(n_servers=3, n_strong=1, observe_capabilities=True))
     assert mlflow.MlflowClient().get_registered_model(name).aliases == {}  # registered, never promoted
     capsys.readouterr()  # what registering printed

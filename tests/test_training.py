@@ -9,9 +9,11 @@ import pytest
 from aigcsched.envs import EdgeConfig, EdgeEnv
 from aigcsched.platform import registry
 from aigcsched.platform.config import ConfigError, load_experiment
-from aigcsched.platform.evaluation import evaluate_policy
 from aigcsched.platform.policies import resolve_policy
-from aigcsched.platform.training import CHECKPOINT_TAG, _maybe_promote, train
+from aigcsched.platform.problems.edge import evaluate_policy
+from aigcsched.platform.promotion import maybe_promote
+from aigcsched.platform.tracking import CHECKPOINT_TAG
+from aigcsched.platform.training import train
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "edge_ppo.yaml")
 
@@ -60,11 +62,13 @@ def test_registered_pyfunc_loads_and_returns_valid_actions(first_run):
     exp, _ = first_run
     model = mlflow.pyfunc.load_model("models:/edge-test@champion")
     env = EdgeEnv(exp.scenario())
-    obs = np.stack([env.reset(seed=s)[0] for s in range(5)])
+    obs = np.stack([env.reset(seed=s)[0] for s in range(5)])[:, None]  # (n, 1 agent, obs_size)
     out = model.predict(obs)
-    assert out.shape == (5, 2)
-    assert np.all((out[:, 0] >= 0) & (out[:, 0] < 10)) and np.all((out[:, 1] >= 1) & (out[:, 1] <= 200))
-    assert model.metadata.get_input_schema().inputs[0].shape == (-1, exp.scenario().obs_size)
+    assert out.shape == (5, 1, 2)  # the env's actions: (server, steps - 1)
+    assert np.all((out[..., 0] >= 0) & (out[..., 0] < 10)) and np.all((out[..., 1] >= 0) & (out[..., 1] < 200))
+    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 1, exp.scenario().obs_size)
+    tags = mlflow.MlflowClient().get_model_version("edge-test", "1").tags
+    assert tags["problem"] == "edge" and tags["eval_metric"] == "reward" and float(tags["eval_score"]) > 0
 
 
 def test_registered_policy_in_evaluate_and_scenario_mismatch(first_run):
@@ -115,10 +119,10 @@ def test_champion_moves_only_on_improvement(first_run):
     champion = resolve_policy("models:/edge-test@champion", exp.scenario())
     ev = exp.evaluation
     champion_reward = evaluate_policy(champion, exp.scenario(), ev.episodes, ev.seed).means()["reward"]
-    promoted, reason = _maybe_promote(name, str(v2), {"reward": champion_reward}, exp)
+    promoted, reason = maybe_promote(name, str(v2), champion_reward, exp)
     assert not promoted and "stays at version 1" in reason
     assert str(registry.champion_version(name).version) == "1"
-    promoted, reason = _maybe_promote(name, str(v2), {"reward": champion_reward + 0.01}, exp)
+    promoted, reason = maybe_promote(name, str(v2), champion_reward + 0.01, exp)
     assert promoted and str(registry.champion_version(name).version) == str(v2)
     registry.promote(name, 1)  # manual promotion back
     assert str(registry.champion_version(name).version) == "1"

@@ -3,42 +3,32 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from aigcsched.algorithms.mec_heuristics import MEC_POLICIES
-from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
-from aigcsched.algorithms.optimum import OptimumPolicy, upper_bound
-from aigcsched.envs.data import DataError
 from aigcsched.platform.config import ConfigError, env_config, load_experiment, parse_overrides
-from aigcsched.platform.datacenter_evaluation import evaluate_datacenter
-from aigcsched.platform.evaluation import episode_instances, evaluate_policy
-from aigcsched.platform.policies import TIME_LIMIT_ENV, resolve_policy
+from aigcsched.platform.policies import TRAINED_FORMS, resolve_policy
+from aigcsched.platform.problems import DEFAULT_PROBLEM, PROBLEMS, Problem, get_problem
+from aigcsched.platform.problems.edge import TIME_LIMIT_ENV
 
-DEFAULT_POLICIES = ["random", "greedy", "myopic"]
-DATACENTER_POLICIES = ["random", "local", "handoff", "arbitrage", "combined"]
+
+def _policy_help() -> str:
+    own = "; ".join(f"{p.name}: {', '.join(p.policy_makers())}" for p in PROBLEMS.values())
+    defaults = "; ".join(f"{p.name}: {', '.join(p.default_evaluate)}" for p in PROBLEMS.values())
+    return (
+        f"policy to evaluate; repeat for several. Each problem's own: {own}; every problem also takes "
+        f"{', '.join(TRAINED_FORMS)}. Default: {defaults}. `optimum` is the best schedule in hindsight, solved "
+        f"exactly per episode (small episodes only, e.g. --set n_requests=20; ${TIME_LIMIT_ENV} s each)"
+    )
 
 
 def evaluate(
-    env: Annotated[str, typer.Argument(help="problem to evaluate on: edge, datacenter or mec")] = "edge",
-    policy: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--policy",
-            "-p",
-            help="policy to evaluate; repeat for several [default edge: random, greedy, myopic; "
-            "datacenter: random, local, handoff, arbitrage, combined; mec: all its baselines]; every env "
-            "also takes models:/NAME@ALIAS, models:/NAME/VERSION and checkpoint:PATH; edge also takes "
-            "`optimum`, the best schedule in hindsight solved exactly per episode (small episodes only, e.g. "
-            f"--set n_requests=20; ${TIME_LIMIT_ENV} s each)",
-        ),
-    ] = None,
+    env: Annotated[str, typer.Argument(help=f"problem to evaluate on: {', '.join(PROBLEMS)}")] = DEFAULT_PROBLEM,
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p", help=_policy_help())] = None,
     episodes: Annotated[int, typer.Option(min=1, help="episodes per policy")] = 10,
     seed: Annotated[int, typer.Option(help="episode k uses seed + k (the same episodes for every policy)")] = 100,
     overrides: Annotated[
@@ -50,93 +40,46 @@ def evaluate(
         bool,
         typer.Option(
             "--bound",
-            help="add an upper bound on any policy's mean reward (each request alone on idle servers); "
-            "a bound, not a policy",
+            help="add an upper bound on any policy's score where the problem has one (edge: each request "
+            "alone on idle servers); a bound, not a policy",
         ),
     ] = False,
 ) -> None:
     """Compare scheduling policies on the same seeded episodes: per-request means of reward,
-    quality, tardiness (s) and the fraction of requests finished late (edge); per-episode
-    utility, energy cost, renewable share and deadline violations of all providers (datacenter)."""
+    quality, tardiness (s) and the fraction of requests finished late (edge); per-task delays
+    (mec); per-day utility, energy cost, renewable share and deadline violations of all providers
+    (datacenter)."""
+    problem = get_problem(env)
     cfg = env_config(env, parse_overrides(overrides))
-    if env == "datacenter":
-        _evaluate_datacenter(cfg, list(dict.fromkeys(policy or DATACENTER_POLICIES)), episodes, seed, as_json)
-        return
-    if env == "mec":
-        _evaluate_mec(cfg, list(dict.fromkeys(policy or MEC_POLICIES)), episodes, seed, as_json)
-        return
-    names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
+    names = list(dict.fromkeys(policy or problem.default_evaluate))
     policies = {name: resolve_policy(name, cfg, seed=seed) for name in names}
-    results = {name: evaluate_policy(p, cfg, episodes, seed).means() for name, p in policies.items()}
-    for name, p in policies.items():
-        if isinstance(p, OptimumPolicy):
-            results[name].update(_optimum_summary(name, p))
-    if bound:
-        bounds = [upper_bound(inst, cfg) for inst in episode_instances(cfg, episodes, seed)]
-        results["upper bound"] = {"reward": float(np.mean(bounds)) / cfg.n_requests}
+    bound_value = problem.upper_bound(cfg, episodes, seed) if bound else None
+    if bound and bound_value is None:
+        raise ConfigError(f"--bound: {problem.name} has no cheap upper bound")
+    results = {name: problem.evaluate(p, cfg, episodes, seed) for name, p in policies.items()}
+    if bound_value is not None:
+        results["upper bound"] = {problem.score.metric: bound_value}
     if as_json:
         typer.echo(json.dumps(results))
         return
-    title = f"{env}: per-request means over {episodes} episodes (seeds {seed}..{seed + episodes - 1})"
-    _print_table(Console(), results, title)
-
-
-def _evaluate_mec(cfg, names: list[str], episodes: int, seed: int, as_json: bool) -> None:
-    policies = {name: resolve_policy(name, cfg, seed=seed) for name in names}
-    results = {name: evaluate_mec(p, cfg, episodes, seed) for name, p in policies.items()}
-    if as_json:
-        typer.echo(json.dumps(results))
-        return
-    _print_mec_table(results, f"mec: per-task means over {episodes} episodes (seeds {seed}..{seed + episodes - 1})")
-
-
-def _print_mec_table(results: dict, title: str) -> None:
-    table = Table(title=title)
-    for col in ("policy", "delay s", "parts", "tasks"):
-        table.add_column(col, justify="right" if col != "policy" else "left")
-    for name, m in results.items():
-        table.add_row(name, f"{m['mean_delay']:.3f}", f"{m['mean_parts']:.2f}", f"{m['tasks']:.0f}")
-    Console().print(table)
-
-
-def _evaluate_datacenter(cfg, names: list[str], episodes: int, seed: int, as_json: bool) -> None:
-    policies = {name: resolve_policy(name, cfg, seed=seed) for name in names}
-    try:
-        results = {name: evaluate_datacenter(p, cfg, episodes, seed) for name, p in policies.items()}
-    except DataError as e:  # a trace file named by --set data_dir is missing or malformed
-        raise ConfigError(str(e)) from None
-    if as_json:
-        typer.echo(json.dumps(results))
-        return
-    _print_datacenter_table(
+    print_results(
+        problem,
         results,
-        f"datacenter: per-episode totals of all {cfg.n_asps} providers, means over {episodes} "
-        f"episodes (seeds {seed}..{seed + episodes - 1})",
+        f"{problem.name}: {problem.table_title} over {episodes} episodes (seeds {seed}..{seed + episodes - 1})",
     )
 
 
-def _print_datacenter_table(results: dict, title: str) -> None:
-    table = Table(title=title)
-    columns = (  # header, key, format
-        ("reward", "reward", "{:.1f}"),
-        ("utility $", "utility", "{:.1f}"),
-        ("quality", "quality", "{:.3f}"),
-        ("violations", "violation_rate", "{:.4f}"),
-        ("energy $", "energy_cost", "{:.1f}"),
-        ("renewable", "renewable_share", "{:.3f}"),
-        ("handed", "handed_over", "{:.3f}"),
-    )
+def print_results(problem: Problem, results: dict, title: str) -> None:
+    """A table of results per policy in the problem's columns (a bound fills its score column only)."""
+    table = Table(title=title, caption=problem.table_caption or None)
     table.add_column("policy")
-    for header, _, _ in columns:
-        table.add_column(header, justify="right")
+    for column in problem.columns:
+        table.add_column(column.header, justify="right")
     for name, m in results.items():
-        table.add_row(name, *(fmt.format(m[key]) for _, key, fmt in columns))
-    table.caption = (
-        "utility and energy in USD per episode; violations: share of jobs late; renewable: renewable "
-        "share of the energy taken in (on-site used + grid mix); handed: share of jobs handed over"
-    )
+        label = f"{name} (not a policy)" if name == "upper bound" else name
+        table.add_row(label, *(format(m[c.key], c.fmt) if c.key in m else "-" for c in problem.columns))
     console = Console()
-    console.width = max(console.width, 100)  # eight columns do not fit 80 characters
+    console.width = max(console.width, 24 + 14 * len(problem.columns))  # wide tables do not fit 80 characters
     console.print(table)
 
 
@@ -163,12 +106,10 @@ def train(
     outcome = run_training(exp, address=address, resume_run_id=resume)
     console = Console()
     console.print(f"run {outcome.run_id}: {outcome.iterations} iterations, {outcome.env_steps:,} env steps")
-    if outcome.evaluation and exp.env.id == "mec":
-        _print_mec_table(outcome.evaluation, f"held-out episodes ({exp.evaluation.episodes})")
-    elif outcome.evaluation and exp.multi_agent:
-        _print_datacenter_table(outcome.evaluation, f"held-out days ({exp.evaluation.episodes} episodes)")
-    elif outcome.evaluation:
-        _print_table(console, outcome.evaluation, f"held-out evaluation ({exp.evaluation.episodes} episodes)")
+    if outcome.evaluation:
+        ev = exp.evaluation
+        title = f"held-out evaluation: {exp.problem.table_title}, seeds {ev.seed}..{ev.seed + ev.episodes - 1}"
+        print_results(exp.problem, outcome.evaluation, title)
     if outcome.model_version:
         console.print(f"model {exp.tracking.model_name} version {outcome.model_version}: {outcome.promotion_reason}")
 
@@ -192,7 +133,7 @@ def submit(
 
 
 def reproduce(
-    env: Annotated[str, typer.Argument(help="problem: edge")] = "edge",
+    env: Annotated[str, typer.Argument(help="problem (only edge has the paper's figures so far)")] = DEFAULT_PROBLEM,
     model: Annotated[str, typer.Option(help="trained policy to include")] = "models:/aigcsched-edge@champion",
     no_model: Annotated[bool, typer.Option("--no-model", help="baselines only (no trained policy)")] = False,
     out: Annotated[str, typer.Option(help="folder for the figures and report.md")] = "outputs/reproduce-edge",
@@ -209,10 +150,12 @@ def reproduce(
 
     from aigcsched.platform.reproduce import SEED, reproduce_edge
 
-    if env != "edge":
-        raise ConfigError(f"reproduce supports only edge, got {env!r}")
+    problem = get_problem(env)
+    if not problem.reproducible:
+        reproducible = ", ".join(p.name for p in PROBLEMS.values() if p.reproducible)
+        raise ConfigError(f"reproduce has the paper's figures for {reproducible}, not {env}")
     cfg = env_config(env, parse_overrides(overrides))
-    factories = {name: (lambda c, n=name: resolve_policy(n, c, seed=SEED)) for name in DEFAULT_POLICIES}
+    factories = {name: (lambda c, n=name: resolve_policy(n, c, seed=SEED)) for name in problem.default_evaluate}
     history, policy = None, None
     if not no_model:
         policy = resolve_policy(model, cfg)
@@ -225,7 +168,7 @@ def reproduce(
         run_id = policy.info.get("run_id")
         if run_id:
             client = mlflow.MlflowClient()
-            history = {k: client.get_metric_history(run_id, k) for k in ("request_reward", "request_quality")}
+            history = {k: client.get_metric_history(run_id, k) for k in problem.plotted}
     console = Console(stderr=True)
     report = reproduce_edge(factories, cfg, Path(out), instances, sweep_episodes, history, lambda m: console.log(m))
     mlflow.set_experiment("aigcsched-reproduce")
@@ -283,13 +226,15 @@ models_app = typer.Typer(help="The model registry: list versions, promote one to
 
 @models_app.command("list")
 def models_list(name: Annotated[str | None, typer.Argument(help="registered model name (all if omitted)")] = None):
-    """Registered versions with their aliases, training run and held-out reward."""
+    """Registered versions with their problem, aliases, training run and held-out score."""
     import mlflow
+
+    from aigcsched.platform.registry import PROBLEM_TAG, version_score
 
     client = mlflow.MlflowClient()
     names = [name] if name else [m.name for m in client.search_registered_models()]
     table = Table(title=f"registered models ({mlflow.get_tracking_uri()})")
-    for col in ("name", "version", "aliases", "run", "eval reward", "created"):
+    for col in ("name", "version", "problem", "aliases", "run", "held-out score", "created"):
         table.add_column(col)
     for n in names:
         model = client.get_registered_model(n) if name else None
@@ -301,9 +246,10 @@ def models_list(name: Annotated[str | None, typer.Argument(help="registered mode
             table.add_row(
                 n,
                 str(mv.version),
+                mv.tags.get(PROBLEM_TAG, ""),
                 ",".join(aliases.get(str(mv.version), [])),
                 (mv.run_id or "")[:8],
-                mv.tags.get("eval_reward", ""),
+                version_score(mv),
                 created,
             )
     Console().print(table)
@@ -319,41 +265,6 @@ def models_promote(
 
     registry.promote(name, version)
     Console().print(f"{name}@{registry.CHAMPION} -> version {version}")
-
-
-def _print_table(console: Console, results: dict, title: str) -> None:
-    table = Table(title=title)
-    for col in ("policy", "reward", "quality", "tardiness (s)", "late fraction"):
-        table.add_column(col, justify="left" if col == "policy" else "right")
-    for name, m in results.items():
-        if name == "upper bound":
-            table.add_row("upper bound (not a policy)", f"{m['reward']:.2f}", "-", "-", "-")
-            continue
-        table.add_row(
-            name, f"{m['reward']:.2f}", f"{m['quality']:.2f}", f"{m['tardiness']:.3f}", f"{m['late_fraction']:.3f}"
-        )
-    console.print(table)
-
-
-def _optimum_summary(name: str, policy: OptimumPolicy) -> dict:
-    """What the solver proved; a note on stderr where it could not prove optimality."""
-    results = policy.results
-    proven = sum(r.optimal for r in results)
-    n = policy.cfg.n_requests
-    if proven < len(results):
-        worst = max(r.gap for r in results)
-        print(
-            f"note: {name}: {len(results) - proven} of {len(results)} episodes not proven optimal within "
-            f"{policy.time_limit_s:g} s each; their schedules are the best found (myopic's where none was), "
-            f"at most {100 * worst:.3g}% below the optimum (bound); raise ${TIME_LIMIT_ENV} or use fewer"
-            " requests",
-            file=sys.stderr,
-        )
-    return {
-        "proven_optimal_episodes": proven,
-        "solver_bound": float(np.mean([r.bound for r in results])) / n,
-        "max_gap": float(max(r.gap for r in results)),
-    }
 
 
 def register(app: typer.Typer) -> None:

@@ -1,22 +1,23 @@
-"""Configuration from the command line: `--set KEY=VALUE` overrides and readable errors."""
+"""Experiment configs (YAML validated by pydantic), `--set KEY=VALUE` overrides and readable errors.
+
+Every setting is validated here, once, where the config is read; the problem-specific rules come
+from the problem's descriptor (`aigcsched.platform.problems`).
+"""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, model_validator
 
-from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS
 from aigcsched.algorithms.diffusion.schedule import SCHEDULES
-from aigcsched.algorithms.heuristics import HEURISTICS
-from aigcsched.algorithms.mec_heuristics import MEC_POLICIES
-from aigcsched.envs import PROBLEMS
-
-
-class ConfigError(ValueError):
-    """Bad user input: the message is one line, fit to print as it is."""
+from aigcsched.algorithms.diffusion.settings import DiffusionActorConfig
+from aigcsched.algorithms.reward_shaping import RewardShapingConfig
+from aigcsched.platform.errors import ConfigError
+from aigcsched.platform.problems import DEFAULT_PROBLEM, PROBLEMS, Problem, get_problem
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -38,10 +39,13 @@ def validation_message(err: ValidationError) -> str:
     """One line naming each offending key."""
     parts = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"])
+        # the algorithm section's form (a union tag) is no key of the user's
+        where = ".".join(str(p) for p in e["loc"] if p not in ("PPO", "off_policy"))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        if where == "algorithm.name" and e["type"] == "literal_error":
+            msg = f"unknown algorithm {e['input']!r}; choose from {', '.join(ALGORITHMS)}"
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
@@ -59,13 +63,11 @@ def build_model(model: type[BaseModel], values: dict, what: str) -> BaseModel:
 
 
 def env_config(problem: str, values: dict) -> BaseModel:
-    """The validated config of a problem (`edge`, ...) from plain values."""
-    if problem not in PROBLEMS:
-        raise ConfigError(f"unknown env {problem!r}; choose from {', '.join(PROBLEMS)}")
-    return build_model(PROBLEMS[problem][1], values, f"{problem} config")
+    """The validated scenario config of a problem (by name) from plain values."""
+    return build_model(get_problem(problem).config_class, values, f"{problem} config")
 
 
-# --- Experiment configs (YAML validated by pydantic) -------------------------------------------
+# --- Experiment configs ------------------------------------------------------------------------
 
 
 class _Section(BaseModel):
@@ -73,94 +75,116 @@ class _Section(BaseModel):
 
 
 class EnvSection(_Section):
-    id: str = Field("edge", description="problem name: edge, datacenter or mec")
-    config: dict = Field(default_factory=dict, description="scenario fields of the problem's config")
+    id: str = Field(DEFAULT_PROBLEM, description=f"problem: {', '.join(PROBLEMS)}")
+    config: dict = Field(
+        default_factory=dict, description="scenario fields of the problem's config (see the scenario tables below)"
+    )
 
 
-ALGORITHMS = ("PPO", "DSAC", "DQN", "SAC")
-OFF_POLICY = ("DSAC", "DQN", "SAC")  # replay-based; RLlib's new stack takes Discrete actions only
+_DIFFUSION = DiffusionActorConfig.model_fields
 MODULES = ("edge_scheduler", "default", "diffusion", "mlp")
 
 
-class AlgorithmSection(_Section):
-    name: Literal["PPO", "DSAC", "DQN", "SAC"] = Field(
-        "PPO", description="PPO; DSAC (SAC with the diffusion actor); RLlib's DQN or SAC (references)"
-    )
-    module: Literal["edge_scheduler", "default", "diffusion", "mlp"] = Field(
-        "edge_scheduler",
-        description="PPO's actor: edge_scheduler (edge's per-server scored actor), default (RLlib's MLP), "
+class _AlgorithmBase(_Section):
+    """Settings every algorithm has."""
+
+    module: Literal[MODULES] | None = Field(
+        None,
+        description="the actor: edge_scheduler (edge's per-server scored actor), default (RLlib's MLP), "
         "diffusion (denoising chain over action logits), mlp (the diffusion module's MLP twin); "
-        "DSAC always uses the diffusion actor, DQN and SAC RLlib's default",
+        "none: the problem's default for PPO (edge_scheduler on edge, else default); DSAC always uses the "
+        "diffusion actor, DQN and SAC RLlib's default",
     )
     shared_policy: bool = Field(
         False,
-        description="multi-agent envs: one policy for all agents (agent id in the observation) instead of one each",
+        description="multi-agent problems: one policy for all agents (agent id in the observation) instead of one each",
     )
     lr: float = Field(1e-3, gt=0, description="learning rate (of actor, critics and alpha for SAC-type algorithms)")
-    gamma: float = Field(0.9, ge=0, le=1)
-    lambda_: float = Field(0.9, ge=0, le=1)
-    train_batch_size: int = Field(4096, ge=1, description="env steps per training iteration")
-    minibatch_size: int = Field(1024, ge=1, description="PPO")
-    num_epochs: int = Field(4, ge=1, description="PPO")
-    entropy_coeff: float = Field(0.0, ge=0)
-    clip_param: float = Field(0.2, gt=0)
-    vf_clip_param: float = Field(1e6, gt=0, description="large: values are in reward units (~600), not ~1")
+    gamma: float = Field(0.9, ge=0, le=1, description="discount factor")
+    train_batch_size: int = Field(4096, ge=1, description="env steps sampled per training iteration")
     hidden: int = Field(64, ge=1, description="width of the module's hidden layers")
-    logit_scale: float = Field(10.0, gt=0)
-    value_scale: float = Field(100.0, gt=0)
-    diffusion_steps: int = Field(5, ge=1, description="T, denoising steps of the diffusion actor")
-    diffusion_schedule: Literal[SCHEDULES] = Field("vp", description="beta schedule of the diffusion actor")
-    diffusion_x0_clip: float | None = Field(
-        None, gt=0, description="clip each step's denoised logits to [-c, c] (D2SAC clips to 1); none: no clip"
+    diffusion_steps: int = _DIFFUSION["n_steps"]
+    diffusion_schedule: Literal[SCHEDULES] = _DIFFUSION["schedule"]
+    diffusion_x0_clip: float | None = _DIFFUSION["x0_clip"]
+
+    @property
+    def off_policy(self) -> bool:
+        return self.name != "PPO"
+
+
+class PPOSection(_AlgorithmBase):
+    name: Literal["PPO"] = Field("PPO", description="PPO (on-policy), with any actor module")
+    lambda_: float = Field(0.9, ge=0, le=1, description="GAE lambda")
+    minibatch_size: int = Field(1024, ge=1, description="env steps per SGD minibatch")
+    num_epochs: int = Field(4, ge=1, description="passes over each training batch")
+    entropy_coeff: float = Field(0.0, ge=0, description="weight of the entropy bonus")
+    clip_param: float = Field(0.2, gt=0, description="PPO's policy ratio clip")
+    vf_clip_param: float = Field(1e6, gt=0, description="large: values are in reward units (~600), not ~1")
+    logit_scale: float = Field(10.0, gt=0, description="edge_scheduler: scale of the pair scores")
+    value_scale: float = Field(100.0, gt=0, description="edge_scheduler: scale of the value head")
+
+    @model_validator(mode="after")
+    def _check(self) -> PPOSection:
+        if self.minibatch_size > self.train_batch_size:
+            raise ValueError(f"minibatch_size ({self.minibatch_size}) must be <= train_batch_size")
+        return self
+
+
+class OffPolicySection(_AlgorithmBase):
+    name: Literal["DSAC", "DQN", "SAC"] = Field(
+        description="DSAC (SAC with the diffusion actor); RLlib's DQN or SAC (references); replay-based, "
+        "Discrete actions only"
     )
-    # off-policy (DSAC, DQN, SAC)
-    replay_batch_size: int = Field(256, ge=1, description="DSAC/DQN/SAC: transitions per gradient step")
-    replay_capacity: int = Field(100_000, ge=1, description="DSAC/DQN/SAC: replay buffer size, in transitions")
-    learning_starts: int = Field(1000, ge=0, description="DSAC/DQN/SAC: env steps sampled before learning")
+    replay_batch_size: int = Field(256, ge=1, description="transitions per gradient step")
+    replay_capacity: int = Field(100_000, ge=1, description="replay buffer size, in transitions")
+    learning_starts: int = Field(1000, ge=0, description="env steps sampled before learning")
     initial_alpha: float = Field(0.05, gt=0, description="DSAC/SAC: entropy temperature (initial if learned)")
     learn_alpha: bool = Field(True, description="DSAC: learn alpha towards the target entropy")
     target_entropy_ratio: float = Field(0.5, ge=0, le=1, description="DSAC/SAC: target entropy = ratio * log|A|")
     training_intensity: float | None = Field(
         None,
         gt=0,
-        description="DSAC/DQN/SAC: replayed transitions per sampled env step (RLlib's training_intensity); "
+        description="replayed transitions per sampled env step (RLlib's training_intensity); "
         "none: one update of replay_batch_size per sampled env step",
     )
 
     @model_validator(mode="after")
-    def _check(self) -> AlgorithmSection:
-        if self.name == "PPO" and self.minibatch_size > self.train_batch_size:
-            raise ValueError(f"minibatch_size ({self.minibatch_size}) must be <= train_batch_size")
-        if self.name in ("DQN", "SAC") and self.module != "default":
-            raise ValueError(f"{self.name} uses RLlib's default module: set algorithm.module: default")
-        if self.name == "DSAC" and self.module != "diffusion":
-            raise ValueError("DSAC's actor is the diffusion actor: set algorithm.module: diffusion")
+    def _check(self) -> OffPolicySection:
+        needed = "diffusion" if self.name == "DSAC" else "default"
+        if self.module is None:
+            self.module = needed
+        elif self.module != needed:
+            what = "DSAC's actor is the diffusion actor" if needed == "diffusion" else f"{self.name} uses RLlib's MLP"
+            raise ValueError(f"{what}: set algorithm.module: {needed}")
         return self
 
 
-class RewardShapingSection(_Section):
-    kind: Literal["none", "diffusion", "diffusion_potential", "curiosity"] = Field(
-        "none",
-        description="none; diffusion: r + eta * r_hat(s, a); diffusion_potential: r + gamma Phi(s') - Phi(s); "
-        "curiosity: RLlib's distance-based novelty bonus (the peer method)",
-    )
-    eta: float = Field(0.4, ge=0, description="weight of the shaping term (the paper's 0.4)")
-    steps: int = Field(5, ge=1, description="denoising steps of the reward model")
-    width: int = Field(64, ge=1, description="hidden width of the reward model")
-    warmup_steps: int = Field(1000, ge=0, description="labelled steps (of finished episodes) before shaping starts")
+ALGORITHMS = ("PPO", "DSAC", "DQN", "SAC")
+
+
+def _algorithm_kind(value) -> str:
+    """The algorithm section's form: PPO's (also when no name is given) or the replay-based one's."""
+    name = value.get("name", "PPO") if isinstance(value, dict) else getattr(value, "name", "PPO")
+    return "off_policy" if name in OffPolicySection.model_fields["name"].annotation.__args__ else "PPO"
+
+
+AlgorithmSection = Annotated[
+    Annotated[PPOSection, Tag("PPO")] | Annotated[OffPolicySection, Tag("off_policy")],
+    Discriminator(_algorithm_kind),
+]
 
 
 class ResourcesSection(_Section):
-    num_env_runners: int = Field(0, ge=0, description="0: sample in the driver process")
+    num_env_runners: int = Field(0, ge=0, description="remote env runners; 0: sample in the driver process")
     num_envs_per_env_runner: int = Field(64, ge=1, description="sub-envs of the batched env per runner")
-    num_gpus_per_learner: float = Field(0, ge=0)
+    num_gpus_per_learner: float = Field(0, ge=0, description="GPUs of the learner (fractions share one)")
     num_cpus: int | None = Field(2, ge=1, description="CPUs of a local Ray instance (ignored with --address)")
 
 
 class StopSection(_Section):
-    iterations: int | None = Field(None, ge=1)
-    env_steps: int | None = Field(None, ge=1)
-    minutes: float | None = Field(None, gt=0)
+    iterations: int | None = Field(None, ge=1, description="stop after this many training iterations")
+    env_steps: int | None = Field(None, ge=1, description="stop after this many sampled env steps")
+    minutes: float | None = Field(None, gt=0, description="stop after this many minutes")
 
     @model_validator(mode="after")
     def _check(self) -> StopSection:
@@ -169,98 +193,90 @@ class StopSection(_Section):
         return self
 
 
-DEFAULT_BASELINES = {
-    "edge": ("greedy", "myopic"),
-    "datacenter": ("local", "handoff", "arbitrage", "combined"),
-    "mec": ("least_loaded", "smcoedge", "myopic"),
-}
-
-
 class EvaluationSection(_Section):
-    episodes: int = Field(10, ge=1)
+    episodes: int = Field(10, ge=1, description="held-out episodes (days on datacenter)")
     seed: int = Field(1_000_000, ge=0, description="held-out seeds seed..seed+episodes-1")
-    baselines: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_BASELINES["edge"]), description="heuristics to compare with (per env)"
+    baselines: list[str] | None = Field(
+        None, description="heuristics to compare with; none: the problem's strongest ones"
     )
     actions: Literal["greedy", "sampled"] = Field(
         "greedy",
-        description="datacenter, mec: the trained policy acts greedily (most likely action) or samples its "
-        "distribution, held out and once registered; a policy shared by all stations is a mixed strategy, "
+        description="multi-agent problems: the trained policy acts greedily (most likely action) or samples "
+        "its distribution, held out and once registered; a policy shared by all stations is a mixed strategy, "
         "and greedy sends stations that see alike to the same server",
     )
 
 
 class TrackingSection(_Section):
-    experiment: str = Field("aigcsched-edge", min_length=1)
-    model_name: str = Field("aigcsched-edge", min_length=1, description="registered model name")
-    register_model: bool = True
+    experiment: str | None = Field(None, min_length=1, description="MLflow experiment; none: aigcsched-PROBLEM")
+    model_name: str | None = Field(None, min_length=1, description="registered model name; none: aigcsched-PROBLEM")
+    register_model: bool = Field(True, description="register the trained policy (and maybe promote it)")
     checkpoint_every: int = Field(5, ge=1, description="iterations between checkpoints")
 
 
 class ExperimentConfig(_Section):
     env: EnvSection = Field(default_factory=EnvSection)
-    algorithm: AlgorithmSection = Field(default_factory=AlgorithmSection)
+    algorithm: AlgorithmSection = Field(default_factory=PPOSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
     stop: StopSection = Field(default_factory=lambda: StopSection(minutes=5))
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
-    reward_shaping: RewardShapingSection = Field(default_factory=RewardShapingSection)
+    reward_shaping: RewardShapingConfig = Field(default_factory=RewardShapingConfig)
     seed: int = Field(0, ge=0, description="training seed (sub-env i starts from seed + i)")
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
+        problem = get_problem(self.env.id)
         scenario = env_config(self.env.id, self.env.config)  # raises ConfigError naming the bad key
         alg = self.algorithm
-        if self.env.id != "edge" and alg.module == "edge_scheduler":
-            raise ValueError(f"edge_scheduler is edge's module; {self.env.id} takes default, diffusion or mlp")
-        if self.env.id == "edge" and alg.name != "PPO":
-            raise ValueError(f"{alg.name} needs a Discrete action; edge's is (server, steps): use PPO")
-        if self.env.id == "datacenter":
-            if alg.name != "PPO":
-                raise ValueError(f"{alg.name} needs a Discrete action; datacenter's has 5 branches: use PPO")
-            # evaluation runs on the held-out days, so training must not see them
-            if scenario.day is not None or scenario.day_split != "train":
-                raise ValueError("datacenter trains on env.config.day_split: train (with day unset)")
-        if self.env.id == "mec" and alg.name in OFF_POLICY and scenario.action_mode != "subset":
-            raise ValueError(f"{alg.name} needs a Discrete action: set env.config.action_mode: subset")
-        known = {"edge": HEURISTICS, "datacenter": DATACENTER_HEURISTICS, "mec": MEC_POLICIES}[self.env.id]
-        if "baselines" not in self.evaluation.model_fields_set:
-            self.evaluation.baselines = list(DEFAULT_BASELINES[self.env.id])
-        # checked here, not after a long training
-        unknown = [b for b in self.evaluation.baselines if b not in known]
+        if alg.module is None:
+            alg.module = problem.default_module
+        if alg.module not in problem.modules:
+            raise ValueError(
+                f"algorithm.module {alg.module} does not fit {problem.name}; choose from {', '.join(problem.modules)}"
+            )
+        problem.check_experiment(self, scenario)
+        ev, tracking = self.evaluation, self.tracking
+        if ev.baselines is None:
+            ev.baselines = list(problem.default_baselines)
+        known = problem.policy_makers()
+        unknown = [b for b in ev.baselines if b not in known]  # checked here, not after a long training
         if unknown:
-            raise ValueError(f"unknown {self.env.id} baseline(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-        if not self.multi_agent and alg.shared_policy:
-            raise ValueError("algorithm.shared_policy applies to multi-agent envs (datacenter, mec) only")
-        if not self.multi_agent and self.evaluation.actions != "greedy":
-            raise ValueError("evaluation.actions: sampled applies to multi-agent envs (datacenter, mec) only")
+            raise ValueError(f"unknown {problem.name} baseline(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+        tracking.experiment = tracking.experiment or problem.experiment_name
+        tracking.model_name = tracking.model_name or problem.experiment_name
+        if not problem.multi_agent and alg.shared_policy:
+            raise ValueError(f"algorithm.shared_policy applies to multi-agent problems; {problem.name} has one agent")
+        if not problem.multi_agent and ev.actions != "greedy":
+            raise ValueError(
+                f"evaluation.actions: sampled applies to multi-agent problems; {problem.name} has one agent"
+            )
         if self.reward_shaping.kind != "none" and alg.name not in ("PPO", "DSAC"):
             raise ValueError(f"reward_shaping works with PPO and DSAC, not {alg.name}")
         train = range(
             self.seed,
             self.seed + self.resources.num_envs_per_env_runner * max(1, self.resources.num_env_runners),
         )
-        held_out = range(self.evaluation.seed, self.evaluation.seed + self.evaluation.episodes)
+        held_out = range(ev.seed, ev.seed + ev.episodes)
         if train.start < held_out.stop and held_out.start < train.stop:
             raise ValueError(f"evaluation seeds {held_out.start}..{held_out.stop - 1} overlap the training seeds")
         return self
 
     @property
+    def problem(self) -> Problem:
+        return get_problem(self.env.id)
+
+    @property
     def multi_agent(self) -> bool:
-        return self.env.id in ("datacenter", "mec")
+        return self.problem.multi_agent
 
     def scenario(self):
-        """The validated env config of this experiment (a shared datacenter policy sees agent ids)."""
-        values = dict(self.env.config)
-        if self.env.id == "datacenter" and self.algorithm.shared_policy:
-            values["agent_id_in_obs"] = True  # mec's observation always holds the station index
-        return env_config(self.env.id, values)
+        """The validated scenario training runs on."""
+        return self.problem.training_scenario(env_config(self.env.id, self.env.config), self.algorithm.shared_policy)
 
     def evaluation_scenario(self):
-        """The env config evaluation runs on: datacenter's held-out days, else the training one."""
-        if self.env.id == "datacenter":
-            return self.scenario().model_copy(update={"day_split": "heldout"})
-        return self.scenario()
+        """The scenario held-out evaluation runs on (datacenter: its held-out days)."""
+        return self.problem.evaluation_scenario(self.scenario())
 
     def flat(self) -> dict:
         """Dotted keys -> values, for MLflow params."""
@@ -283,7 +299,8 @@ def set_dotted(d: dict, dotted: str, value) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {dotted}: {k} is not a section")
         d = node
-    d[keys[-1]] = value
+    # a copy: a section given as a dict must not be shared with (and mutated through) the caller's
+    d[keys[-1]] = copy.deepcopy(value)
 
 
 def load_experiment(path: str | Path | None, overrides: dict | None = None) -> ExperimentConfig:

@@ -1,13 +1,12 @@
-"""Trained policies as artifacts, MLflow pyfunc models and registry entries.
+"""Trained policies as MLflow pyfunc models and registry entries, for every problem.
 
-A policy artifact is a folder: `module/` (the RLModule's own checkpoint, loaded with
-`RLModule.from_checkpoint`, no Algorithm needed) and `spec.json` (the scenario it was trained
-for). The registered pyfunc wraps that folder: observations in, (server, steps) out.
+The pyfunc wraps a policy folder (see `trained_policy`): a float32 array of every agent's
+observation, shape (n, K, obs_size) with K agents in the env's order (K = 1 on `edge`), in; the
+env's actions, int64 of shape (n, K, *action_shape), out.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -16,104 +15,40 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from pydantic import BaseModel
 
-from aigcsched.envs import EdgeConfig, SchedulingState, observation_from_state
-from aigcsched.platform.config import ConfigError
+from aigcsched.platform.errors import ConfigError
+from aigcsched.platform.problems import problem_of
+from aigcsched.platform.trained_policy import ModelNotFoundError, TrainedPolicy, load_policy_dir
 
-DEFAULT_MODEL_NAME = "aigcsched-edge"
 CHAMPION = "champion"
-SPEC_FILE = "spec.json"
-MODULE_DIR = "module"
+# Version tags: the problem, and the held-out score the promotion rule compares.
+PROBLEM_TAG = "problem"
+SCORE_TAG = "eval_score"
+METRIC_TAG = "eval_metric"
+SEEDS_TAG = "eval_seeds"
 
 
-class ModelNotFoundError(ConfigError):
-    """The model URI, version or alias does not exist."""
-
-
-class ModulePolicy:
-    """A trained RLModule as a policy: (observations, state) -> actions (server, steps - 1).
-
-    `cfg` is the scenario it was trained for; `info` names where it came from."""
-
-    def __init__(self, module: Any, cfg: EdgeConfig, info: dict | None = None):
-        self.module, self.cfg = module, cfg
-        self.info = {
-            "name": None,
-            "version": None,
-            "alias": None,
-            "run_id": None,
-            "uri": None,
-            **(info or {}),
-        }
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Most likely action for a batch of observations (in the trained scenario's layout)."""
-        import torch
-        from ray.rllib.core.columns import Columns
-
-        with torch.no_grad():
-            out = self.module.forward_inference({Columns.OBS: torch.as_tensor(np.asarray(obs, dtype=np.float32))})
-            dist = self.module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
-            return np.asarray(dist.to_deterministic().sample(), dtype=np.int64)
-
-    def __call__(self, obs: np.ndarray | None, state: SchedulingState) -> np.ndarray:
-        batched = np.ndim(state.due_in) > 0
-        actions = self.act(np.atleast_2d(observation_from_state(state, self.cfg)))
-        return actions if batched else actions[0]
-
-    def check_fits(self, scenario: EdgeConfig) -> None:
-        """Raise ConfigError if the scenario's shape differs from the one the model takes."""
-        for key in ("n_servers", "max_steps", "penalty_probe_s"):
-            have, need = getattr(scenario, key), getattr(self.cfg, key)
-            if have != need:
-                raise ConfigError(f"the model {self.describe()} takes {key}={need}, the scenario has {key}={have}")
-
-    def describe(self) -> str:
-        i = self.info
-        return f"{i['uri']} (version {i['version']})" if i["version"] else str(i["uri"])
-
-
-def save_policy(module: Any, cfg: EdgeConfig, path: str | Path) -> Path:
-    """Write a policy artifact folder (module checkpoint + spec)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    module.save_to_path(str((path / MODULE_DIR).resolve()))
-    (path / SPEC_FILE).write_text(json.dumps({"env": cfg.model_dump(mode="json")}, indent=2))
-    return path
-
-
-def load_policy_dir(path: str | Path, info: dict | None = None) -> ModulePolicy:
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    path = Path(path)
-    spec_file, module_dir = path / SPEC_FILE, path / MODULE_DIR
-    if not spec_file.is_file() or not module_dir.is_dir():
-        raise ModelNotFoundError(f"{path} is not a policy folder (needs {SPEC_FILE} and {MODULE_DIR}/)")
-    cfg = EdgeConfig(**json.loads(spec_file.read_text())["env"])
-    module = RLModule.from_checkpoint(str(module_dir.resolve()))
-    module.eval()
-    return ModulePolicy(module, cfg, info)
-
-
-class EdgePolicyModel(mlflow.pyfunc.PythonModel):
-    """Pyfunc: a float32 matrix of observations in, int64 columns (server, steps) out."""
+class PolicyModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc: (n, K, obs_size) float32 observations in, (n, K, *action_shape) int64 env actions out."""
 
     def load_context(self, context):
         self.policy = load_policy_dir(context.artifacts["policy"])
 
     def predict(self, context, model_input, params=None):
-        obs = np.asarray(getattr(model_input, "values", model_input), dtype=np.float32)
-        actions = self.policy.act(np.atleast_2d(obs))
-        return actions + np.array([0, 1])  # steps are 1-based outside the env
+        return self.policy.act(np.asarray(getattr(model_input, "values", model_input), dtype=np.float32))
 
 
-def log_policy_model(policy_dir: str | Path, cfg: EdgeConfig, model_name: str | None) -> Any:
+def log_policy_model(policy_dir: str | Path, cfg: BaseModel, model_name: str | None) -> Any:
     """Log the pyfunc to the active run (and register it under `model_name`); returns ModelInfo."""
-    example = np.zeros((2, cfg.obs_size), dtype=np.float32)
-    signature = infer_signature(example, np.zeros((2, 2), dtype=np.int64))
+    problem = problem_of(cfg)
+    obs_space, action_space = problem.spaces(cfg)
+    n_agents = len(problem.agents(cfg))
+    example = np.zeros((2, n_agents, *obs_space.shape), dtype=np.float32)
+    signature = infer_signature(example, np.zeros((2, n_agents, *action_space.shape), dtype=np.int64))
     return mlflow.pyfunc.log_model(
         name="policy",
-        python_model=EdgePolicyModel(),
+        python_model=PolicyModel(),
         artifacts={"policy": str(policy_dir)},
         signature=signature,
         input_example=example,
@@ -146,29 +81,21 @@ def resolve_model_version(uri: str) -> Any:
     raise ModelNotFoundError(f"no registered model at {uri} (tracking store {store})")
 
 
-def load_policy(uri: str) -> ModulePolicy:
+def load_policy(uri: str) -> TrainedPolicy:
     """A registered policy (models:/NAME@ALIAS or models:/NAME/VERSION) ready to act."""
     mv = resolve_model_version(uri)
     m = _URI.match(uri)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}")
-    policy = pyfunc.unwrap_python_model().policy
-    policy.info = {
-        "name": mv.name,
-        "version": str(mv.version),
-        "alias": m["alias"],
-        "run_id": mv.run_id,
-        "uri": uri,
-    }
+    try:
+        policy = mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}").unwrap_python_model().policy
+    except (AttributeError, ModuleNotFoundError):
+        raise ConfigError(f"{uri} is not a policy model of this version of aigcsched") from None
+    policy.info = {"name": mv.name, "version": str(mv.version), "alias": m["alias"], "run_id": mv.run_id, "uri": uri}
     return policy
 
 
-def load_checkpoint_policy(path: str) -> ModulePolicy:
+def load_checkpoint_policy(path: str) -> TrainedPolicy:
     """A policy folder, or a training checkpoint (which holds one under `policy/`)."""
-    p = Path(path)
-    if not p.exists():
-        raise ModelNotFoundError(f"checkpoint not found: {p}")
-    folder = p / "policy" if (p / "policy" / SPEC_FILE).is_file() else p
-    return load_policy_dir(folder, {"uri": f"checkpoint:{p}"})
+    return load_policy_dir(path, {"uri": f"checkpoint:{path}"})
 
 
 def champion_version(name: str) -> Any | None:
@@ -185,3 +112,11 @@ def promote(name: str, version: str | int) -> None:
     except MlflowException:
         raise ModelNotFoundError(f"model {name!r} has no version {version}") from None
     client.set_registered_model_alias(name, CHAMPION, str(version))
+
+
+def version_score(mv: Any) -> str:
+    """The held-out score a version was registered with, as 'metric value' ('' if none)."""
+    tags = mv.tags or {}
+    if SCORE_TAG in tags:
+        return f"{tags.get(METRIC_TAG, 'score')} {tags[SCORE_TAG]}"
+    return ""

@@ -17,8 +17,8 @@ import numpy as np  # noqa: E402
 
 from aigcsched.algorithms.heuristics import Policy  # noqa: E402
 from aigcsched.envs import EdgeConfig  # noqa: E402
-from aigcsched.platform.evaluation import evaluate_policy  # noqa: E402
-from aigcsched.platform.reports import eval_markdown, plot_learning_curve  # noqa: E402
+from aigcsched.platform.problems.edge import EDGE, evaluate_policy  # noqa: E402
+from aigcsched.platform.reports import plot_learning_curve, results_markdown  # noqa: E402
 
 INTERARRIVALS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0)
 STRONG_SERVERS = (2, 4, 6, 8)
@@ -54,7 +54,9 @@ def reproduce_edge(
     sections += [
         f"## {instances} arrival instances (seeds {SEED}..{SEED + instances - 1})",
         "",
-        eval_markdown({n: r.means() for n, r in results.items()}, f"over {instances} instances"),
+        results_markdown(
+            {n: r.means() for n, r in results.items()}, EDGE.columns, f"Per-request means over {instances} instances."
+        ),
         "![instances](instances.png)",
         "",
         "## Per-request quality and tardiness",

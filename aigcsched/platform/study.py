@@ -160,15 +160,16 @@ def run_study(
     when a study is stopped early), evaluate, aggregate; rewrites study.json, report.md and
     learning_curves.png in `out` after each seed, and logs them to an MLflow run of their own at the
     end. Runs already finished with the same experiment are reused."""
-    from aigcsched.platform.training import CURVES, SCORES, held_out_results, train
+    from aigcsched.platform.promotion import held_out_results
+    from aigcsched.platform.training import train
 
     study, experiments = load_study(path, overrides)
     if seeds is not None:
         study.seeds = seeds
     folder, out = Path(path).parent, Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    problem = next(iter(experiments.values())).env.id
-    key, _ = SCORES[problem]
+    problem = next(iter(experiments.values())).problem
+    key = problem.score.metric
     evaluation = _experiment(folder, study, next(iter(study.variants)), 0, heuristics=True)
     heuristics = {b: r[key] for b, r in held_out_results(evaluation).items()}
     runs: dict[str, list[dict]] = {name: [] for name in study.variants}
@@ -181,23 +182,21 @@ def run_study(
                 log(f"{name} seed {seed}: training")
                 run_id = train(exp, run_name=run_name, tags={"aigcsched.study": study.name}).run_id
             score = mlflow.MlflowClient().get_run(run_id).data.metrics[f"eval.trained.{key}"]
-            x, y = run_curve(run_id, CURVES[problem])
+            x, y = run_curve(run_id, problem.curve)
             runs[name].append({"seed": seed, "run_id": run_id, "score": score, "steps": x, "curve": y})
             log(f"{name} seed {seed}: {key} {score:.4g} (run {run_id})")
         result = _write_results(study, evaluation, heuristics, runs, out)
     mlflow.set_experiment(f"study-{study.name}")
     with mlflow.start_run(run_name=f"study-{study.name}", tags={"aigcsched.study": study.name}):
-        mlflow.log_params({"seeds": study.seeds, "variants": ",".join(study.variants), "problem": problem})
+        mlflow.log_params({"seeds": study.seeds, "variants": ",".join(study.variants), "problem": problem.name})
         mlflow.log_metrics({f"{n}.score_mean": r["score_mean"] for n, r in result["variants"].items()})
         mlflow.log_artifacts(str(out), "study")
     return result
 
 
 def _write_results(study: StudyConfig, evaluation: ExperimentConfig, heuristics: dict, runs: dict, out: Path) -> dict:
-    from aigcsched.platform.training import CURVES, SCORES
-
-    problem, ev = evaluation.env.id, evaluation.evaluation
-    key, sign = SCORES[problem]
+    problem, ev = evaluation.problem, evaluation.evaluation
+    key, sign = problem.score.metric, problem.score.sign
     best = max(heuristics, key=lambda b: sign * heuristics[b]) if heuristics else None
     target = None
     if study.reference:
@@ -219,20 +218,20 @@ def _write_results(study: StudyConfig, evaluation: ExperimentConfig, heuristics:
     result = {
         "study": study.model_dump(),
         "seeds_done": min(len(rs) for rs in runs.values()),
-        "problem": problem,
+        "problem": problem.name,
         "score": {
             "metric": key,
             "higher_is_better": sign > 0,
             "held_out_seeds": [ev.seed, ev.seed + ev.episodes - 1],
         },
-        "curve_metric": CURVES[problem],
+        "curve_metric": problem.curve,
         "target": target,
         "heuristics": heuristics,
         "best_heuristic": best,
         "variants": summary,
     }
     (out / "study.json").write_text(json.dumps(result, indent=2))
-    png = plot_curves(runs, out / "learning_curves.png", CURVES[problem], f"{study.name}: {CURVES[problem]}", target)
+    png = plot_curves(runs, out / "learning_curves.png", problem.curve, f"{study.name}: {problem.curve}", target)
     (out / "report.md").write_text(report_markdown(result, png.name))
     return result
 

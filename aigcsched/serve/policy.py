@@ -3,7 +3,8 @@
 A served policy honours the registry's LoadedPolicy contract: `.cfg` (the EdgeConfig it was made
 for), `.info` (name, version, alias, run_id, uri) and `__call__(observations, state) -> actions`
 of shape (B, 2) = (server index, steps - 1). Registered models come from
-`aigcsched.platform.registry.load_policy`; heuristics are wrapped here in the same shape.
+`aigcsched.platform.registry.load_policy`, bound to their problem's policy form; heuristics are
+wrapped here in the same shape. Only problems whose descriptor says `servable` have an API.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from aigcsched.envs.edge import PENALTY_KINDS, EdgeConfig, SchedulingState, observation_from_state
 from aigcsched.platform.config import ConfigError
 from aigcsched.platform.policies import resolve_policy
+from aigcsched.platform.problems import PROBLEMS, get_problem
 
 SERVABLE_HEURISTICS = ("greedy", "myopic")  # deterministic; `random` is no scheduler to serve
 PENALTY_CODE = {name: code for code, name in enumerate(PENALTY_KINDS)}
@@ -38,10 +40,14 @@ class HeuristicPolicy:
         return self._act(observations, state)
 
 
-def default_model_uri() -> str:
-    from aigcsched.platform import registry  # here, not at the top: mlflow only when a model is served
+def servable_problems() -> list[str]:
+    return [p.name for p in PROBLEMS.values() if p.servable]
 
-    return f"models:/{registry.DEFAULT_MODEL_NAME}@{registry.CHAMPION}"
+
+def default_model_uri() -> str:
+    from aigcsched.platform.registry import CHAMPION  # here, not at the top: mlflow only when a model is served
+
+    return f"models:/{get_problem(servable_problems()[0]).experiment_name}@{CHAMPION}"
 
 
 def local_tracking_uri() -> str:
@@ -77,7 +83,13 @@ class PolicySource:
             os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
         from aigcsched.platform import registry
 
-        return registry.load_policy(self.model_uri)
+        trained = registry.load_policy(self.model_uri)
+        if not trained.problem.servable:
+            raise ConfigError(
+                f"{self.model_uri} is a {trained.problem.name} policy; the endpoint serves "
+                f"{', '.join(servable_problems())} policies"
+            )
+        return trained.problem.bind(trained)
 
 
 class ApiError(Exception):

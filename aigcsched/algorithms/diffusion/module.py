@@ -20,35 +20,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from aigcsched.algorithms.diffusion.denoiser import DiffusionActor, mlp_actor
-from aigcsched.algorithms.diffusion.schedule import SCHEDULES
-
-DEFAULTS = {
-    "n_steps": 5,  # T of D2SAC / DDRL-ATS
-    "schedule": "vp",
-    "hidden": (256, 256),
-    "stochastic": False,
-    "x0_clip": None,
-    "vf_hidden": (256, 256),
-}
-
-
-def diffusion_model_config(**overrides: Any) -> dict:
-    """DEFAULTS with overrides, checked: unknown keys and impossible values are errors."""
-    unknown = set(overrides) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown diffusion actor option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    mc = {**DEFAULTS, **overrides}
-    if not isinstance(mc["n_steps"], int) or mc["n_steps"] < 1:
-        raise ValueError(f"n_steps must be an integer >= 1, got {mc['n_steps']!r}")
-    if mc["schedule"] not in SCHEDULES:
-        raise ValueError(f"unknown schedule {mc['schedule']!r}; choose from {', '.join(SCHEDULES)}")
-    for key in ("hidden", "vf_hidden"):
-        if not mc[key] or any(int(h) < 1 for h in mc[key]):
-            raise ValueError(f"{key} needs one or more positive layer widths, got {mc[key]!r}")
-        mc[key] = tuple(int(h) for h in mc[key])
-    if mc["x0_clip"] is not None and not mc["x0_clip"] > 0:
-        raise ValueError(f"x0_clip must be > 0 or None, got {mc['x0_clip']!r}")
-    return mc
+from aigcsched.algorithms.diffusion.settings import DEFAULTS, diffusion_model_config
 
 
 def logit_layout(action_space: gym.Space) -> tuple[int, type]:

@@ -10,9 +10,7 @@ SCHEDULES = ("vp", "linear", "cosine")
 
 
 def betas(schedule: str, n_steps: int) -> np.ndarray:
-    """beta_t for t = 1..T (float64)."""
-    if n_steps < 1:
-        raise ValueError(f"the denoising chain needs n_steps >= 1, got {n_steps}")
+    """beta_t for t = 1..T (float64); n_steps >= 1 is checked by DiffusionActorConfig."""
     t = np.arange(1, n_steps + 1, dtype=np.float64)
     if schedule == "vp":
         # Variance-preserving SDE discretized to T steps (Song et al. 2021), with the

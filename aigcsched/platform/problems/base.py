@@ -1,0 +1,134 @@
+"""What the platform needs to know about a scheduling problem, in one place.
+
+A `Problem` is the only code that knows a problem by name: its scenario config, how RLlib samples
+it, the metrics its env runners report, its heuristics, how a policy is scored on held-out
+episodes, how results are tabulated, and whether the endpoint can serve it. `train`, `evaluate`,
+`study`, `models`, the registry and `serve` ask it instead of branching on the name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a results table: metric key, header, format spec."""
+
+    key: str
+    header: str
+    fmt: str
+
+
+@dataclass(frozen=True)
+class Score:
+    """The held-out figure a policy is judged by."""
+
+    metric: str
+    higher_is_better: bool
+    unit: str = ""
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.higher_is_better else -1.0
+
+    def better(self, a: float, b: float) -> bool:
+        """Is `a` strictly better than `b`?"""
+        return self.sign * a > self.sign * b
+
+
+class Problem:
+    """Base class: one subclass (and one instance) per problem; see `aigcsched.platform.problems`."""
+
+    name: str
+    config_class: type[BaseModel]
+    multi_agent: bool
+    score: Score
+    # the per-iteration metric of training's sampled episodes that shows the score, and its label
+    curve: str
+    curve_label: str
+    # metrics drawn in a run's learning-curve plot (the curve first)
+    plotted: tuple[str, ...] = ()
+    # env-runner metrics logged every iteration (curve included)
+    iteration_metrics: tuple[str, ...]
+    # results table of `evaluate`, held-out evaluations and their markdown
+    columns: tuple[Column, ...]
+    table_title: str  # e.g. "per-request means"
+    table_caption: str = ""
+    default_baselines: tuple[str, ...]
+    default_evaluate: tuple[str, ...]  # policies `aigcsched evaluate` compares by default
+    # actor modules this problem's observations and actions fit
+    modules: tuple[str, ...] = ("default", "diffusion", "mlp")
+    default_module: str = "default"
+    # scenario fields that shape observations and actions: a policy fits a scenario that agrees on them
+    fit_keys: tuple[str, ...]
+    servable: bool = False  # the HTTP endpoint has an API for it
+    reproducible: bool = False  # `aigcsched reproduce` has the paper's figures for it
+
+    # --- names
+
+    @property
+    def experiment_name(self) -> str:
+        """Default MLflow experiment and registered model name."""
+        return f"aigcsched-{self.name}"
+
+    # --- scenario
+
+    def scenario(self, values: dict) -> BaseModel:
+        """The validated scenario config from plain values (raises pydantic's ValidationError)."""
+        return self.config_class(**values)
+
+    def training_scenario(self, cfg: BaseModel, shared_policy: bool) -> BaseModel:
+        """The scenario training runs on (a shared policy may need agent ids in observations)."""
+        return cfg
+
+    def evaluation_scenario(self, cfg: BaseModel) -> BaseModel:
+        """The scenario held-out evaluation runs on."""
+        return cfg
+
+    def check_experiment(self, exp: Any, scenario: BaseModel) -> None:
+        """Problem-specific constraints on an experiment; raise ValueError with a one-line message."""
+
+    def agents(self, cfg: BaseModel) -> list[str]:
+        raise NotImplementedError
+
+    def spaces(self, cfg: BaseModel) -> tuple[gym.Space, gym.Space]:
+        """One agent's observation and action space (every agent has the same ones)."""
+        raise NotImplementedError
+
+    # --- policies
+
+    def policy_makers(self) -> dict[str, Callable[[BaseModel, int | None], Any]]:
+        """Named policies (heuristics and the like): name -> (cfg, seed) -> policy."""
+        raise NotImplementedError
+
+    def bind(self, trained: Any) -> Any:
+        """A trained policy (`registry.TrainedPolicy`) as a policy of this problem's evaluator."""
+        raise NotImplementedError
+
+    def evaluate(self, policy: Any, cfg: BaseModel, episodes: int, seed: int) -> dict[str, float]:
+        """Means over `episodes` episodes (episode k seeded with seed + k)."""
+        raise NotImplementedError
+
+    def upper_bound(self, cfg: BaseModel, episodes: int, seed: int) -> float | None:
+        """An upper bound on any policy's score over these episodes, where the problem has a cheap one."""
+        return None
+
+    # --- training
+
+    def rllib_environment(self, config: Any, cfg: BaseModel) -> Any:
+        """`config` (an RLlib AlgorithmConfig) with this problem's env, vectorization and metrics callback."""
+        raise NotImplementedError
+
+    def progress(self, metrics: dict) -> str:
+        """One line for the progress bar from an iteration's metrics."""
+        nan = float("nan")
+        return "  ".join(f"{key} {metrics.get(key, nan):,.3f}" for key in self.iteration_metrics[:3])
+
+    def describe(self) -> str:
+        return f"{self.name} ({'multi-agent' if self.multi_agent else 'single-agent'})"

@@ -1,0 +1,84 @@
+"""`mec`: base stations offload AIGC tasks to collaborating edge servers, each station an agent
+(C. Xu, DDRL-ATS / LAD-TS). Scored by the mean offloading delay per task over seeded episodes."""
+
+from __future__ import annotations
+
+from aigcsched.algorithms.mec_heuristics import MEC_POLICIES, make_policy
+from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
+from aigcsched.envs import MECConfig, MECEnv
+from aigcsched.platform.problems.base import Column, Problem, Score
+
+EPISODE_METRICS = ("episode_mean_delay", "episode_mean_parts")
+
+
+class MECTrainedPolicy:
+    """A trained policy as a mec policy: (env, agent, observation) -> the station's shares."""
+
+    def __init__(self, trained):
+        self.trained = trained
+        self.info = trained.info
+
+    def __call__(self, env: MECEnv, agent: str, obs):
+        return env.shares(agent, self.trained.act_agent(agent, obs))
+
+    def check_fits(self, cfg) -> None:
+        self.trained.check_fits(cfg)
+
+
+class MECProblem(Problem):
+    name = "mec"
+    config_class = MECConfig
+    multi_agent = True
+    score = Score("mean_delay", higher_is_better=False, unit="s per task")
+    curve = "episode_mean_delay"
+    curve_label = "seconds per task (sampled episodes)"
+    iteration_metrics = EPISODE_METRICS
+    columns = (
+        Column("mean_delay", "delay per task (s)", ".3f"),
+        Column("mean_parts", "parts per task", ".2f"),
+        Column("tasks", "tasks", ".0f"),
+    )
+    table_title = "per-task means over all stations"
+    default_baselines = ("least_loaded", "smcoedge", "myopic")
+    default_evaluate = MEC_POLICIES
+    fit_keys = ("n_servers", "action_mode", "max_split", "split_rules", "weight_levels")
+
+    def check_experiment(self, exp, scenario) -> None:
+        if exp.algorithm.off_policy and scenario.action_mode != "subset":
+            raise ValueError(f"{exp.algorithm.name} needs a Discrete action: set env.config.action_mode: subset")
+
+    def agents(self, cfg) -> list[str]:
+        return [f"bs_{i}" for i in range(cfg.n_servers)]
+
+    def spaces(self, cfg):
+        env = MECEnv(cfg)
+        return env.observation_space("bs_0"), env.action_space("bs_0")
+
+    def policy_makers(self) -> dict:
+        return {name: (lambda cfg, seed, n=name: make_policy(n, seed=seed or 0)) for name in MEC_POLICIES}
+
+    def bind(self, trained) -> MECTrainedPolicy:
+        return MECTrainedPolicy(trained)
+
+    def evaluate(self, policy, cfg, episodes, seed) -> dict[str, float]:
+        return evaluate_mec(policy, cfg, episodes, seed)
+
+    def rllib_environment(self, config, cfg):
+        from aigcsched.envs.rllib_adapter import MECRLlibEnv
+        from aigcsched.platform.problems import callbacks
+
+        return (
+            config.environment(MECRLlibEnv, env_config=cfg.model_dump())
+            .callbacks(callbacks.MECMetrics)
+            .env_runners(gym_env_vectorize_mode="sync")
+        )
+
+    def progress(self, metrics: dict) -> str:
+        nan = float("nan")
+        return (
+            f"delay/task {metrics.get('episode_mean_delay', nan):.3f}s  "
+            f"parts {metrics.get('episode_mean_parts', nan):.2f}  return {metrics.get('episode_return_mean', nan):,.1f}"
+        )
+
+
+MEC = MECProblem()
