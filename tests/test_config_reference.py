@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Discriminator, Field, Tag
 
 from aigcsched.platform.reference import DOC_PATH, REGENERATE, config_reference, document_model, problems, walk_model
 
@@ -37,10 +37,29 @@ class _Slow(BaseModel):
     patience: tuple[int, int] = Field((1, 9), description="how patient")
 
 
+class _Engine(BaseModel):
+    name: Literal["jet"] = "jet"
+    thrust: int = Field(5, description="how strong")
+
+
+class _Sail(BaseModel):
+    name: Literal["jib", "spinnaker"]
+    area: float = Field(8.0, description="how large")
+
+
+def _propulsion(value) -> str:
+    name = value.get("name", "jet") if isinstance(value, dict) else value.name
+    return "engine" if name == "jet" else "sail"
+
+
 class _Tiny(BaseModel):
     seed: int = Field(0, description="the seed")
     inner: _Inner = Field(default_factory=lambda: _Inner(depth=7))
     mode: Annotated[_Fast | _Slow, Field(discriminator="kind")] = Field(default_factory=_Fast)
+    # a callable discriminator: the members are told apart by their Literal `name`
+    drive: Annotated[Annotated[_Engine, Tag("engine")] | Annotated[_Sail, Tag("sail")], Discriminator(_propulsion)] = (
+        Field(default_factory=_Engine)
+    )
 
 
 def test_walker_documents_every_field_of_a_model():
@@ -50,16 +69,20 @@ def test_walker_documents_every_field_of_a_model():
         ("inner.depth", "`3` (`7` when `inner` is omitted)", "how deep"),
         ("mode.speed", "`2.5`", "how fast"),
         ("mode.patience", "`[1, 9]`", "how patient"),
+        ("drive.thrust", "`5`", "how strong"),
+        ("drive.area", "`8.0`", "how large"),
     ]:
         assert f"| `{key}` |" in text and f"| {default} | {description} |" in text, key
-    assert "(kind: fast)" in text and "(kind: slow)" in text
+    assert "### `mode` (kind: fast)" in text and "### `mode` (kind: slow)" in text
+    assert "### `drive` (name: jet)" in text and "### `drive` (name: jib or spinnaker)" in text
+    assert "chosen by `drive.name`" in text
 
     class _Grown(_Tiny):
         added_later: str = Field("x", description="a key added to the model")
 
     assert "| `added_later` | `str` | `x` | a key added to the model |" in document_model(_Grown)
     keys = {row.key for section in walk_model(_Grown) for row in section.rows}
-    assert {"seed", "added_later", "inner.depth", "mode.kind", "mode.speed", "mode.patience"} <= keys
+    assert {"seed", "added_later", "inner.depth", "mode.kind", "mode.speed", "mode.patience", "drive.area"} <= keys
 
 
 def test_reference_covers_every_problem_and_experiment_section():

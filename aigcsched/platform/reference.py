@@ -180,7 +180,10 @@ def _nested_models(tp: Any) -> list[type[BaseModel]] | None:
     return None
 
 
-def _discriminator_name(field: FieldInfo) -> str | None:
+def _discriminator_name(field: FieldInfo, models: list[type[BaseModel]]) -> str | None:
+    """The key that picks the member of a union of models: the field's string discriminator, else a
+    key every member has as a Literal with values no other member shares (what a callable
+    discriminator reads, in practice)."""
     if isinstance(field.discriminator, str):
         return field.discriminator
     metas = list(field.metadata)
@@ -191,18 +194,27 @@ def _discriminator_name(field: FieldInfo) -> str | None:
         disc = getattr(meta, "discriminator", None)
         if isinstance(disc, str):
             return disc
+    for name in models[0].model_fields:
+        values = [_literal_values(m, name) for m in models]
+        if all(values) and sum(len(set(v)) for v in values) == len(set().union(*values)):
+            return name
     return None
 
 
-def _discriminator_values(model: type[BaseModel], name: str) -> list[Any]:
+def _literal_values(model: type[BaseModel], name: str) -> list[Any]:
     field = model.model_fields.get(name)
     if field is None:
         return []
     tp = _strip_annotated(field.annotation)
-    if typing.get_origin(tp) is typing.Literal:
-        return list(typing.get_args(tp))
-    default = field_default(field)
-    return [] if default is PydanticUndefined else [default]
+    return list(typing.get_args(tp)) if typing.get_origin(tp) is typing.Literal else []
+
+
+def _discriminator_values(model: type[BaseModel], name: str) -> list[Any]:
+    values = _literal_values(model, name)
+    if values or name not in model.model_fields:
+        return values
+    default = field_default(model.model_fields[name])
+    return [] if default is PydanticUndefined or default is _COMPUTED else [default]
 
 
 def _join(prefix: str, name: str) -> str:
@@ -231,7 +243,7 @@ def _walk(model: type[BaseModel], prefix: str, variant: str, instance: BaseModel
                 text = f"{text} ({_cell(format_value(actual))} when `{prefix}` is omitted)"
             rows.append(Row(key, field_type(field), text, _one_line(field.description)))
             continue
-        disc = _discriminator_name(field) if len(models) > 1 else None
+        disc = _discriminator_name(field, models) if len(models) > 1 else None
         optional = _NONE_TYPE in (_union_args(_strip_annotated(field.annotation)) or ())
         if len(models) > 1 or optional or default is PydanticUndefined:
             # a row for the section itself: what may go there, and its default
@@ -240,7 +252,12 @@ def _walk(model: type[BaseModel], prefix: str, variant: str, instance: BaseModel
                 what += f", chosen by `{key}.{disc}`"
             description = _one_line(field.description)
             rows.append(
-                Row(key, field_type(field), _format_default(default), f"{description}; {what}" if description else what)
+                Row(
+                    key,
+                    field_type(field),
+                    _section_default(default, disc),
+                    f"{description}; {what}" if description else what,
+                )
             )
         for member in models:
             if disc:
@@ -256,6 +273,19 @@ def _walk(model: type[BaseModel], prefix: str, variant: str, instance: BaseModel
             nested.extend(sections)
     own = [Section(prefix, variant, model_summary(model), rows)] if rows or not nested else []
     return own + nested
+
+
+def _section_default(default: Any, disc: str | None) -> str:
+    """The default of a field holding a section: which member, and the keys it sets otherwise than
+    that member's defaults (a whole dump of the section would repeat the tables below)."""
+    if not isinstance(default, BaseModel):
+        return _format_default(default)
+    cls = type(default)
+    changed = {
+        name: value for name, value in default if name != disc and field_default(cls.model_fields[name]) != value
+    }
+    which = f"`{disc}: {format_value(getattr(default, disc))}`" if disc else "the section"
+    return f"{which} with " + (_cell(format_value(changed)) if changed else "its defaults")
 
 
 def _format_default(default: Any) -> str:
