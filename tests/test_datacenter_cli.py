@@ -94,13 +94,31 @@ def test_data_download_from_a_mirror(tmp_path, capsys, monkeypatch):
     assert json.loads(out)["local"]["utility"] != 0
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--only", "wind"], "unknown kind(s) wind; choose from prices, carbon, weather, workload"),
+        (["--only", "prices", "--only", "solar"], "unknown kind(s) solar"),
+        (["--source-url", "raw.githubusercontent.com"], "--source-url must be an http(s):// or file:// URL"),
+        (["--dest", "{file}"], "is not a directory"),
+    ],
+)
+def test_data_download_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, message):
+    (tmp_path / "file").write_text("")
+    args = [a.format(file=tmp_path / "file") for a in args]
+    dest = ["--dest", str(tmp_path / "cache")] if "--dest" not in args else []
+    code, out, err = run(capsys, monkeypatch, "data", "download", *dest, *args)
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and out == ""
+    assert not (tmp_path / "cache").exists()
+
+
 def test_data_download_errors(tmp_path, capsys, monkeypatch):
     dest = str(tmp_path / "cache")
     code, _, err = run(capsys, monkeypatch, "data", "download", "--dest", dest, "--source-url", "file:///nonexistent")
     assert code == 1 and err.startswith("error: cannot fetch file:///nonexistent/HewlettPackard/green-dcc")
     assert not any((tmp_path / "cache").rglob("*.part"))
-    code, _, err = run(capsys, monkeypatch, "data", "download", "--dest", dest, "--only", "wind")
-    assert code == 1 and "unknown kind(s) wind" in err
     # a file that is not what its name says is refused and removed
     mirror = _mirror(tmp_path / "mirror")
     broken = mirror / PUBLIC_FILES["workload/google_cpu_hourly_1.csv"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from aigcsched.envs.data import (
     load_weather,
     load_workload,
 )
+from aigcsched.platform.config import ConfigError
 
 app = typer.Typer(help="Public traces for the datacenter env: prices, carbon, weather, workload.", no_args_is_help=True)
 
@@ -51,6 +53,7 @@ def fetch(url: str, dest: Path, timeout: float = 60.0) -> int:
 
 
 def _fail(message: str) -> None:
+    """A download that did not work (not bad input, which is a ConfigError: exit 2)."""
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(1)
 
@@ -77,9 +80,13 @@ def download(
     data_dir is not set; use another one as `--set data_dir=DIR`."""
     unknown = sorted(set(only or []) - set(KINDS))
     if unknown:
-        _fail(f"unknown kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
-    kinds = list(dict.fromkeys(only or KINDS))
+        raise ConfigError(f"unknown kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+    if urllib.parse.urlsplit(source_url).scheme not in ("http", "https", "file"):
+        raise ConfigError(f"--source-url must be an http(s):// or file:// URL, got {source_url!r}")
     target = dest or default_data_dir()
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--dest {target} is not a directory")
+    kinds = list(dict.fromkeys(only or KINDS))
     files = {path: origin for path, origin in PUBLIC_FILES.items() if any(path.startswith(KINDS[k][0]) for k in kinds)}
     loaders = {KINDS[k][0]: KINDS[k][1] for k in kinds}
     base = source_url.rstrip("/")
