@@ -1,6 +1,16 @@
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_downloaded_traces(tmp_path_factory):
+    """An empty trace download cache: tests read the embedded typical days unless they pass a
+    data_dir, never what the user downloaded (set before any Ray worker starts, which inherits it)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIGCSCHED_DATA_DIR", str(tmp_path_factory.mktemp("no-traces")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     import ray

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 from cli_runner import run_cli as run
-from trace_files import SHARED_DATA
+from trace_files import fixture_traces
 
 from aigcsched.envs.data import PUBLIC_FILES
 
@@ -34,7 +34,7 @@ def test_evaluate_datacenter_table_on_trace_files(capsys, monkeypatch):
         "--set",
         "episode_slots=24",
         "--set",
-        f"data_dir={SHARED_DATA}",
+        f"data_dir={fixture_traces()}",
     )
     assert code == 0, err
     for name in (
@@ -67,11 +67,11 @@ def test_bad_datacenter_input_is_one_line_and_exit_2(capsys, monkeypatch, args, 
 
 
 def _mirror(root):
-    """A local copy of the public origin's layout, from the shared files."""
+    """A local copy of the public origin's layout, from the test traces."""
     for local, origin in PUBLIC_FILES.items():
         target = root / origin
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(SHARED_DATA / local, target)
+        shutil.copy(fixture_traces() / local, target)
     return root
 
 
@@ -82,7 +82,7 @@ def test_data_download_from_a_mirror(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert out.strip() == str(dest) and "14 downloaded" in err
     for local in PUBLIC_FILES:
-        assert (dest / local).read_bytes() == (SHARED_DATA / local).read_bytes()
+        assert (dest / local).read_bytes() == (fixture_traces() / local).read_bytes()
     code, _, err = run(capsys, monkeypatch, "data", "download", "--dest", str(dest), "--source-url", mirror.as_uri())
     assert code == 0 and "0 downloaded, 14 already there" in err
     # the downloaded directory drives the env

@@ -1,20 +1,23 @@
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-from trace_files import SHARED_DATA, write_traces
+from trace_files import fixture_traces, write_traces
 
-from aigcsched.envs import data, physics
+from aigcsched.envs import DataCenterEnv, data, physics
 from aigcsched.envs.data import DataError
 
 
-def test_loaders_read_the_shared_traces():
-    caiso = data.region_traces("CAISO", SHARED_DATA)
-    ercot = data.region_traces("ERCOT", SHARED_DATA)
+def test_loaders_read_the_public_formats():
+    root = fixture_traces()
+    caiso = data.region_traces("CAISO", root)
+    ercot = data.region_traces("ERCOT", root)
     for trace in caiso:
         assert trace.shape == (8760,) and np.isfinite(trace).all()
-    assert (caiso.price < 0).sum() == 149  # negative prices are kept (data README)
+    written = pd.read_csv(root / "electricity_prices" / "US-CAL-CISO_2023.csv")["Price (USD/MWh)"]
+    assert 100 < (caiso.price < 0).sum() == (written < 0).sum()  # negative prices are kept (149 h in 2023)
     assert ercot.price.max() > 4000  # and so are spikes
     assert 0 <= caiso.grid_renewable.min() and caiso.grid_renewable.max() <= 1
     assert 0 <= caiso.cloud.min() and caiso.cloud.max() <= 1
@@ -22,13 +25,14 @@ def test_loaders_read_the_shared_traces():
     by_hour = caiso.temperature.reshape(365, 24).mean(axis=0)
     assert by_hour.argmax() in (21, 22, 23, 0)
     for name in data.WORKLOADS:
-        load = data.workload_trace(name, SHARED_DATA)
+        load = data.workload_trace(name, root)
         assert load.shape == (8760,) and load.mean() == pytest.approx(1.0)
 
 
 def test_embedded_profiles_are_calibrated_to_the_files():
+    # the fixture keeps each (month, hour) mean of the 2023 files
     for region in data.REGIONS:
-        files, embedded = data.region_traces(region, SHARED_DATA), data.embedded_traces(region)
+        files, embedded = data.region_traces(region, fixture_traces()), data.embedded_traces(region)
         assert embedded.price.mean() == pytest.approx(files.price.mean(), rel=0.01)
         assert embedded.temperature.mean() == pytest.approx(files.temperature.mean(), abs=0.1)
         # the same hour of day is cheapest / dearest
@@ -43,7 +47,7 @@ def test_public_files_cover_every_region_and_kind():
     assert paths["electricity_prices/US-TEX-ERCO_2023.csv"].endswith(
         "standardized/US-TEX-ERCO/2023/US-TEX-ERCO_electricity_prices_2023.csv"
     )
-    assert all((SHARED_DATA / p).is_file() for p in paths)  # the shared copy has the same layout
+    assert all((fixture_traces() / p).is_file() for p in paths)  # the test fixture has the same layout
 
 
 def _price_file(path, **columns):
@@ -99,10 +103,66 @@ def test_malformed_weather_carbon_and_workload_are_rejected_clearly(tmp_path):
 
 
 def test_env_reports_a_bad_data_dir_clearly(tmp_path):
-    from aigcsched.envs import DataCenterEnv
-
     with pytest.raises(DataError, match="US-CAL-CISO_2023.csv: no such file"):
         DataCenterEnv(data_dir=str(tmp_path))
+
+
+@pytest.fixture
+def announced(monkeypatch):
+    """A fresh process's view: nothing said yet about where traces come from."""
+    monkeypatch.setattr(data, "_announced", set())
+
+
+def test_unset_data_dir_reads_the_download_cache_else_the_embedded_days(tmp_path, monkeypatch, capsys, announced):
+    def prices(**config):
+        env = DataCenterEnv(day=100, episode_slots=24, **config)
+        env.reset(seed=0)
+        while env.agents:
+            env.step({a: np.zeros(5, dtype=int) for a in env.agents})
+        return env.ledger["price"]
+
+    embedded = prices(data_dir="embedded")
+    assert capsys.readouterr().err == ""  # asked for: nothing to say
+    monkeypatch.setenv("AIGCSCHED_DATA_DIR", str(tmp_path))  # empty
+    np.testing.assert_array_equal(prices(), embedded)
+    np.testing.assert_array_equal(prices(), embedded)
+    assert capsys.readouterr().err == (  # one line, once
+        f"datacenter: no traces in {tmp_path} (`aigcsched data download` fetches them); "
+        "using the embedded typical days\n"
+    )
+
+    monkeypatch.setenv("AIGCSCHED_DATA_DIR", str(fixture_traces()))
+    np.testing.assert_array_equal(prices(), prices(data_dir=str(fixture_traces())))
+    assert (
+        capsys.readouterr().err
+        == f"datacenter: using the traces in {fixture_traces()} (data_dir: embedded for the embedded typical days)\n"
+    )
+    np.testing.assert_array_equal(prices(data_dir="embedded"), embedded)  # pinned, whatever is downloaded
+
+
+def test_an_incomplete_download_cache_is_named_and_not_read(tmp_path, monkeypatch, capsys, announced):
+    for local in data.PUBLIC_FILES:
+        if local != "weather/US-TEX-ERCO_2023.json":
+            (tmp_path / local).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(fixture_traces() / local, tmp_path / local)
+    monkeypatch.setenv("AIGCSCHED_DATA_DIR", str(tmp_path))
+    assert data.resolve_data_dir(None, ("CAISO", "PJM"), 2023, "google") == tmp_path  # all they need
+    assert data.resolve_data_dir(None, ("CAISO", "PJM", "ERCOT"), 2023, "google") is None
+    assert capsys.readouterr().err.splitlines()[1] == (
+        f"datacenter: 1 of 10 trace files missing in {tmp_path} (weather/US-TEX-ERCO_2023.json, ...; "
+        "`aigcsched data download` fetches them); using the embedded typical days"
+    )
+    assert data.resolve_data_dir(str(tmp_path), ("ERCOT", "PJM"), 2023, "google") == tmp_path  # given: as it is
+    with pytest.raises(DataError, match="US-TEX-ERCO_2023.json: no such file"):
+        DataCenterEnv(data_dir=str(tmp_path))
+
+
+def test_the_download_cache_is_in_the_home_cache_unless_set(tmp_path, monkeypatch, capsys, announced):
+    monkeypatch.delenv("AIGCSCHED_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert data.default_data_dir() == tmp_path / ".cache" / "aigcsched" / "data"
+    assert data.resolve_data_dir(None, ("CAISO", "PJM"), 2023, "google") is None
+    assert capsys.readouterr().err.startswith("datacenter: no traces in ~/.cache/aigcsched/data (`aigcsched data")
 
 
 def test_pv_wind_and_pue_models():

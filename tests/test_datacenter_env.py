@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
-from trace_files import write_traces
+from trace_files import fixture_traces, write_traces
 
 from aigcsched.envs import DataCenterConfig, DataCenterEnv
 
@@ -155,10 +155,8 @@ def test_reward_modes_sum_to_the_same_episode_utility():
 
 
 def test_embedded_profiles_and_files_both_drive_the_env():
-    from trace_files import SHARED_DATA
-
     a = DataCenterEnv(day=200, **SHORT)
-    b = DataCenterEnv(day=200, data_dir=str(SHARED_DATA), **SHORT)
+    b = DataCenterEnv(day=200, data_dir=str(fixture_traces()), **SHORT)
     random_episode(a, 0)
     random_episode(b, 0)
     assert not np.allclose(a.ledger["price"], b.ledger["price"])

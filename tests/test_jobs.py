@@ -10,10 +10,10 @@ from aigcsched.platform.jobs import EXPERIMENT_FILE, runtime_env
 
 def test_submitted_experiments_carry_absolute_data_paths(tmp_path):
     config = Path(__file__).resolve().parents[1] / "configs" / "datacenter_ppo.yaml"
-    exp = load_experiment(config, {"env.config.data_dir": "../shared/data"})
+    exp = load_experiment(config, {"env.config.data_dir": "../traces"})
     env = runtime_env(exp, tmp_path, "sqlite:////abs/mlflow.db")
     sent = yaml.safe_load((tmp_path / EXPERIMENT_FILE).read_text())
-    assert sent["env"]["config"]["data_dir"] == str((Path.cwd() / "../shared/data").resolve())
+    assert sent["env"]["config"]["data_dir"] == str((Path.cwd() / "../traces").resolve())
     assert env["env_vars"]["MLFLOW_TRACKING_URI"] == "sqlite:////abs/mlflow.db"
     edge = load_experiment(Path(config).with_name("edge_ppo.yaml"))
     runtime_env(edge, tmp_path, "sqlite:////abs/mlflow.db")  # no data_dir: unchanged
