@@ -287,11 +287,12 @@ def resolve_data_dir(data_dir: str | Path | None, regions: Sequence[str], year: 
     if not missing:
         _announce(f"datacenter: using the traces in {shown} (data_dir: {EMBEDDED} for the embedded typical days)")
         return cache
+    fetch = "`aigcsched data download` fetches them"
     if len(missing) == len(needed):
-        where = f"no traces in {shown}"
+        where = f"no traces in {shown} ({fetch})"
     else:
-        where = f"{len(missing)} of {len(needed)} trace files missing in {shown}, e.g. {missing[0]},"
-    _announce(f"datacenter: {where} (`aigcsched data download` fetches them); using the embedded typical days")
+        where = f"{len(missing)} of {len(needed)} trace files missing in {shown} ({missing[0]}, ...; {fetch})"
+    _announce(f"datacenter: {where}; using the embedded typical days")
     return None
 
 
