@@ -12,7 +12,8 @@ from aigcsched.platform import trained_policy
 from aigcsched.platform.config import ConfigError, load_experiment
 from aigcsched.platform.policies import resolve_policy
 from aigcsched.platform.problems.datacenter import evaluate_datacenter
-from aigcsched.platform.training import CHECKPOINT_TAG, train
+from aigcsched.platform.tracking import CHECKPOINT_TAG
+from aigcsched.platform.training import train
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "datacenter_ppo.yaml")
 
@@ -53,10 +54,8 @@ def test_per_asp_policies_train_evaluate_on_held_out_days_and_register(per_asp_r
     assert run.data.tags[CHECKPOINT_TAG] == "checkpoints/iter_000002"
     assert set(outcome.evaluation) == {"trained", "local", "combined"}
     best = max(("local", "combined"), key=lambda b: outcome.evaluation[b]["utility"])
-    gain = (outcome.evaluation["trained"]["utility"] - outcome.evaluation[best]["utility"]) / abs(
-        outcome.evaluation[best]["utility"]
-    )
-    assert m["eval.gain_vs_best_baseline"] == pytest.approx(gain)
+    assert m["eval.gain_vs_best_baseline"] == pytest.approx(m["eval.trained.utility"] / m[f"eval.{best}.utility"] - 1)
+    assert mlflow.get_run(outcome.run_id).data.tags["aigcsched.best_baseline"] == best
     assert m["eval.local.utility"] == pytest.approx(outcome.evaluation["local"]["utility"])
     assert outcome.model_version == "1" and outcome.promoted
 

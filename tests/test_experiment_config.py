@@ -42,3 +42,17 @@ def test_missing_or_malformed_file(tmp_path):
     bad.write_text("algorithm: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_experiment(bad)
+
+
+def test_gain_over_the_best_baseline_takes_the_scores_direction():
+    from aigcsched.platform.promotion import best_baseline
+
+    # mec: lower delay is better, so the best baseline is b (2.5 s) and 2.0 s is 20% better
+    mec = load_experiment(None, {"env.id": "mec", "evaluation.baselines": ["least_loaded", "myopic"]})
+    results = {"trained": {"mean_delay": 2.0}, "least_loaded": {"mean_delay": 4.0}, "myopic": {"mean_delay": 2.5}}
+    assert best_baseline(mec, results) == ("myopic", pytest.approx(0.2))
+    # edge: higher reward is better; a negative gain is a loss
+    edge = load_experiment(None, {"evaluation.baselines": ["greedy", "myopic"]})
+    results = {"trained": {"reward": 54.0}, "greedy": {"reward": 57.0}, "myopic": {"reward": 60.0}}
+    assert best_baseline(edge, results) == ("myopic", pytest.approx(-0.1))
+    assert best_baseline(load_experiment(None, {"evaluation.baselines": []}), results) is None

@@ -18,3 +18,10 @@ def test_submitted_experiments_carry_absolute_data_paths(tmp_path):
     edge = load_experiment(Path(config).with_name("edge_ppo.yaml"))
     runtime_env(edge, tmp_path, "sqlite:////abs/mlflow.db")  # no data_dir: unchanged
     assert "data_dir" not in yaml.safe_load((tmp_path / EXPERIMENT_FILE).read_text())["env"]["config"]
+
+
+def test_embedded_traces_travel_as_the_keyword_not_a_path(tmp_path):
+    config = Path(__file__).resolve().parents[1] / "configs" / "datacenter_ppo.yaml"
+    exp = load_experiment(config, {"env.config.data_dir": "embedded"})
+    runtime_env(exp, tmp_path, "sqlite:////abs/mlflow.db")
+    assert yaml.safe_load((tmp_path / EXPERIMENT_FILE).read_text())["env"]["config"]["data_dir"] == "embedded"

@@ -4,17 +4,13 @@ from pettingzoo.test import parallel_api_test
 from pydantic import ValidationError
 
 from aigcsched.algorithms.mec_heuristics import MEC_POLICIES, evaluate, finish_after, make_policy, myopic, run_episode
-from aigcsched.envs import MEC_ENV_ID, PARALLEL_ENVS, PROBLEMS, MECConfig, MECEnv, MECInstance
+from aigcsched.envs import MECConfig, MECEnv, MECInstance
 from aigcsched.envs.mec import finish_together_shares
 
 
 @pytest.mark.parametrize("mode", ["subset", "weights"])
 def test_pettingzoo_parallel_api(mode):
     parallel_api_test(MECEnv(action_mode=mode, episode_slots=30), num_cycles=40)
-
-
-def test_registered_as_a_problem_and_a_parallel_env():
-    assert PROBLEMS["mec"] == (MEC_ENV_ID, MECConfig) and PARALLEL_ENVS[MEC_ENV_ID] is MECEnv
 
 
 def test_subset_action_enumerates_subsets_times_rules():

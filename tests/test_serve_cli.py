@@ -63,6 +63,24 @@ def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch, tmp_pat
     assert not ray.is_initialized()
 
 
+def test_a_model_of_a_problem_without_an_api_exits_2_with_one_line(capsys, monkeypatch, tmp_path, register_policy):
+    import ray
+
+    from aigcsched.envs import MECConfig
+    from aigcsched.platform import registry
+
+    monkeypatch.chdir(tmp_path)
+    # absolute: MLflow caches a store by its URI, and a relative one named another test's store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    version = register_policy("aigcsched-mec", MECConfig(n_servers=3))
+    registry.promote("aigcsched-mec", version)
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, monkeypatch, "serve", "--model", "models:/aigcsched-mec@champion")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: models:/aigcsched-mec@champion is a mec policy; the endpoint serves edge")
+    assert not ray.is_initialized()
+
+
 def test_default_model_in_an_empty_store_exits_2(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")

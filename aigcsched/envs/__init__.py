@@ -12,16 +12,6 @@ EDGE_ENV_ID = "aigcsched/EdgeT2I-v0"
 DATACENTER_ENV_ID = "aigcsched/DataCenter-v0"
 MEC_ENV_ID = "aigcsched/MEC-v0"
 
-# Short problem names used on the command line -> (env id, config model).
-PROBLEMS = {
-    "edge": (EDGE_ENV_ID, EdgeConfig),
-    "datacenter": (DATACENTER_ENV_ID, DataCenterConfig),
-    "mec": (MEC_ENV_ID, MECConfig),
-}
-# Multi-agent env ids -> their PettingZoo ParallelEnv class.
-PARALLEL_ENVS = {DATACENTER_ENV_ID: DataCenterEnv, MEC_ENV_ID: MECEnv}
-
-
 def make_edge_env(config: dict | None = None):
     """Env creator for RLlib: a batched env when RLlib asks for `num_envs`, else a single env."""
     config = dict(config or {})
@@ -43,11 +33,9 @@ __all__ = [
     "MECConfig",
     "MECEnv",
     "MECInstance",
-    "PARALLEL_ENVS",
     "DataCenterConfig",
     "DataCenterEnv",
     "DataCenterState",
-    "PROBLEMS",
     "EdgeConfig",
     "EdgeEnv",
     "EdgeVectorEnv",

@@ -252,7 +252,9 @@ def models_list(name: Annotated[str | None, typer.Argument(help="registered mode
                 version_score(mv),
                 created,
             )
-    Console().print(table)
+    console = Console()
+    console.width = max(console.width, 140)  # seven columns: the score and run id must not be cut
+    console.print(table)
 
 
 @models_app.command("promote")

@@ -44,6 +44,8 @@ def validation_message(err: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+            if e["loc"][:2] == ("algorithm", "off_policy") and e["loc"][-1] in PPOSection.model_fields:
+                msg = "a PPO key; the replay-based algorithms (DSAC, DQN, SAC) do not take it"
         if where == "algorithm.name" and e["type"] == "literal_error":
             msg = f"unknown algorithm {e['input']!r}; choose from {', '.join(ALGORITHMS)}"
         parts.append(f"{where}: {msg}" if where else msg)
@@ -154,7 +156,11 @@ class OffPolicySection(_AlgorithmBase):
         if self.module is None:
             self.module = needed
         elif self.module != needed:
-            what = "DSAC's actor is the diffusion actor" if needed == "diffusion" else f"{self.name} uses RLlib's MLP"
+            what = (
+                "DSAC's actor is the diffusion actor"
+                if needed == "diffusion"
+                else f"{self.name} uses RLlib's default module"
+            )
             raise ValueError(f"{what}: set algorithm.module: {needed}")
         return self
 
@@ -232,8 +238,10 @@ class ExperimentConfig(_Section):
         if alg.module is None:
             alg.module = problem.default_module
         if alg.module not in problem.modules:
+            owners = [p.name for p in PROBLEMS.values() if alg.module in p.modules]
             raise ValueError(
-                f"algorithm.module {alg.module} does not fit {problem.name}; choose from {', '.join(problem.modules)}"
+                f"{alg.module} is {' and '.join(owners)}'s module; {problem.name} takes "
+                f"{', '.join(problem.modules[:-1])} or {problem.modules[-1]}"
             )
         problem.check_experiment(self, scenario)
         ev, tracking = self.evaluation, self.tracking
@@ -246,10 +254,10 @@ class ExperimentConfig(_Section):
         tracking.experiment = tracking.experiment or problem.experiment_name
         tracking.model_name = tracking.model_name or problem.experiment_name
         if not problem.multi_agent and alg.shared_policy:
-            raise ValueError(f"algorithm.shared_policy applies to multi-agent problems; {problem.name} has one agent")
+            raise ValueError(f"algorithm.shared_policy applies to multi-agent envs; {problem.name} has one agent")
         if not problem.multi_agent and ev.actions != "greedy":
             raise ValueError(
-                f"evaluation.actions: sampled applies to multi-agent problems; {problem.name} has one agent"
+                f"evaluation.actions: sampled applies to multi-agent envs; {problem.name} has one agent"
             )
         if self.reward_shaping.kind != "none" and alg.name not in ("PPO", "DSAC"):
             raise ValueError(f"reward_shaping works with PPO and DSAC, not {alg.name}")

@@ -49,7 +49,7 @@ def with_absolute_paths(exp: ExperimentConfig, cwd: Path | None = None) -> Exper
     """The experiment with a relative `env.config.data_dir` made absolute: the job reads it from
     another working directory (the same path must exist on the cluster, e.g. shared storage)."""
     data_dir = exp.env.config.get("data_dir")
-    if not isinstance(data_dir, str) or Path(data_dir).is_absolute():
+    if not isinstance(data_dir, str) or data_dir == "embedded" or Path(data_dir).is_absolute():
         return exp
     config = {**exp.env.config, "data_dir": str(((cwd or Path.cwd()) / data_dir).resolve())}
     return exp.model_copy(update={"env": exp.env.model_copy(update={"config": config})})

@@ -97,7 +97,7 @@ class TrainedPolicy:
         differ from the trained ones."""
         other = problem_of(cfg)
         if other is not self.problem:
-            raise ConfigError(f"the policy {self.describe()} is a {self.problem.name} policy, not a {other.name} one")
+            raise ConfigError(f"the policy {self.describe()} is one of {self.problem.name}, not of {other.name}")
         for key in self.problem.fit_keys:
             have, need = getattr(cfg, key), getattr(self.cfg, key)
             if have != need:
