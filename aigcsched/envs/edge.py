@@ -43,9 +43,9 @@ class EdgeConfig(BaseModel):
     tardiness_weight: float = Field(1.5, ge=0.0, description="w in reward = Q(steps) - w * g(tardiness)")
     max_steps: int = Field(200, description="largest inference step count")
     quality_base: float = Field(30.0, description="Q(s) = base + range / (1 + exp(-(slope * s - mid)))")
-    quality_range: float = Field(35.0)
-    quality_slope: float = Field(0.1)
-    quality_mid: float = Field(9.0)
+    quality_range: float = Field(35.0, description="quality gained between few steps and the ceiling")
+    quality_slope: float = Field(0.1, description="steepness of the quality curve per inference step")
+    quality_mid: float = Field(9.0, description="midpoint of the curve: Q rises fastest at s = mid / slope")
     penalty_probe_s: float = Field(5.0, ge=0.0, description="o_p = g(probe): tells the agent the penalty kind")
     observe_capabilities: bool = Field(False, description="append each server's capability to the observation")
 

@@ -122,9 +122,9 @@ class DataCenterConfig(BaseModel):
     pv_performance_ratio: float = Field(0.8, gt=0.0, le=1.0, description="PV losses (typical 0.75-0.85)")
     wind_hub_height_m: float = Field(30.0, gt=0.0, description="turbine hub height (small turbine)")
     wind_shear_exponent: float = Field(1 / 7, ge=0.0, description="power-law profile, open terrain")
-    wind_cut_in_ms: float = Field(3.0, gt=0.0)
-    wind_rated_ms: float = Field(12.0, gt=0.0)
-    wind_cut_out_ms: float = Field(25.0, gt=0.0)
+    wind_cut_in_ms: float = Field(3.0, gt=0.0, description="hub wind speed at which the turbine starts, m/s")
+    wind_rated_ms: float = Field(12.0, gt=0.0, description="hub wind speed of rated power, m/s")
+    wind_cut_out_ms: float = Field(25.0, gt=0.0, description="hub wind speed above which the turbine stops, m/s")
     # Li-ion round trip 85-90% (NREL ATB); wear ~0.03 USD per kWh discharged (150 USD/kWh pack,
     # ~5000 cycles).
     battery_efficiency: float = Field(0.9, gt=0.0, le=1.0, description="round-trip efficiency")
