@@ -67,6 +67,9 @@ class Problem:
     default_module: str = "default"
     # scenario fields that shape observations and actions: a policy fits a scenario that agrees on them
     fit_keys: tuple[str, ...]
+    # the progress bar's figures: (metric, label, format spec)
+    progress_fields: tuple[tuple[str, str, str], ...]
+    vectorize_mode: str = "sync"  # how RLlib steps several sub-envs (gymnasium's VectorEnv modes)
     servable: bool = False  # the HTTP endpoint has an API for it
     reproducible: bool = False  # `aigcsched reproduce` has the paper's figures for it
 
@@ -121,14 +124,25 @@ class Problem:
 
     # --- training
 
+    def rllib_env(self) -> tuple[Any, type]:
+        """The env RLlib builds (a registered name or a class, taking the scenario's fields as its
+        env_config) and the RLlib callback that logs `iteration_metrics`; imported here, so that
+        reading a descriptor does not import RLlib."""
+        raise NotImplementedError
+
     def rllib_environment(self, config: Any, cfg: BaseModel) -> Any:
         """`config` (an RLlib AlgorithmConfig) with this problem's env, vectorization and metrics callback."""
-        raise NotImplementedError
+        env, callback = self.rllib_env()
+        return (
+            config.environment(env, env_config=cfg.model_dump())
+            .callbacks(callback)
+            .env_runners(gym_env_vectorize_mode=self.vectorize_mode)
+        )
 
     def progress(self, metrics: dict) -> str:
         """One line for the progress bar from an iteration's metrics."""
         nan = float("nan")
-        return "  ".join(f"{key} {metrics.get(key, nan):,.3f}" for key in self.iteration_metrics[:3])
+        return "  ".join(f"{label} {format(metrics.get(key, nan), fmt)}" for key, label, fmt in self.progress_fields)
 
     def describe(self) -> str:
         return f"{self.name} ({'multi-agent' if self.multi_agent else 'single-agent'})"

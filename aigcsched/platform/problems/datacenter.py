@@ -92,6 +92,11 @@ class DataCenterProblem(Problem):
     )
     default_baselines = ("local", "handoff", "arbitrage", "combined")
     default_evaluate = ("random", "local", "handoff", "arbitrage", "combined")
+    progress_fields = (
+        ("episode_utility", "utility/day", ",.1f"),
+        ("episode_energy_cost", "energy", ",.1f"),
+        ("episode_violation_rate", "violations", ".3f"),
+    )
     fit_keys = ("n_asps", "obs_size", "step_levels", "keep_levels", "power_cap_levels")
 
     def training_scenario(self, cfg, shared_policy: bool):
@@ -131,23 +136,11 @@ class DataCenterProblem(Problem):
         except DataError as e:  # a trace file named by data_dir is missing or malformed
             raise ConfigError(str(e)) from None
 
-    def rllib_environment(self, config, cfg):
+    def rllib_env(self):
         from aigcsched.envs.rllib_adapter import DataCenterRLlibEnv
         from aigcsched.platform.problems import callbacks
 
-        return (
-            config.environment(DataCenterRLlibEnv, env_config=cfg.model_dump())
-            .callbacks(callbacks.DataCenterMetrics)
-            .env_runners(gym_env_vectorize_mode="sync")
-        )
-
-    def progress(self, metrics: dict) -> str:
-        nan = float("nan")
-        return (
-            f"utility/day {metrics.get('episode_utility', nan):,.1f}  "
-            f"energy {metrics.get('episode_energy_cost', nan):,.1f}  "
-            f"violations {metrics.get('episode_violation_rate', nan):.3f}"
-        )
+        return DataCenterRLlibEnv, callbacks.DataCenterMetrics
 
 
 DATACENTER = DataCenterProblem()

@@ -181,6 +181,12 @@ class EdgeProblem(Problem):
     default_evaluate = ("random", "greedy", "myopic")
     modules = ("edge_scheduler", "default", "diffusion", "mlp")
     default_module = "edge_scheduler"
+    progress_fields = (
+        ("request_reward", "reward", ".2f"),
+        ("request_quality", "quality", ".2f"),
+        ("request_tardiness", "tardiness s", ".2f"),
+    )
+    vectorize_mode = "vector_entry_point"  # the batched env steps all sub-envs at once
     fit_keys = ("n_servers", "max_steps", "penalty_probe_s")
     servable = True
     reproducible = True
@@ -212,24 +218,13 @@ class EdgeProblem(Problem):
     def upper_bound(self, cfg, episodes: int, seed: int) -> float:
         return mean_upper_bound(cfg, episodes, seed)
 
-    def rllib_environment(self, config, cfg):
+    def rllib_env(self):
         from ray.tune.registry import register_env
 
         from aigcsched.platform.problems import callbacks
 
         register_env(RLLIB_ENV, make_edge_env)
-        return (
-            config.environment(RLLIB_ENV, env_config=cfg.model_dump())
-            .callbacks(callbacks.RequestMetrics)
-            .env_runners(gym_env_vectorize_mode="vector_entry_point")
-        )
-
-    def progress(self, metrics: dict) -> str:
-        nan = float("nan")
-        return (
-            f"reward {metrics.get('request_reward', nan):.2f}  quality {metrics.get('request_quality', nan):.2f}  "
-            f"tardiness {metrics.get('request_tardiness', nan):.2f}s"
-        )
+        return RLLIB_ENV, callbacks.RequestMetrics
 
 
 EDGE = EdgeProblem()

@@ -41,6 +41,11 @@ class MECProblem(Problem):
     table_title = "per-task means over all stations"
     default_baselines = ("least_loaded", "smcoedge", "myopic")
     default_evaluate = MEC_POLICIES
+    progress_fields = (
+        ("episode_mean_delay", "delay/task s", ".3f"),
+        ("episode_mean_parts", "parts", ".2f"),
+        ("episode_return_mean", "return", ",.1f"),
+    )
     fit_keys = ("n_servers", "action_mode", "max_split", "split_rules", "weight_levels")
 
     def check_experiment(self, exp, scenario) -> None:
@@ -63,22 +68,11 @@ class MECProblem(Problem):
     def evaluate(self, policy, cfg, episodes, seed) -> dict[str, float]:
         return evaluate_mec(policy, cfg, episodes, seed)
 
-    def rllib_environment(self, config, cfg):
+    def rllib_env(self):
         from aigcsched.envs.rllib_adapter import MECRLlibEnv
         from aigcsched.platform.problems import callbacks
 
-        return (
-            config.environment(MECRLlibEnv, env_config=cfg.model_dump())
-            .callbacks(callbacks.MECMetrics)
-            .env_runners(gym_env_vectorize_mode="sync")
-        )
-
-    def progress(self, metrics: dict) -> str:
-        nan = float("nan")
-        return (
-            f"delay/task {metrics.get('episode_mean_delay', nan):.3f}s  "
-            f"parts {metrics.get('episode_mean_parts', nan):.2f}  return {metrics.get('episode_return_mean', nan):,.1f}"
-        )
+        return MECRLlibEnv, callbacks.MECMetrics
 
 
 MEC = MECProblem()
