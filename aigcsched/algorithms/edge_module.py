@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchDeterministic
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
@@ -161,11 +160,3 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
         busy, cap, due_in, kind = self._parts(obs)
         x = torch.cat([busy, cap, due_in[..., None], obs[..., -1:] / 10.0, kind], dim=-1)
         return self.model_config["value_scale"] * self.critic(x).squeeze(-1)
-
-
-def greedy_actions(module: EdgeSchedulerModule, obs: np.ndarray) -> np.ndarray:
-    """The module's most likely (server, steps - 1) for a batch of observations (no RLlib needed)."""
-    with torch.no_grad():
-        logits = module._logits(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
-    flat = logits.argmax(-1).numpy()
-    return np.stack([flat // module.max_steps, flat % module.max_steps], axis=-1)

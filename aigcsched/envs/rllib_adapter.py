@@ -12,7 +12,6 @@ from typing import Any
 from pettingzoo import ParallelEnv
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from aigcsched.envs import DATACENTER_ENV_ID, MEC_ENV_ID
 from aigcsched.envs.datacenter import DataCenterEnv
 from aigcsched.envs.mec import MECEnv
 
@@ -61,11 +60,3 @@ class MECRLlibEnv(ParallelEnvAdapter):
 
     def __init__(self, config: dict | None = None):
         super().__init__(MECEnv(config=dict(config or {})))
-
-
-def register_rllib_envs() -> None:
-    """Make `aigcsched/DataCenter-v0` and `aigcsched/MEC-v0` names RLlib's `config.environment(...)` accepts."""
-    from ray.tune.registry import register_env
-
-    register_env(DATACENTER_ENV_ID, DataCenterRLlibEnv)
-    register_env(MEC_ENV_ID, MECRLlibEnv)
