@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
+from typing import Annotated
 
 import typer
 
+from aigcsched import quiet
 from aigcsched.platform import commands as platform_commands
 from aigcsched.platform import data_commands
 from aigcsched.platform.config import ConfigError
@@ -25,15 +25,19 @@ serve_commands.register(app)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="also show the warnings and logs of Ray, RLlib, Serve and MLflow")
+    ] = False,
+) -> None:
     """Train, evaluate and serve schedulers for AI-generated-content inference workloads."""
+    if not verbose:
+        # Before the command imports any of them; undone when it ends.
+        ctx.with_resource(quiet.quiet())
 
 
 def main() -> None:
-    # MLflow announces store migrations at INFO on stderr; the CLI's own messages are what matter.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
-    for name in ("mlflow", "alembic"):  # in case it already was
-        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         app()
     except ConfigError as e:
