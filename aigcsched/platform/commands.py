@@ -72,7 +72,7 @@ def evaluate(
 def print_results(problem: Problem, results: dict, title: str) -> None:
     """A table of results per policy in the problem's columns (a bound fills its score column only)."""
     table = Table(title=title, caption=problem.table_caption or None)
-    table.add_column("policy")
+    table.add_column("policy", no_wrap=True)
     for column in problem.columns:
         table.add_column(column.header, justify="right")
     for name, m in results.items():
