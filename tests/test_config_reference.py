@@ -7,7 +7,6 @@ from pydantic import BaseModel, Discriminator, Field, Tag
 from aigcsched.platform.reference import DOC_PATH, REGENERATE, config_reference, document_model, problems, walk_model
 
 
-
 def test_committed_reference_is_current():
     assert DOC_PATH.is_file(), f"{DOC_PATH} is missing: run `{REGENERATE}`"
     assert DOC_PATH.read_text() == config_reference(), f"docs/config.md is out of date: run `{REGENERATE}`"

@@ -25,3 +25,10 @@ def test_embedded_traces_travel_as_the_keyword_not_a_path(tmp_path):
     exp = load_experiment(config, {"env.config.data_dir": "embedded"})
     runtime_env(exp, tmp_path, "sqlite:////abs/mlflow.db")
     assert yaml.safe_load((tmp_path / EXPERIMENT_FILE).read_text())["env"]["config"]["data_dir"] == "embedded"
+
+
+def test_the_job_is_as_verbose_as_the_submitting_command():
+    from aigcsched.platform.jobs import entrypoint
+
+    assert entrypoint() == f"python -m aigcsched.cli train {EXPERIMENT_FILE}"
+    assert entrypoint(verbose=True) == f"python -m aigcsched.cli --verbose train {EXPERIMENT_FILE}"

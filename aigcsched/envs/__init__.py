@@ -12,6 +12,7 @@ EDGE_ENV_ID = "aigcsched/EdgeT2I-v0"
 DATACENTER_ENV_ID = "aigcsched/DataCenter-v0"
 MEC_ENV_ID = "aigcsched/MEC-v0"
 
+
 def make_edge_env(config: dict | None = None):
     """Env creator for RLlib: a batched env when RLlib asks for `num_envs`, else a single env."""
     config = dict(config or {})

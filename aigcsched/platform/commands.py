@@ -115,6 +115,7 @@ def train(
 
 
 def submit(
+    ctx: typer.Context,
     config: Annotated[str, typer.Argument(help="experiment YAML, e.g. configs/edge_ppo.yaml")],
     address: Annotated[str, typer.Option(help="the cluster's job server, e.g. http://127.0.0.1:8265")],
     overrides: Annotated[
@@ -124,11 +125,14 @@ def submit(
 ) -> None:
     """Run `aigcsched train` as a Ray job on an existing cluster: the validated config and the
     aigcsched package travel in the job's runtime environment, MLFLOW_TRACKING_URI is passed on
-    (local paths made absolute), logs stream here, and the exit code is the job's."""
+    (local paths made absolute), logs stream here, and the exit code is the job's. With
+    `aigcsched --verbose submit`, the job shows the libraries' warnings and logs too."""
     from aigcsched.platform.jobs import submit_training
 
     exp = load_experiment(config, parse_overrides(overrides))
-    code = submit_training(exp, address, wait=not no_wait, echo=lambda *a, **k: print(*a, **k, flush=True))
+    verbose = bool(ctx.find_root().params.get("verbose"))
+    echo = lambda *a, **k: print(*a, **k, flush=True)  # noqa: E731
+    code = submit_training(exp, address, wait=not no_wait, echo=echo, verbose=verbose)
     raise typer.Exit(code)
 
 

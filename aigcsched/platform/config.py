@@ -256,9 +256,7 @@ class ExperimentConfig(_Section):
         if not problem.multi_agent and alg.shared_policy:
             raise ValueError(f"algorithm.shared_policy applies to multi-agent envs; {problem.name} has one agent")
         if not problem.multi_agent and ev.actions != "greedy":
-            raise ValueError(
-                f"evaluation.actions: sampled applies to multi-agent envs; {problem.name} has one agent"
-            )
+            raise ValueError(f"evaluation.actions: sampled applies to multi-agent envs; {problem.name} has one agent")
         if self.reward_shaping.kind != "none" and alg.name not in ("PPO", "DSAC"):
             raise ValueError(f"reward_shaping works with PPO and DSAC, not {alg.name}")
         train = range(

@@ -65,7 +65,12 @@ def runtime_env(exp: ExperimentConfig, folder: Path, tracking_uri: str) -> dict:
     return {"working_dir": str(folder), "py_modules": [str(Path(aigcsched.__file__).parent)], "env_vars": env_vars}
 
 
-def submit_training(exp: ExperimentConfig, address: str, wait: bool = True, echo=print) -> int:
+def entrypoint(verbose: bool = False) -> str:
+    """The job's command: `aigcsched train` on the experiment file the job carries."""
+    return f"python -m aigcsched.cli {'--verbose ' if verbose else ''}train {EXPERIMENT_FILE}"
+
+
+def submit_training(exp: ExperimentConfig, address: str, wait: bool = True, echo=print, verbose: bool = False) -> int:
     """Submit `aigcsched train` as a Ray job; with `wait`, stream its logs until it ends and return
     its exit code (0 only when it SUCCEEDED)."""
     from ray.job_submission import JobSubmissionClient
@@ -77,7 +82,7 @@ def submit_training(exp: ExperimentConfig, address: str, wait: bool = True, echo
         raise ConfigError(f"cannot reach the Ray job server at {address}: {str(e).splitlines()[0]}") from None
     with tempfile.TemporaryDirectory() as tmp:
         job_id = client.submit_job(
-            entrypoint=f"python -m aigcsched.cli train {EXPERIMENT_FILE}",
+            entrypoint=entrypoint(verbose),
             runtime_env=runtime_env(exp, Path(tmp), tracking_uri),
             metadata={"aigcsched": "train", "experiment": exp.tracking.experiment},
         )
