@@ -101,6 +101,11 @@ class _AlgorithmBase(_Section):
         False,
         description="multi-agent problems: one policy for all agents (agent id in the observation) instead of one each",
     )
+    central_critic: bool = Field(
+        False,
+        description="multi-agent problems on the agent-slots sampler, PPO with the diffusion or mlp module: the value "
+        "function sees the episode's global state (MAPPO-style); the actor still sees only its agent's observation",
+    )
     lr: float = Field(1e-3, gt=0, description="learning rate (of actor, critics and alpha for SAC-type algorithms)")
     gamma: float = Field(0.9, ge=0, le=1, description="discount factor")
     train_batch_size: int = Field(4096, ge=1, description="env steps sampled per training iteration")
@@ -182,7 +187,13 @@ AlgorithmSection = Annotated[
 
 class ResourcesSection(_Section):
     num_env_runners: int = Field(0, ge=0, description="remote env runners; 0: sample in the driver process")
-    num_envs_per_env_runner: int = Field(64, ge=1, description="sub-envs of the batched env per runner")
+    num_envs_per_env_runner: int = Field(64, ge=1, description="episodes sampled at once per runner (sub-envs)")
+    sampler: Literal["auto", "agent_slots", "multi_agent"] = Field(
+        "auto",
+        description="multi-agent problems: agent_slots samples a policy shared by all agents on the batched env, "
+        "one vector slot per (episode, agent); multi_agent uses RLlib's MultiAgentEnvRunner on copies of the "
+        "ParallelEnv; auto: agent_slots for a shared policy where the problem has a batched env, else multi_agent",
+    )
     num_gpus_per_learner: float = Field(0, ge=0, description="GPUs of the learner (fractions share one)")
     num_cpus: int | None = Field(2, ge=1, description="CPUs of a local Ray instance (ignored with --address)")
 
@@ -257,6 +268,18 @@ class ExperimentConfig(_Section):
             raise ValueError(f"algorithm.shared_policy applies to multi-agent envs; {problem.name} has one agent")
         if not problem.multi_agent and ev.actions != "greedy":
             raise ValueError(f"evaluation.actions: sampled applies to multi-agent envs; {problem.name} has one agent")
+        if self.resources.sampler == "agent_slots" and not (
+            problem.multi_agent and alg.shared_policy and problem.has_batched_env
+        ):
+            raise ValueError(
+                "resources.sampler: agent_slots needs algorithm.shared_policy: true on a multi-agent problem "
+                f"with a batched env ({', '.join(p.name for p in PROBLEMS.values() if p.has_batched_env)})"
+            )
+        if alg.central_critic and not (self.agent_slots and not alg.off_policy and alg.module in ("diffusion", "mlp")):
+            raise ValueError(
+                "algorithm.central_critic needs PPO with module diffusion or mlp on the agent_slots sampler "
+                "(a shared policy on a problem with a batched env)"
+            )
         if self.reward_shaping.kind != "none" and alg.name not in ("PPO", "DSAC"):
             raise ValueError(f"reward_shaping works with PPO and DSAC, not {alg.name}")
         train = range(
@@ -275,6 +298,19 @@ class ExperimentConfig(_Section):
     @property
     def multi_agent(self) -> bool:
         return self.problem.multi_agent
+
+    @property
+    def agent_slots(self) -> bool:
+        """Sampled on the batched env, one vector slot per (episode, agent), as single-agent RLlib."""
+        problem, sampler = self.problem, self.resources.sampler
+        if not (problem.multi_agent and self.algorithm.shared_policy and problem.has_batched_env):
+            return False
+        return sampler in ("auto", "agent_slots")
+
+    @property
+    def slots_per_env_step(self) -> int:
+        """RLlib steps per env step: the agents on the agent-slots sampler, else 1."""
+        return len(self.problem.agents(self.scenario())) if self.agent_slots else 1
 
     def scenario(self):
         """The validated scenario training runs on."""

@@ -24,8 +24,9 @@ SHARED_POLICY = "shared"
 
 
 def policy_ids(exp: ExperimentConfig) -> list[str]:
-    """One policy per agent (named like its agent), one shared by all, or RLlib's single module."""
-    if not exp.multi_agent:
+    """One policy per agent (named like its agent), one shared by all, or RLlib's single module
+    (single-agent problems, and a shared policy on the agent-slots sampler)."""
+    if not exp.multi_agent or exp.agent_slots:
         return [DEFAULT_MODULE_ID]
     if exp.algorithm.shared_policy:
         return [SHARED_POLICY]
@@ -35,8 +36,8 @@ def policy_ids(exp: ExperimentConfig) -> list[str]:
 def agent_modules(exp: ExperimentConfig) -> dict[str, str]:
     """Agent -> the id of the module that acts for it, in the env's agent order."""
     agents = exp.problem.agents(exp.scenario())
-    if not exp.multi_agent:
-        return {agents[0]: DEFAULT_MODULE_ID}
+    if not exp.multi_agent or exp.agent_slots:
+        return dict.fromkeys(agents, DEFAULT_MODULE_ID)
     mapping = policy_mapping(exp.algorithm.shared_policy)
     return {agent: mapping(agent) for agent in agents}
 
@@ -65,6 +66,8 @@ def module_spec(exp: ExperimentConfig) -> RLModuleSpec | None:
         model_config = edge_model_config(exp.scenario(), alg.hidden, alg.logit_scale, alg.value_scale)
         return RLModuleSpec(module_class=EdgeSchedulerModule, model_config=model_config)
     widths = (alg.hidden, alg.hidden)
+    # a centralized critic sees [own observation | global state]; the actor only the first part
+    own = exp.problem.spaces(exp.scenario())[0].shape[0] if alg.central_critic else None
     return diffusion_module_spec(
         mlp=alg.module == "mlp",
         n_steps=alg.diffusion_steps,
@@ -72,12 +75,14 @@ def module_spec(exp: ExperimentConfig) -> RLModuleSpec | None:
         x0_clip=alg.diffusion_x0_clip,
         hidden=widths,
         vf_hidden=widths,
+        actor_obs_size=own,
     )
 
 
 def _base_config(exp: ExperimentConfig) -> AlgorithmConfig:
     """The algorithm's own settings (PPO's clipped objective, or SAC-type / DQN replay learning)."""
     alg = exp.algorithm
+    k = exp.slots_per_env_step  # RLlib counts the agent-slots sampler's agent steps as its env steps
     if not alg.off_policy:
         samplers = max(1, exp.resources.num_env_runners)
         fragment = max(1, alg.train_batch_size // (samplers * exp.resources.num_envs_per_env_runner))
@@ -87,8 +92,8 @@ def _base_config(exp: ExperimentConfig) -> AlgorithmConfig:
             .training(
                 lr=alg.lr,
                 lambda_=alg.lambda_,
-                train_batch_size_per_learner=alg.train_batch_size,
-                minibatch_size=alg.minibatch_size,
+                train_batch_size_per_learner=alg.train_batch_size * k,
+                minibatch_size=alg.minibatch_size * k,
                 num_epochs=alg.num_epochs,
                 entropy_coeff=alg.entropy_coeff,
                 clip_param=alg.clip_param,
@@ -96,12 +101,12 @@ def _base_config(exp: ExperimentConfig) -> AlgorithmConfig:
             )
         )
     buffer = {
-        "type": "MultiAgentEpisodeReplayBuffer" if exp.multi_agent else "EpisodeReplayBuffer",
+        "type": "MultiAgentEpisodeReplayBuffer" if exp.multi_agent and not exp.agent_slots else "EpisodeReplayBuffer",
         "capacity": alg.replay_capacity,
     }
     common = {
         "train_batch_size_per_learner": alg.replay_batch_size,
-        "num_steps_sampled_before_learning_starts": alg.learning_starts,
+        "num_steps_sampled_before_learning_starts": alg.learning_starts * k,
         "replay_buffer_config": buffer,
         "training_intensity": alg.training_intensity,
     }
@@ -125,7 +130,7 @@ def _base_config(exp: ExperimentConfig) -> AlgorithmConfig:
         steps_per_update = max(1, round(alg.replay_batch_size / alg.training_intensity))
         config = config.env_runners(rollout_fragment_length=steps_per_update)
     # env steps per iteration, as for PPO; the updates per step follow RLlib's natural ratio
-    return config.reporting(min_sample_timesteps_per_iteration=alg.train_batch_size)
+    return config.reporting(min_sample_timesteps_per_iteration=alg.train_batch_size * k)
 
 
 def _n_actions(exp: ExperimentConfig) -> int:
@@ -134,14 +139,32 @@ def _n_actions(exp: ExperimentConfig) -> int:
 
 
 def algorithm_config(exp: ExperimentConfig) -> AlgorithmConfig:
-    """The experiment's algorithm on the problem's env: single-agent, or multi-agent with one policy
-    per agent (or one shared by all)."""
+    """The experiment's algorithm on the problem's env: single-agent; a policy shared by all agents
+    on the agent-slots sampler; or multi-agent with one policy per agent (or one shared) on RLlib's
+    MultiAgentEnvRunner."""
     alg, res = exp.algorithm, exp.resources
-    config = exp.problem.rllib_environment(_base_config(exp), exp.scenario())
-    if exp.multi_agent:
+    config = _base_config(exp)
+    if exp.agent_slots:
+        from ray.tune.registry import register_env
+
+        from aigcsched.platform import agent_slots
+
+        register_env(agent_slots.ENV_NAME, agent_slots.make_env)
+        scenario = exp.scenario().model_dump()
+        config = (
+            config.environment(
+                agent_slots.ENV_NAME, env_config=agent_slots.env_config(exp.problem.name, scenario, alg.central_critic)
+            )
+            .callbacks(agent_slots.SlotMetrics)
+            .env_runners(gym_env_vectorize_mode="vector_entry_point")
+        )
+    else:
+        config = exp.problem.rllib_environment(config, exp.scenario())
+    if exp.multi_agent and not exp.agent_slots:
         config = config.multi_agent(policies=set(policy_ids(exp)), policy_mapping_fn=policy_mapping(alg.shared_policy))
+    envs = res.num_envs_per_env_runner * exp.slots_per_env_step
     config = (
-        config.env_runners(num_env_runners=res.num_env_runners, num_envs_per_env_runner=res.num_envs_per_env_runner)
+        config.env_runners(num_env_runners=res.num_env_runners, num_envs_per_env_runner=envs)
         .learners(num_gpus_per_learner=res.num_gpus_per_learner)
         .training(gamma=alg.gamma)
         .fault_tolerance(restart_failed_env_runners=True)

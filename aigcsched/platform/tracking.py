@@ -46,6 +46,7 @@ def iteration_metrics(exp: ExperimentConfig, result: dict, seconds: float, steps
     problem's own env-runner metrics, the return, and the learners' losses."""
     runners = result.get("env_runners", {})
     steps = int(runners.get("num_env_steps_sampled_lifetime", result.get("num_env_steps_sampled_lifetime", 0)))
+    steps //= exp.slots_per_env_step  # the agent-slots sampler counts agent steps
     metrics = {"env_steps": steps, "env_steps_per_s": (steps - steps_before) / max(seconds, 1e-9)}
     for key in (*exp.problem.iteration_metrics, RETURN_KEY):
         if _is_number(runners.get(key)):

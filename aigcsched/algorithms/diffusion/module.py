@@ -39,10 +39,15 @@ def obs_dim(observation_space: gym.Space) -> int:
     return int(np.prod(observation_space.shape))
 
 
+def actor_inputs(observation_space: gym.Space, mc: dict) -> int:
+    """How many leading observation entries the actor reads (all, unless a centralized critic sees more)."""
+    return mc.get("actor_obs_size") or obs_dim(observation_space)
+
+
 def build_actor(observation_space: gym.Space, action_space: gym.Space, mc: dict) -> DiffusionActor:
     n_logits, _ = logit_layout(action_space)
     return DiffusionActor(
-        obs_dim(observation_space),
+        actor_inputs(observation_space, mc),
         n_logits,
         n_steps=mc["n_steps"],
         schedule=mc["schedule"],
@@ -53,11 +58,14 @@ def build_actor(observation_space: gym.Space, action_space: gym.Space, mc: dict)
 
 
 class DiffusionActorModule(TorchRLModule, ValueFunctionAPI):
-    """Diffusion actor + MLP critic (tanh), both on the flattened observation."""
+    """Diffusion actor + MLP critic (tanh), both on the flattened observation; with
+    `actor_obs_size`, the actor reads only its leading entries (the agent's own observation) and
+    the critic all of it (own observation and global state: a centralized critic)."""
 
     def setup(self):
         mc = diffusion_model_config(**{k: v for k, v in (self.model_config or {}).items() if k in DEFAULTS})
         _, self.action_dist_cls = logit_layout(self.action_space)
+        self.actor_in = actor_inputs(self.observation_space, mc)
         self.actor = build_actor(self.observation_space, self.action_space, mc)
         if not self.inference_only:
             layers, width = [], obs_dim(self.observation_space)
@@ -67,7 +75,7 @@ class DiffusionActorModule(TorchRLModule, ValueFunctionAPI):
             self.critic = nn.Sequential(*layers, nn.Linear(width, 1))
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        obs = batch[Columns.OBS].flatten(start_dim=1).float()
+        obs = batch[Columns.OBS].flatten(start_dim=1).float()[:, : self.actor_in]
         return {Columns.ACTION_DIST_INPUTS: self.actor(obs)}
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None):
@@ -80,7 +88,7 @@ class MLPActorModule(DiffusionActorModule):
     def setup(self):
         super().setup()
         mc = diffusion_model_config(**{k: v for k, v in (self.model_config or {}).items() if k in DEFAULTS})
-        self.actor = mlp_actor(obs_dim(self.observation_space), logit_layout(self.action_space)[0], mc["hidden"])
+        self.actor = mlp_actor(self.actor_in, logit_layout(self.action_space)[0], mc["hidden"])
 
 
 def diffusion_module_spec(mlp: bool = False, **options: Any) -> RLModuleSpec:

@@ -24,6 +24,9 @@ class DiffusionActorConfig(BaseModel):
         None, gt=0, description="clip each step's denoised logits to [-c, c] (D2SAC clips to 1); none: no clip"
     )
     vf_hidden: tuple[PositiveInt, ...] = Field((256, 256), min_length=1, description="critic layer widths")
+    actor_obs_size: PositiveInt | None = Field(
+        None, description="the actor reads only the first n observation entries (a centralized critic reads all)"
+    )
 
 
 DEFAULTS = DiffusionActorConfig().model_dump()

@@ -124,6 +124,19 @@ class Problem:
 
     # --- training
 
+    # --- the batched env (B episodes stepped at once; multi-agent problems' fast path)
+
+    has_batched_env: bool = False
+
+    def batched_env(self, cfg: BaseModel, num_episodes: int) -> Any:
+        """B episodes stepped at once with numpy: reset(seed) -> (B, K, obs), step((B, K, ...)), global_state()."""
+        raise NotImplementedError(f"{self.name} has no batched env")
+
+    def batched_episode_metrics(self, env: Any, episode: int) -> dict[str, float]:
+        """The per-episode metrics (`iteration_metrics` without their episode_ prefix) of episode
+        `episode` of a batched env that just ended."""
+        raise NotImplementedError(f"{self.name} has no batched env")
+
     def rllib_env(self) -> tuple[Any, type]:
         """The env RLlib builds (a registered name or a class, taking the scenario's fields as its
         env_config) and the RLlib callback that logs `iteration_metrics`; imported here, so that

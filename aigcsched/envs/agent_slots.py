@@ -1,0 +1,91 @@
+"""A batched multi-agent env as a gymnasium VectorEnv with one slot per (episode, agent).
+
+For a policy shared by all agents, single-agent RL on the slots is multi-agent RL: slot b * K + k
+is agent k of episode b, it sees that agent's own observation (which names the agent) and gets
+that agent's reward. With `with_state`, each slot also sees the episode's global state after its
+own observation, for a centralized critic (decentralized actors read only the first part).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+
+class AgentSlots(VectorEnv):
+    """B episodes x K agents of a batched multi-agent env (`MECVectorEnv`, `DataCenterVectorEnv`)
+    as B * K slots; all K agents act every step and all episodes end together.
+
+    - observation: float32 (obs_size,) of the agent, or (obs_size + state_size,) with `with_state`
+    - action: the agent's action space
+    - reward: the agent's reward; terminated / truncated: its episode's
+    - infos: the batched env's per-agent infos, one entry per slot
+    - autoreset: next-step (the step after an episode's end resets every episode, ignoring actions;
+      the episodes continue their own random streams)
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, env: Any, with_state: bool = False):
+        self.env, self.with_state = env, with_state
+        self.n_episodes, self.n_agents = env.num_envs, env.n_agents
+        self.num_envs = self.n_episodes * self.n_agents
+        own = env.single_observation_space.shape[0]
+        self.obs_size = own
+        self.state_size = env.global_state().shape[-1] if with_state else 0
+        self.single_observation_space = spaces.Box(-np.inf, np.inf, (own + self.state_size,), np.float32)
+        self.single_action_space = env.single_action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._autoreset = False
+
+    def slot(self, index: int) -> tuple[int, int]:
+        """(episode, agent) of a slot."""
+        return divmod(index, self.n_agents)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, _ = self.env.reset(seed=seed)
+        self._autoreset = False
+        return self._slots(obs), {}
+
+    def step(self, actions):
+        B, K = self.n_episodes, self.n_agents
+        if self._autoreset:
+            obs, _ = self.env.reset()
+            self._autoreset = False
+            none = np.zeros(B * K, dtype=bool)
+            return self._slots(obs), np.zeros(B * K), none, none.copy(), {}
+        actions = np.asarray(actions).reshape(B, K, *self.single_action_space.shape)
+        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        done = terminated | truncated
+        if done.any() and not done.all():
+            raise RuntimeError("the batched env's episodes must end together")
+        self._autoreset = bool(done.all())
+        flat = {}
+        for key, value in infos.items():
+            value = np.asarray(value)
+            if value.shape[:2] == (B, K):
+                flat[key] = value.reshape(B * K, *value.shape[2:])
+                flat[f"_{key}"] = np.ones(B * K, dtype=bool)
+        return (
+            self._slots(obs),
+            np.asarray(rewards, dtype=np.float64).reshape(-1),
+            np.repeat(terminated, K),
+            np.repeat(truncated, K),
+            flat,
+        )
+
+    def _slots(self, obs: np.ndarray) -> np.ndarray:
+        B, K = self.n_episodes, self.n_agents
+        own = np.asarray(obs, dtype=np.float32).reshape(B * K, self.obs_size)
+        if not self.with_state:
+            return own
+        state = np.repeat(np.asarray(self.env.global_state(), dtype=np.float32), K, axis=0)
+        return np.concatenate([own, state], axis=1)
+
+    def close(self, **kwargs):
+        pass
