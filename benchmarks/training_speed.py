@@ -101,7 +101,8 @@ def main() -> None:
             console.print("--gpu: no CUDA device here; GPU learner figures not measured")
             args.gpu = False
     ray.init(address="local", num_cpus=2, include_dashboard=False)
-    table = Table(title=f"training speed, {args.iterations} iterations per row ({'GPU' if args.gpu else 'CPU'} learner)")
+    learner = "GPU" if args.gpu else "CPU"
+    table = Table(title=f"training speed, {args.iterations} iterations per row ({learner} learner)")
     for col in ("problem", "path", "sample env steps/s", "agent steps/s", "train env steps/s", "vs first", "vs stock"):
         table.add_column(col, justify="left" if col in ("problem", "path") else "right")
     for problem in args.problems:
