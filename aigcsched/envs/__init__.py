@@ -6,6 +6,7 @@ from aigcsched.envs.datacenter import DataCenterConfig, DataCenterEnv, DataCente
 from aigcsched.envs.edge import EdgeConfig, EdgeEnv, SchedulingState, observation_from_state
 from aigcsched.envs.edge_vector import EdgeVectorEnv
 from aigcsched.envs.mec import MECConfig, MECEnv, MECInstance
+from aigcsched.envs.mec_vector import MECVectorEnv
 
 EDGE_ENV_ID = "aigcsched/EdgeT2I-v0"
 # A PettingZoo ParallelEnv: not a gymnasium env, so not in gymnasium's registry.
@@ -34,6 +35,7 @@ __all__ = [
     "MECConfig",
     "MECEnv",
     "MECInstance",
+    "MECVectorEnv",
     "DataCenterConfig",
     "DataCenterEnv",
     "DataCenterState",
