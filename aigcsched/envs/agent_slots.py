@@ -23,7 +23,7 @@ class AgentSlots(VectorEnv):
     - observation: float32 (obs_size,) of the agent, or (obs_size + state_size,) with `with_state`
     - action: the agent's action space
     - reward: the agent's reward; terminated / truncated: its episode's
-    - infos: the batched env's per-agent infos, one entry per slot
+    - infos: none (episode metrics come from the batched env itself, see `env`)
     - autoreset: next-step (the step after an episode's end resets every episode, ignoring actions;
       the episodes continue their own random streams)
     """
@@ -60,23 +60,17 @@ class AgentSlots(VectorEnv):
             none = np.zeros(B * K, dtype=bool)
             return self._slots(obs), np.zeros(B * K), none, none.copy(), {}
         actions = np.asarray(actions).reshape(B, K, *self.single_action_space.shape)
-        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        obs, rewards, terminated, truncated, _ = self.env.step(actions)
         done = terminated | truncated
         if done.any() and not done.all():
             raise RuntimeError("the batched env's episodes must end together")
         self._autoreset = bool(done.all())
-        flat = {}
-        for key, value in infos.items():
-            value = np.asarray(value)
-            if value.shape[:2] == (B, K):
-                flat[key] = value.reshape(B * K, *value.shape[2:])
-                flat[f"_{key}"] = np.ones(B * K, dtype=bool)
         return (
             self._slots(obs),
             np.asarray(rewards, dtype=np.float64).reshape(-1),
             np.repeat(terminated, K),
             np.repeat(truncated, K),
-            flat,
+            {},  # per-slot info dicts cost the runner more than the env step; metrics read the env
         )
 
     def _slots(self, obs: np.ndarray) -> np.ndarray:

@@ -165,6 +165,9 @@ def algorithm_config(exp: ExperimentConfig) -> AlgorithmConfig:
     envs = res.num_envs_per_env_runner * exp.slots_per_env_step
     config = (
         config.env_runners(num_env_runners=res.num_env_runners, num_envs_per_env_runner=envs)
+        # every problem's actions are discrete: RLlib's action normalizing and clipping (on by
+        # default) would only deep-copy and unbatch each sampled action
+        .environment(normalize_actions=False, clip_actions=False)
         .learners(num_gpus_per_learner=res.num_gpus_per_learner)
         .training(gamma=alg.gamma)
         .fault_tolerance(restart_failed_env_runners=True)

@@ -10,7 +10,7 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from aigcsched.platform.problems.datacenter import DAY_METRICS, episode_metrics
 from aigcsched.platform.problems.edge import REQUEST_METRICS
-from aigcsched.platform.problems.mec import EPISODE_METRICS
+from aigcsched.platform.problems.mec import tally_metrics
 
 
 class RequestMetrics(RLlibCallback):
@@ -41,13 +41,10 @@ class MECMetrics(RLlibCallback):
 
     def on_episode_end(self, *, episode=None, env_runner=None, metrics_logger=None, env=None, env_index=0, **kw):
         tally = env.envs[env_index].unwrapped.par_env.tally.values()
-        tasks = sum(t["tasks"] for t in tally)
-        if not tasks:
-            return
+        totals = (sum(t[key] for t in tally) for key in ("tasks", "delay_s", "parts"))
         window = env_runner.config.num_envs_per_env_runner
-        values = (sum(t["delay_s"] for t in tally) / tasks, sum(t["parts"] for t in tally) / tasks)
-        for key, value in zip(EPISODE_METRICS, values, strict=True):
-            metrics_logger.log_value(key, value, reduce="mean", window=window)
+        for key, value in tally_metrics(*totals).items():
+            metrics_logger.log_value(f"episode_{key}", value, reduce="mean", window=window)
 
 
 class DataCenterMetrics(RLlibCallback):

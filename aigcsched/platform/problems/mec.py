@@ -3,12 +3,21 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from aigcsched.algorithms.mec_heuristics import MEC_POLICIES, make_policy
 from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
 from aigcsched.envs import MECConfig, MECEnv
 from aigcsched.platform.problems.base import Column, Problem, Score
 
 EPISODE_METRICS = ("episode_mean_delay", "episode_mean_parts")
+
+
+def tally_metrics(tasks: float, delay_s: float, parts: float) -> dict[str, float]:
+    """Mean delay and parts per task of an episode's tally (none when it had no task)."""
+    if not tasks:
+        return {}
+    return {"mean_delay": float(delay_s / tasks), "mean_parts": float(parts / tasks)}
 
 
 class MECTrainedPolicy:
@@ -67,6 +76,17 @@ class MECProblem(Problem):
 
     def evaluate(self, policy, cfg, episodes, seed) -> dict[str, float]:
         return evaluate_mec(policy, cfg, episodes, seed)
+
+    has_batched_env = True
+
+    def batched_env(self, cfg, num_episodes: int):
+        from aigcsched.envs.mec_vector import MECVectorEnv
+
+        return MECVectorEnv(num_episodes, cfg)
+
+    def batched_episode_metrics(self, env, episode: int) -> dict[str, float]:
+        tally = {key: np.asarray(values)[episode] for key, values in env.tally.items()}
+        return tally_metrics(tally["tasks"].sum(), tally["delay_s"].sum(), tally["parts"].sum())
 
     def rllib_env(self):
         from aigcsched.envs.rllib_adapter import MECRLlibEnv
