@@ -84,30 +84,30 @@ def test_equal_to_the_parallel_env_step_for_step(num_envs, overrides):
         assert multi > 10  # splits were exercised
 
 
-def test_finish_together_rows_equal_the_single_split():
+def test_finish_together_columns_equal_the_single_split():
     rng = np.random.default_rng(0)
-    R, M, now = 4000, 3, 7.0
+    M, R, now = 3, 4000, 7.0
     size = rng.integers(1, M + 1, size=R)
     # idle servers (free before now), ties with now and between servers, own server (no transfer)
-    free = np.where(rng.random((R, M)) < 0.3, now, now + rng.choice([-1.0, 0.5, 0.5, 2.0, 3.5], size=(R, M)))
-    tx = np.where(rng.random((R, M)) < 0.3, 0.0, rng.uniform(0.004, 0.0125, size=(R, M)))
-    proc = rng.uniform(0.4, 6.0, size=(R, M))
+    free = np.where(rng.random((M, R)) < 0.3, now, now + rng.choice([-1.0, 0.5, 0.5, 2.0, 3.5], size=(M, R)))
+    tx = np.where(rng.random((M, R)) < 0.3, 0.0, rng.uniform(0.004, 0.0125, size=(M, R)))
+    proc = rng.uniform(0.4, 6.0, size=(M, R))
     x = finish_together_batch(free, tx, proc, now, size)
     for r in range(R):
         s = size[r]
-        assert np.array_equal(x[r, :s], finish_together_shares(free[r, :s], tx[r, :s], proc[r, :s], now))
-        assert not x[r, s:].any()
+        assert np.array_equal(x[:s, r], finish_together_shares(free[:s, r], tx[:s, r], proc[:s, r], now))
+        assert not x[s:, r].any()
 
 
 @pytest.mark.parametrize("width", [3, 7, 12])
-def test_row_sums_equal_numpy_sums_of_the_unpadded_rows(width):
+def test_row_sums_equal_numpy_sums_of_the_unpadded_values(width):
     rng = np.random.default_rng(width)
-    size = rng.integers(1, width + 1, size=(50, 3))
-    values = rng.random((50, 3, width)) * 10.0 ** rng.integers(-3, 4, size=(50, 3, width))
-    values[np.arange(width) >= size[..., None]] = 0.0
+    size = rng.integers(1, width + 1, size=(3, 50))
+    values = rng.random((width, 3, 50)) * 10.0 ** rng.integers(-3, 4, size=(width, 3, 50))
+    values[np.arange(width)[:, None, None] >= size] = 0.0
     sums = row_sums(values, size)
     for idx in np.ndindex(size.shape):
-        assert sums[idx] == np.sum(values[idx][: size[idx]])
+        assert sums[idx] == np.sum(values[(slice(None), *idx)][: size[idx]])
 
 
 def test_global_state_layout():

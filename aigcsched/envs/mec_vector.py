@@ -9,91 +9,93 @@ from gymnasium import spaces
 
 from aigcsched.envs.mec import MECConfig, MECEnv, draw_instance
 
-# numpy sums up to 7 values left to right (pairwise from 8 on): a sum written out column by
-# column, or over a row padded with trailing zeros, then matches MECEnv's sums bit for bit.
+# Inside, arrays keep the batch axis last ((N, K, B): server, station, episode), so every numpy
+# call loops over B contiguous values; the few, short server and station axes are walked in Python.
+# The public arrays are (B, ...) as usual.
+
+# numpy sums up to 7 values left to right (pairwise from 8 on): a sum written out term by term,
+# with zeros for padding, then matches MECEnv's sums of the unpadded values bit for bit.
 _SEQUENTIAL_SUM = 7
 
 
-# Reductions over a short last axis cost numpy a loop call per row; one elementwise operation
-# per column is many times faster at these shapes.
-def max_last(values: np.ndarray) -> np.ndarray:
-    out = values[..., 0]
-    for j in range(1, values.shape[-1]):
-        out = np.maximum(out, values[..., j])
+def sum_first(values: np.ndarray) -> np.ndarray:
+    """Sum over the first axis, left to right."""
+    out = values[0]
+    for v in values[1:]:
+        out = out + v
     return out
 
 
-def min_last(values: np.ndarray) -> np.ndarray:
-    out = values[..., 0]
-    for j in range(1, values.shape[-1]):
-        out = np.minimum(out, values[..., j])
+def max_first(values: np.ndarray) -> np.ndarray:
+    out = values[0]
+    for v in values[1:]:
+        out = np.maximum(out, v)
     return out
 
 
-def sum_last(values: np.ndarray) -> np.ndarray:
-    """Sum over the last axis, left to right."""
-    out = values[..., 0]
-    for j in range(1, values.shape[-1]):
-        out = out + values[..., j]
+def min_first(values: np.ndarray) -> np.ndarray:
+    out = values[0]
+    for v in values[1:]:
+        out = np.minimum(out, v)
     return out
 
 
-def count_last(values: np.ndarray) -> np.ndarray:
-    """Number of True values over the last axis."""
-    out = values[..., 0].astype(np.int64)
-    for j in range(1, values.shape[-1]):
-        out += values[..., j]
+def count_first(values: np.ndarray) -> np.ndarray:
+    """Number of True values over the first axis."""
+    out = values[0].astype(np.int64)
+    for v in values[1:]:
+        out += v
     return out
 
 
 def row_sums(values: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Sum over the last axis of the first `size` entries (the rest are zeros), bit for bit as numpy
-    sums the unpadded row. values: (..., M); size: values.shape[:size.ndim]."""
-    if values.shape[-1] <= _SEQUENTIAL_SUM:
-        return sum_last(values)
-    out = np.empty(values.shape[:-1])
+    """Sum over the first axis of the first `size` entries (the rest are zeros), bit for bit as numpy
+    sums those entries alone. values: (M, ...); size broadcasts to values.shape[1:]."""
+    if len(values) <= _SEQUENTIAL_SUM:
+        return sum_first(values)
+    size = np.broadcast_to(size, values.shape[1:])
+    out = np.empty(values.shape[1:])
     for s in np.unique(size):
-        rows = size == s
-        out[rows] = values[rows][..., :s].sum(axis=-1)
+        cols = size == s
+        out[cols] = np.ascontiguousarray(values[:s, cols].T).sum(axis=1)  # numpy's order: a contiguous row
     return out
 
 
 def finish_together_batch(
     free_at: np.ndarray, tx: np.ndarray, proc: np.ndarray, now: float, size: np.ndarray
 ) -> np.ndarray:
-    """`finish_together_shares` for R rows at once, with the same float operations per row.
+    """`finish_together_shares` for R splits at once, with the same float operations per split.
 
-    free_at, tx, proc: (R, M) values of each row's servers, the first size[r] valid (the rest
-    padding); returns (R, M) shares, zeros in the padding."""
-    valid = np.arange(free_at.shape[1]) < size[:, None]
+    free_at, tx, proc: (M, R), column r holding split r's servers, the first size[r] valid (the
+    rest padding); returns (M, R) shares, zeros in the padding."""
+    valid = np.arange(len(free_at))[:, None] < size
     # padding never takes work: free at +inf, so done_by gives it max(0, -inf) = 0
     f = np.where(valid, free_at, np.inf)
     a = np.where(valid, tx, 0.0)
     b = np.where(valid, proc, 1.0)
     ab = a + b
 
-    def done_by(T: np.ndarray) -> np.ndarray:  # T: (R, k) -> (R, k, M)
-        T = T[..., None]
+    def done_by(T: np.ndarray) -> np.ndarray:  # T: (k, R) -> (M, k, R)
         return np.maximum(0.0, np.minimum((T - f[:, None]) / b[:, None], (T - now) / ab[:, None]))
 
-    high = np.maximum(max_last(np.where(valid, f, -np.inf)), now) + min_last(np.where(valid, ab, np.inf))
+    high = np.maximum(max_first(np.where(valid, f, -np.inf)), now) + min_first(np.where(valid, ab, np.inf))
     with np.errstate(divide="ignore", invalid="ignore"):
         cross = np.where(a > 0, (f * ab - now * b) / a, np.inf)
-    kinks = np.concatenate([np.full((len(f), 1), now), high[:, None], f, cross], axis=1)
-    keep = np.isfinite(kinks) & (kinks >= now) & (kinks <= high[:, None])
+    kinks = np.concatenate([np.full((1, len(high)), now), high[None], f, cross])
+    keep = np.isfinite(kinks) & (kinks >= now) & (kinks <= high)
     # dropped kinks become copies of `high`, the largest kept one; duplicates are skipped below
-    kinks = np.sort(np.where(keep, kinks, high[:, None]), axis=1)
+    kinks = np.sort(np.where(keep, kinks, high), axis=0)
     total = row_sums(done_by(kinks), size)
     # total is non-decreasing along the sorted kinks (rounding is monotone), so the first kink
     # with total >= 1 comes after all those below 1; none: the last (high)
-    i = np.minimum(count_last(total < 1.0), kinks.shape[1] - 1)
-    rows = np.arange(len(f))
-    hi = kinks[rows, i]
-    j = count_last(kinks < hi[:, None]) - 1  # the previous distinct kink
-    lo = kinks[rows, j]
-    T = lo + (1.0 - total[rows, j]) * (hi - lo) / (total[rows, i] - total[rows, j])
-    x = done_by(T[:, None])[:, 0]
-    return x / row_sums(x, size)[:, None]
+    i = np.minimum(count_first(total < 1.0), len(kinks) - 1)
+    cols = np.arange(len(high))
+    hi = kinks[i, cols]
+    j = count_first(kinks < hi) - 1  # the previous distinct kink
+    lo = kinks[j, cols]
+    T = lo + (1.0 - total[j, cols]) * (hi - lo) / (total[i, cols] - total[j, cols])
+    x = done_by(T[None])[:, 0]
+    return x / row_sums(x, size)
 
 
 class MECVectorEnv:
@@ -122,54 +124,56 @@ class MECVectorEnv:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         single = MECEnv(config, **overrides)
         self.cfg = cfg = single.cfg
-        self.num_envs = B = num_envs
+        self.num_envs = num_envs
         self.possible_agents = list(single.possible_agents)
-        self.n_agents = K = N = cfg.n_servers
+        self.n_agents = N = cfg.n_servers
         self.single_observation_space = single.observation_space(self.possible_agents[0])
         self.single_action_space = single.action_space(self.possible_agents[0])
         self._pairs = np.triu_indices(N, 1)
-        self.state_size = 2 * N + len(self._pairs[0]) + 3 * K + 1
+        self.state_size = 2 * N + len(self._pairs[0]) + 3 * N + 1
         self.state_space = spaces.Box(0.0, np.inf, shape=(self.state_size,), dtype=np.float32)
         if cfg.action_mode == "subset":
             # per Discrete action: its servers (padded with N), their number, mask, and rule
             rules, subsets = cfg.split_rules, cfg.subsets()
             n_actions = len(subsets) * len(rules)
-            self._act_members = np.full((n_actions, cfg.max_split), N, dtype=np.int64)
+            self._act_members = np.full((cfg.max_split, n_actions), N, dtype=np.int64)
             self._act_size = np.zeros(n_actions, dtype=np.int64)
-            self._act_mask = np.zeros((n_actions, N), dtype=bool)
+            self._act_mask = np.zeros((N, n_actions), dtype=bool)
             self._act_splits = np.zeros(n_actions, dtype=bool)  # finish-together rule
             for action in range(n_actions):
                 subset_idx, rule_idx = divmod(action, len(rules))
                 members = subsets[subset_idx]
-                self._act_members[action, : len(members)] = members
+                self._act_members[: len(members), action] = members
                 self._act_size[action] = len(members)
-                self._act_mask[action, list(members)] = True
+                self._act_mask[list(members), action] = True
                 self._act_splits[action] = rules[rule_idx] == "finish_together"
-        self._eye = np.eye(N)
-        self._rows = np.arange(B)
-        self._rngs = [np.random.default_rng() for _ in range(B)]
+        self._own = np.eye(N)[:, :, None]  # (N, K, 1): station k's own server
+        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._slot = -1  # no episode yet
 
-    # episode arrays -------------------------------------------------------------------------
+    # episodes -------------------------------------------------------------------------------
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
         if seed is not None:
             self._rngs = [np.random.default_rng(seed + i) for i in range(self.num_envs)]
         episodes = zip(*(draw_instance(rng, self.cfg) for rng in self._rngs), strict=True)
-        self._cap, self._links, self._has_task, self._mbit, self._steps = (np.stack(field) for field in episodes)
-        B, K, N = self.num_envs, self.n_agents, self.cfg.n_servers
+        cap, links, has_task, mbit, steps = (np.stack(field, axis=-1) for field in episodes)  # episode axis last
+        B, N = self.num_envs, self.cfg.n_servers
+        self._cap = cap  # (N, B)
+        self._links = links.transpose(1, 0, 2).copy()  # (server, station, B)
+        self._has_task, self._mbit, self._steps = has_task, mbit, steps  # (slots, K, B)
         self._slot = 0
-        self._free = np.zeros((B, N))  # absolute time each server's queue empties
+        self._free = np.zeros((N, B))  # absolute time each server's queue empties
         self.tally = {
-            "tasks": np.zeros((B, K), dtype=np.int64),
-            "delay_s": np.zeros((B, K)),
-            "parts": np.zeros((B, K), dtype=np.int64),
+            "tasks": np.zeros((B, N), dtype=np.int64),
+            "delay_s": np.zeros((B, N)),
+            "parts": np.zeros((B, N), dtype=np.int64),
         }
         # the parts of the observation fixed for the episode: capacities, own links, station index
-        static = np.zeros((B, K, 3 + 4 * N), dtype=np.float32)
-        static[:, :, 3 + N : 3 + 2 * N] = (self._cap / 50.0)[:, None, :]
-        static[:, :, 3 + 2 * N : 3 + 3 * N] = np.minimum(self._links / 500.0, 1.0)  # own server (inf) shows as 1
-        static[:, :, 3 + 3 * N :] = self._eye
+        static = np.zeros((B, N, 3 + 4 * N), dtype=np.float32)
+        static[:, :, 3 + N : 3 + 2 * N] = (cap / 50.0).T[:, None, :]
+        static[:, :, 3 + 2 * N : 3 + 3 * N] = np.minimum(links / 500.0, 1.0).transpose(2, 0, 1)  # own (inf): 1
+        static[:, :, 3 + 3 * N :] = np.eye(N)
         self._static_obs = static
         return self._observations(), {}
 
@@ -178,123 +182,119 @@ class MECVectorEnv:
         return self._slot * self.cfg.slot_s
 
     def _task(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """has_task, Mbit / 5 and steps / 60 of every station's task now, zeros without one."""
+        """has_task, Mbit / 5 and steps / 60 of every station's task now (K, B), zeros without one."""
         if self._slot >= self.cfg.episode_slots:
-            shape = (self.num_envs, self.n_agents)
-            return np.zeros(shape, dtype=bool), np.zeros(shape), np.zeros(shape)
+            zeros = np.zeros((self.n_agents, self.num_envs))
+            return zeros.astype(bool), zeros, zeros
         t = self._slot
-        has = self._has_task[:, t]
-        return has, np.where(has, self._mbit[:, t] / 5.0, 0.0), np.where(has, self._steps[:, t] / 60.0, 0.0)
+        has = self._has_task[t]
+        return has, np.where(has, self._mbit[t] / 5.0, 0.0), np.where(has, self._steps[t] / 60.0, 0.0)
 
     def _observations(self) -> np.ndarray:
         N = self.cfg.n_servers
         obs = self._static_obs.copy()
         has, mbit, steps = self._task()
-        obs[:, :, 0], obs[:, :, 1], obs[:, :, 2] = has, mbit, steps
-        obs[:, :, 3 : 3 + N] = np.maximum(self._free - self.now, 0.0)[:, None, :]
+        obs[:, :, 0], obs[:, :, 1], obs[:, :, 2] = has.T, mbit.T, steps.T
+        obs[:, :, 3 : 3 + N] = np.maximum(self._free - self.now, 0.0).T[:, None, :]
         return obs
 
     def global_state(self) -> np.ndarray:
         """The system state of the slot, (B, state_size) float32; layout in the class docstring."""
         i, j = self._pairs
-        has, mbit, steps = self._task()
-        progress = np.full((self.num_envs, 1), self._slot / self.cfg.episode_slots)
-        parts = [np.maximum(self._free - self.now, 0.0), self._cap / 50.0, self._links[:, i, j] / 500.0]
-        return np.concatenate(parts + [has, mbit, steps, progress], axis=1).astype(np.float32)
+        backlog = np.maximum(self._free - self.now, 0.0)
+        progress = np.full((1, self.num_envs), self._slot / self.cfg.episode_slots)
+        state = np.concatenate([backlog, self._cap / 50.0, self._links[j, i] / 500.0, *self._task(), progress])
+        return np.ascontiguousarray(state.T, dtype=np.float32)
 
-    # stepping -------------------------------------------------------------------------------
+    # steps ----------------------------------------------------------------------------------
 
     def step(self, actions: np.ndarray):
         cfg = self.cfg
         if not 0 <= self._slot < cfg.episode_slots:
             raise RuntimeError("no running episode: call reset() first")
-        B, K, N = self.num_envs, self.n_agents, cfg.n_servers
+        K = self.n_agents
         t, now = self._slot, self.now
-        has = self._has_task[:, t]
-        # transfer and processing seconds of each station's whole task on each server (B, K, N)
-        tx = self._mbit[:, t, :, None] / self._links  # inf link -> 0 s
-        proc = self._steps[:, t, :, None] / self._cap[:, None, :]
+        has = self._has_task[t]  # (K, B)
+        # transfer and processing seconds of each station's whole task on each server (N, K, B)
+        tx = self._mbit[t] / self._links  # inf link -> 0 s
+        proc = self._steps[t] / self._cap[:, None, :]
         actions = np.asarray(actions)
         if cfg.action_mode == "weights":
             shares = self._weight_shares(actions, has)
         else:
             shares = self._subset_shares(actions, has, tx, proc)
 
-        placed = (shares > 0) & has[:, :, None]
+        placed = (shares > 0) & has
         arrive = now + tx * shares
         work = proc * shares
         # tasks join the queues in station order (the shares were all chosen on the queues at the
         # start of the slot, as in MECEnv), so one station at a time over all episodes
         free = self._free
-        start, end = np.empty((2, B, K, N))
+        start, end = np.empty((2, *shares.shape))
         for k in range(K):
             np.maximum(arrive[:, k], free, out=start[:, k])
             np.add(start[:, k], work[:, k], out=end[:, k])
             np.copyto(free, end[:, k], where=placed[:, k])
 
-        delay = max_last(np.where(placed, end, now)) - now
+        delay = max_first(np.where(placed, end, now)) - now  # (K, B), 0 without a task
+        parts = count_first(placed)
         infos = {
-            "has_task": has.copy(),
-            "delay": delay,
-            "transfer": max_last(np.where(placed, arrive - now, 0.0)),
-            "queueing": max_last(np.where(placed, start - arrive, 0.0)),
-            "processing": max_last(np.where(placed, work, 0.0)),
-            "parts": count_last(placed),
+            "has_task": has.T.copy(),
+            "delay": delay.T.copy(),
+            "transfer": max_first(np.where(placed, arrive - now, 0.0)).T.copy(),
+            "queueing": max_first(np.where(placed, start - arrive, 0.0)).T.copy(),
+            "processing": max_first(np.where(placed, work, 0.0)).T.copy(),
+            "parts": parts.T.copy(),
         }
         tally = self.tally
-        tally["tasks"] += has
-        tally["delay_s"] += delay  # 0 without a task
+        tally["tasks"] += infos["has_task"]
+        tally["delay_s"] += infos["delay"]
         tally["parts"] += infos["parts"]
 
         self._slot += 1
         done = self._slot >= cfg.episode_slots
         if cfg.reward_mode == "team":
             # left to right over stations, as MECEnv's sum() of the slot's delays
-            rewards = np.repeat(-np.cumsum(delay, axis=1)[:, -1:], K, axis=1)
+            rewards = np.repeat(-sum_first(delay)[:, None], K, axis=1)
         elif cfg.reward_mode == "sparse":
-            rewards = -tally["delay_s"] if done else np.zeros((B, K))
+            rewards = -tally["delay_s"] if done else np.zeros((self.num_envs, K))
         else:
-            rewards = -delay
-        terminated = np.zeros(B, dtype=bool)
-        truncated = np.full(B, done)
+            rewards = -infos["delay"]
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.full(self.num_envs, done)
         return self._observations(), rewards, terminated, truncated, infos
 
-    def _weight_shares(self, w: np.ndarray, has: np.ndarray) -> np.ndarray:
-        """x_j ~ weight j; all zeros: the own server. (B, K, N)"""
-        cfg = self.cfg
-        if w.shape != (self.num_envs, self.n_agents, cfg.n_servers):
-            raise ValueError(f"weights actions must have shape {(self.num_envs, self.n_agents, cfg.n_servers)}")
-        if np.any(has[:, :, None] & ((w < 0) | (w >= cfg.weight_levels))):
+    def _weight_shares(self, actions: np.ndarray, has: np.ndarray) -> np.ndarray:
+        """x_j ~ weight j; all zeros: the own server. (N, K, B)"""
+        cfg, shape = self.cfg, (self.num_envs, self.n_agents, self.cfg.n_servers)
+        if actions.shape != shape:
+            raise ValueError(f"weights actions must have shape {shape}")
+        w = actions.transpose(2, 1, 0).astype(np.float64, order="C")
+        if np.any(has & ((w < 0) | (w >= cfg.weight_levels))):
             raise ValueError(f"weights must lie in 0..{cfg.weight_levels - 1}")
-        w = w.astype(np.float64)
-        total = sum_last(w)[..., None]  # sums of small integers: exact in any order
-        return np.where(total > 0, w / np.where(total > 0, total, 1.0), self._eye)
+        total = sum_first(w)  # sums of small integers: exact in any order
+        return np.where(total > 0, w / np.where(total > 0, total, 1.0), self._own)
 
     def _subset_shares(self, actions: np.ndarray, has: np.ndarray, tx: np.ndarray, proc: np.ndarray) -> np.ndarray:
-        """A server subset and a split rule per station; (B, K, N) shares."""
+        """A server subset and a split rule per station; (N, K, B) shares."""
         n_actions, B, K, N = len(self._act_size), self.num_envs, self.n_agents, self.cfg.n_servers
         if actions.shape != (B, K):
             raise ValueError(f"subset actions must have shape {(B, K)}")
+        actions = actions.T
         if np.any(has & ((actions < 0) | (actions >= n_actions))):
             raise ValueError(f"subset actions must lie in 0..{n_actions - 1}")
         actions = np.where(has, actions, 0)
-        members, size = self._act_members[actions], self._act_size[actions]
-        cap = np.concatenate([self._cap, np.zeros((B, 1))], axis=1)  # padding (server N) adds 0
-        own_cap = row_sums(cap[self._rows[:, None, None], members], size)
-        shares = np.where(self._act_mask[actions], self._cap[:, None, :] / own_cap[..., None], 0.0)  # x_j ~ c_j
+        members, size = self._act_members[:, actions], self._act_size[actions]  # (M, K, B), (K, B)
+        cap = np.concatenate([self._cap, np.zeros((1, B))])  # the padding (server N) adds 0
+        subset_cap = row_sums(cap[members, np.arange(B)], size)
+        shares = np.where(self._act_mask[:, actions], self._cap[:, None, :] / subset_cap, 0.0)  # x_j ~ c_j
         split = np.flatnonzero(has & self._act_splits[actions])
         if len(split):
-            b, k = split // K, split % K
-            idx = members[b, k]
+            k, b = split // B, split % B
+            idx = members[:, k, b]  # (M, R)
             near = np.minimum(idx, N - 1)  # any server for the padding, which the split ignores
-            x = finish_together_batch(
-                self._free[b[:, None], near],
-                tx[b[:, None], k[:, None], near],
-                proc[b[:, None], k[:, None], near],
-                self.now,
-                size[b, k],
-            )
-            padded = np.zeros((len(split), N + 1))  # the padding lands in the extra column
-            padded[np.arange(len(split))[:, None], idx] = x
-            shares[b, k] = padded[:, :N]
+            x = finish_together_batch(self._free[near, b], tx[near, k, b], proc[near, k, b], self.now, size[k, b])
+            padded = np.zeros((N + 1, len(split)))  # the padding lands in the extra row
+            padded[idx, np.arange(len(split))] = x
+            shares[:, k, b] = padded[:N]
         return shares
