@@ -109,7 +109,9 @@ class MECVectorEnv:
     Arrays: observations (B, K, obs_size) float32, actions (B, K) (subset) or (B, K, N) (weights),
     rewards (B, K), terminated / truncated (B,). Infos: arrays (B, K) of has_task, delay, transfer,
     queueing, processing (seconds, 0 without a task) and parts (0 without a task). tally: per
-    episode running totals "tasks", "delay_s", "parts", arrays (B, K).
+    episode running totals "tasks", "delay_s", "parts", arrays (B, K) (new arrays at each reset).
+    As in MECEnv, the action of a station without a task is ignored; an action outside the action
+    space for a station with a task is an error.
 
     Global state (B, state_size) float32, for a centralized critic, in blocks:
       [0, N)              every server's backlog, seconds until free (as in the observation)
