@@ -51,7 +51,8 @@ def test_ppo_with_the_diffusion_actor_trains_evaluates_and_registers(ppo_run):
     assert outcome.iterations == 2 and outcome.env_steps >= 2 * 40
     client = mlflow.MlflowClient()
     m = client.get_run(outcome.run_id).data.metrics
-    assert np.isfinite(m["learner.shared.vf_loss"]) and np.isfinite(m["learner.shared.policy_loss"])
+    # a shared policy samples on the agent-slots sampler: one RLlib module
+    assert np.isfinite(m["learner.vf_loss"]) and np.isfinite(m["learner.policy_loss"])
     assert m["episode_mean_delay"] > 0 and 1 <= m["episode_mean_parts"] <= 2
     assert set(outcome.evaluation) == {"trained", "least_loaded", "smcoedge", "myopic"}
     trained, smcoedge = outcome.evaluation["trained"]["mean_delay"], outcome.evaluation["smcoedge"]["mean_delay"]
@@ -129,9 +130,24 @@ def test_dsac_trains_with_finite_losses_and_registers(store):
     outcome = train(exp)
     m = mlflow.MlflowClient().get_run(outcome.run_id).data.metrics
     assert outcome.iterations == 2
-    for key in ("learner.shared.qf_loss", "learner.shared.policy_loss", "learner.shared.alpha_value"):
+    for key in ("learner.qf_loss", "learner.policy_loss", "learner.alpha_value"):
         assert np.isfinite(m[key]), key
     assert outcome.model_version == "1" and outcome.evaluation["trained"]["tasks"] > 0
+
+
+def test_both_samplers_train_a_shared_policy_with_the_same_metrics(store):
+    keys = {}
+    for sampler in ("multi_agent", "agent_slots"):
+        values = {**PPO, "resources.sampler": sampler, "tracking.register_model": False, "stop": {"iterations": 1}}
+        exp = load_experiment(CONFIGS / "mec_ppo.yaml", values)
+        assert exp.agent_slots == (sampler == "agent_slots")
+        outcome = train(exp)
+        m = mlflow.MlflowClient().get_run(outcome.run_id).data.metrics
+        # env steps count episode slots on both: one iteration samples the configured batch
+        assert exp.algorithm.train_batch_size <= outcome.env_steps < 2 * exp.algorithm.train_batch_size
+        assert m["episode_mean_delay"] > 0 and np.isfinite(m["eval.trained.mean_delay"])
+        keys[sampler] = {k for k in m if k.startswith(("episode_", "eval."))}
+    assert keys["multi_agent"] == keys["agent_slots"]
 
 
 @pytest.mark.parametrize(
