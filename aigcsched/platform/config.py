@@ -122,7 +122,9 @@ class _AlgorithmBase(_Section):
 class PPOSection(_AlgorithmBase):
     name: Literal["PPO"] = Field("PPO", description="PPO (on-policy), with any actor module")
     lambda_: float = Field(0.9, ge=0, le=1, description="GAE lambda")
-    minibatch_size: int = Field(1024, ge=1, description="env steps per SGD minibatch")
+    minibatch_size: int = Field(
+        1024, ge=1, description="rows per SGD minibatch: env steps, or a module's agent steps on multi-agent problems"
+    )
     num_epochs: int = Field(4, ge=1, description="passes over each training batch")
     entropy_coeff: float = Field(0.0, ge=0, description="weight of the entropy bonus")
     clip_param: float = Field(0.2, gt=0, description="PPO's policy ratio clip")

@@ -93,7 +93,8 @@ def _base_config(exp: ExperimentConfig) -> AlgorithmConfig:
                 lr=alg.lr,
                 lambda_=alg.lambda_,
                 train_batch_size_per_learner=alg.train_batch_size * k,
-                minibatch_size=alg.minibatch_size * k,
+                # rows (agent steps) per SGD step, as RLlib's multi-agent learner takes it per module
+                minibatch_size=alg.minibatch_size,
                 num_epochs=alg.num_epochs,
                 entropy_coeff=alg.entropy_coeff,
                 clip_param=alg.clip_param,
