@@ -10,7 +10,7 @@ import pytest
 from cli_runner import run_cli
 
 from aigcsched.algorithms.mec_heuristics import evaluate as evaluate_mec
-from aigcsched.envs.mec import MECConfig
+from aigcsched.envs.mec import MECConfig, MECEnv
 from aigcsched.platform.config import ConfigError, load_experiment
 from aigcsched.platform.policies import resolve_policy
 from aigcsched.platform.training import train
@@ -148,6 +148,44 @@ def test_both_samplers_train_a_shared_policy_with_the_same_metrics(store):
         assert m["episode_mean_delay"] > 0 and np.isfinite(m["eval.trained.mean_delay"])
         keys[sampler] = {k for k in m if k.startswith(("episode_", "eval."))}
     assert keys["multi_agent"] == keys["agent_slots"]
+
+
+def test_a_central_critic_sees_the_global_state_and_the_actor_only_its_station(store):
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    values = {**PPO, "algorithm.central_critic": True, "tracking.register_model": False, "stop": {"iterations": 1}}
+    exp = load_experiment(CONFIGS / "mec_ppo.yaml", values)
+    outcome = train(exp)
+    assert np.isfinite(outcome.evaluation["trained"]["mean_delay"])
+    # the module as the learner builds it (the env runners' copy has no critic)
+    from aigcsched.platform import agent_slots
+    from aigcsched.platform.rllib_setup import module_spec
+
+    slots = agent_slots.make_env(
+        {**agent_slots.env_config("mec", exp.scenario().model_dump(), True), "num_envs": exp.slots_per_env_step}
+    )
+    spec = module_spec(exp)
+    spec.observation_space, spec.action_space = slots.single_observation_space, slots.single_action_space
+    module = spec.build()
+    own, full = slots.obs_size, slots.single_observation_space.shape[0]
+    assert full == own + slots.state_size and slots.state_size > 0  # [own observation | global state]
+    obs = torch.rand(8, full)
+    changed = obs.clone()
+    changed[:, own:] += 1.0  # another global state
+    with torch.no_grad():
+        logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        assert torch.equal(logits, module.forward_inference({Columns.OBS: changed})[Columns.ACTION_DIST_INPUTS])
+        assert not torch.equal(module.compute_values({Columns.OBS: obs}), module.compute_values({Columns.OBS: changed}))
+    # the trained policy acts on every station's own observation alone, as registered and served
+    policy = resolve_policy(f"checkpoint:{_checkpoint(outcome)}", exp.scenario())
+    env = MECEnv(exp.scenario())
+    first, _ = env.reset(seed=3)
+    assert all(np.isclose(policy(env, agent, first[agent]).sum(), 1.0) for agent in env.possible_agents)
+
+
+def _checkpoint(outcome) -> str:
+    return mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path=outcome.checkpoint)
 
 
 @pytest.mark.parametrize(
