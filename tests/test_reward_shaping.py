@@ -152,6 +152,21 @@ def test_curiosity_adds_rllibs_novelty_piece_to_the_learner_pipeline():
     assert found[0] < [type(p) for p in pieces].index(AddObservationsFromEpisodesToBatch)
 
 
+def test_curiosity_keeps_adding_its_bonus_after_the_example_pieces_eleventh_call():
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    from aigcsched.algorithms.reward_shaping.configure import ContinuingCuriosity
+
+    piece = ContinuingCuriosity(intrinsic_reward_coeff=1.0)
+    for call in range(15):
+        # each episode visits a new point, so its distance to the stored ones is positive
+        obs = [np.full(2, float(call + 1), dtype=np.float32), np.zeros(2, dtype=np.float32)]
+        episode = SingleAgentEpisode(observations=obs, actions=[0], rewards=[0.0], len_lookback_buffer=0)
+        piece(rl_module=None, batch={}, episodes=[episode])
+        bonus = episode.get_rewards()[0]
+        assert (bonus > 0) == (call > 0), (call, bonus)  # the first episode has nothing stored to compare with
+
+
 def test_reward_model_learns_a_synthetic_reward_and_its_action_free_mean():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

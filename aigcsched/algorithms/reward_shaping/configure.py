@@ -15,6 +15,16 @@ from aigcsched.algorithms.reward_shaping.learner import SETTINGS_KEY, shaping_le
 from aigcsched.algorithms.reward_shaping.settings import RewardShapingConfig
 
 
+class ContinuingCuriosity(EuclidianDistanceBasedCuriosity):
+    """RLlib's example piece, on every batch: as shipped it returns batches unchanged after its
+    first 11 calls (a counter `_test`, left over from its example), so the bonus stopped within the
+    first few iterations of a run."""
+
+    def __call__(self, **kwargs):
+        self._test = 0
+        return super().__call__(**kwargs)
+
+
 def add_reward_shaping(config: AlgorithmConfig, settings: RewardShapingConfig | Mapping[str, Any]) -> AlgorithmConfig:
     """Turn on reward shaping `settings.kind` in `config`; returns the same config. Call it after
     the rest of the config (it sets the learner class or the learner connector).
@@ -38,7 +48,7 @@ def add_reward_shaping(config: AlgorithmConfig, settings: RewardShapingConfig | 
     if settings.kind == "curiosity":
         eta = settings.eta  # the float alone travels to the learners, not the settings
         return config.learners(
-            learner_connector=lambda *args, **kwargs: EuclidianDistanceBasedCuriosity(intrinsic_reward_coeff=eta)
+            learner_connector=lambda *args, **kwargs: ContinuingCuriosity(intrinsic_reward_coeff=eta)
         )
     # What the settings cannot know: whether this algorithm config can carry the reward model.
     if not isinstance(config, PPOConfig | SACConfig):
