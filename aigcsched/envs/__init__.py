@@ -2,7 +2,7 @@
 
 import gymnasium as gym
 
-from aigcsched.envs.datacenter import DataCenterConfig, DataCenterEnv, DataCenterState
+from aigcsched.envs.datacenter import DataCenterConfig, DataCenterEnv, DataCenterState, DataCenterVectorEnv
 from aigcsched.envs.edge import EdgeConfig, EdgeEnv, SchedulingState, observation_from_state
 from aigcsched.envs.edge_vector import EdgeVectorEnv
 from aigcsched.envs.mec import MECConfig, MECEnv, MECInstance
@@ -39,6 +39,7 @@ __all__ = [
     "DataCenterConfig",
     "DataCenterEnv",
     "DataCenterState",
+    "DataCenterVectorEnv",
     "EdgeConfig",
     "EdgeEnv",
     "EdgeVectorEnv",

@@ -8,7 +8,7 @@ Every constant is a field of `DataCenterConfig`, with its source in a comment.
 
 Modules: `config` (the scenario), `inputs` (traces and each episode's per-slot inputs), the slot's
 phases `arrivals` (with hand-offs), `service`, `deadlines`, `energy`, then `ledger`, and
-`observation`; `env` runs them as a PettingZoo ParallelEnv.
+`observation`; `env` runs them as a PettingZoo ParallelEnv, `vector` runs B episodes at once with numpy.
 """
 
 from aigcsched.envs.datacenter.config import (
@@ -22,6 +22,7 @@ from aigcsched.envs.datacenter.config import (
 )
 from aigcsched.envs.datacenter.env import DataCenterEnv, DataCenterState
 from aigcsched.envs.datacenter.ledger import LEDGER_FIELDS
+from aigcsched.envs.datacenter.vector import DataCenterVectorEnv
 
 __all__ = [
     "BATTERY_ACTIONS",
@@ -32,6 +33,7 @@ __all__ = [
     "DataCenterConfig",
     "DataCenterEnv",
     "DataCenterState",
+    "DataCenterVectorEnv",
     "make_config",
     "split_days",
 ]

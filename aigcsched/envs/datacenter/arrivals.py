@@ -33,12 +33,15 @@ class Arrivals:
         self._newest = max(cfg.deadline_slots)
         self._delay = cfg.handoff_delay_slots
         self._fee = cfg.handoff_fee
+        # for route_batch: the same tables as arrays
+        self._share_arr = 1.0 - np.asarray(cfg.keep_levels)
+        self._others_arr = np.array(self._others, dtype=np.int64).reshape(k, k - 1)
 
-    def draw(self, rng: np.random.Generator, rate: np.ndarray) -> list:
-        """Arrivals of a whole episode, [slot][origin][class], from mean rates (K, T): they do not
+    def draw(self, rng: np.random.Generator, rate: np.ndarray) -> np.ndarray:
+        """Arrivals of a whole episode, (slot, origin, class), from mean rates (K, T): they do not
         depend on actions, and one draw is much faster than one per slot."""
         lam = (rate.T[:, :, None] * self._mix).copy()
-        return rng.poisson(lam).tolist()
+        return rng.poisson(lam)
 
     def route(self, q: np.ndarray, transit: np.ndarray, arrivals: list, keep: list, target: list, t: int) -> Arrived:
         """Put slot t's arrivals [origin][class] into the queues q, by each provider's keep level
@@ -70,3 +73,31 @@ class Arrivals:
         for i in range(k):
             fees_received[dest[i]] += fees[i]
         return Arrived([sum(row) for row in arrivals], n_handed, fees, fees_received)
+
+    def route_batch(
+        self, q: np.ndarray, transit: np.ndarray, arrivals: np.ndarray, keep: np.ndarray, target: np.ndarray, t: int
+    ) -> Arrived:
+        """`route` for B episodes at once: q (B, exec, bucket, class, origin), transit (B, delay,
+        exec, class, origin), arrivals (B, origin, class), keep and target (B, K). Arrived holds
+        (B, K) arrays, the same numbers as `route`'s."""
+        b, k = keep.shape
+        envs, sites = np.arange(b)[:, None], np.arange(k)
+        handed = (arrivals * self._share_arr[keep][..., None] + 0.5).astype(np.int64)  # int() of a share >= 0
+        dest = self._others_arr[sites, target]  # (B, origin)
+        newest, delay = self._newest, self._delay
+        # the newest bucket is empty here (aged last slot): write what arrives into it
+        q[envs, sites, newest, :, sites] = arrivals - handed
+        if delay:
+            ring = transit[:, t % delay]
+            q[:, :, newest - delay] += ring  # jobs sent `delay` slots ago land, aged by their transit
+            ring[:] = 0
+            ring[envs, dest, :, sites] = handed
+        else:
+            q[envs, dest, newest, :, sites] = handed
+
+        # sums over classes with einsum: numpy's reduce is slow on many short rows
+        n_handed = np.einsum("...c->...", handed)
+        fees = n_handed * self._fee
+        # summed over senders in index order, from 0.0, as `route` does
+        fees_received = np.bincount((envs * k + dest).ravel(), weights=fees.ravel(), minlength=b * k).reshape(b, k)
+        return Arrived(np.einsum("...c->...", arrivals), n_handed, fees, fees_received)

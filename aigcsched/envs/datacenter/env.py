@@ -34,6 +34,29 @@ class DataCenterState(NamedTuple):
     handoff_fee: float
 
 
+def agent_spaces(cfg: DataCenterConfig) -> tuple[spaces.Box, spaces.MultiDiscrete]:
+    """One agent's (observation space, action space); every agent has the same."""
+    obs = spaces.Box(-np.inf, np.inf, shape=(cfg.obs_size,), dtype=np.float32)
+    act = spaces.MultiDiscrete(
+        [len(cfg.keep_levels), cfg.n_asps - 1, len(cfg.step_levels), len(BATTERY_ACTIONS), len(cfg.power_cap_levels)]
+    )
+    return obs, act
+
+
+def slot_phases(cfg: DataCenterConfig) -> tuple[Arrivals, Service, Deadlines, EnergyBalance, Observations]:
+    """The slot's phases, each with its constants, in the order a slot runs them."""
+    return Arrivals(cfg), Service(cfg), Deadlines(cfg), EnergyBalance(cfg), Observations(cfg)
+
+
+def agent_rewards(mode: str, utility: np.ndarray, utility_sum: np.ndarray, done: bool) -> np.ndarray:
+    """Each agent's reward (..., K) by `reward_mode`, from the slot's utility and the episode's so far."""
+    if mode == "dense":
+        return utility
+    if mode == "team":  # every agent gets the sum over agents
+        return np.repeat(utility.sum(axis=-1, keepdims=True), utility.shape[-1], axis=-1)
+    return utility_sum.copy() if done else np.zeros_like(utility)  # sparse: the day's utility at its end
+
+
 class DataCenterEnv(ParallelEnv):
     """K AIGC providers, each a data center in its own grid region, as a PettingZoo ParallelEnv.
 
@@ -89,26 +112,12 @@ class DataCenterEnv(ParallelEnv):
         k = cfg.n_asps
         self.possible_agents = [f"asp_{i}" for i in range(k)]
         self.agents: list[str] = []
-        self._obs_space = spaces.Box(-np.inf, np.inf, shape=(cfg.obs_size,), dtype=np.float32)
-        self._act_space = spaces.MultiDiscrete(
-            [
-                len(cfg.keep_levels),
-                k - 1,
-                len(cfg.step_levels),
-                len(BATTERY_ACTIONS),
-                len(cfg.power_cap_levels),
-            ]
-        )
+        self._obs_space, self._act_space = agent_spaces(cfg)
         self.observation_spaces = {a: self._obs_space for a in self.possible_agents}
         self.action_spaces = {a: self._act_space for a in self.possible_agents}
         self._traces, self._workload = load_traces(cfg)
         self._days = split_days(cfg.day_split)
-        # the slot's phases, each with its constants
-        self._arrivals = Arrivals(cfg)
-        self._service = Service(cfg)
-        self._deadlines = Deadlines(cfg)
-        self._energy = EnergyBalance(cfg)
-        self._observations = Observations(cfg)
+        self._arrivals, self._service, self._deadlines, self._energy, self._observations = slot_phases(cfg)
         # for state(): full-power seconds per job and IT power per busy GPU
         self._sec_per_job = cfg.seconds_per_job()[:, :, int(np.argmax(cfg.power_cap_levels))]
         self._gpu_s = np.asarray(cfg.n_gpus, dtype=np.float64) * (cfg.slot_minutes * 60.0)
@@ -137,8 +146,9 @@ class DataCenterEnv(ParallelEnv):
         # jobs waiting, [executor, bucket, class, origin]: bucket 0 holds late jobs (their penalty
         # paid), bucket 1 + a the jobs of age A - 1 - a slots (oldest first, the serving order)
         self._q = np.zeros((k, max(cfg.deadline_slots) + 1, c, k), dtype=np.int64)
+        self._q_flat = self._q.reshape(k, -1)  # a view: each executor's queue in serving order
         self._transit = np.zeros((max(cfg.handoff_delay_slots, 1), k, c, k), dtype=np.int64)
-        self._episode_arrivals = self._arrivals.draw(self._rng, self._inputs.rate)  # [slot][origin][class]
+        self._episode_arrivals = self._arrivals.draw(self._rng, self._inputs.rate).tolist()  # [slot][origin][class]
         self._carry = [0.0] * k  # fraction of a job already processed at each data center
         self._soc = [b * cfg.battery_soc_init for b in cfg.battery_kwh]  # kWh
         self._busy = [0.0] * k  # GPUs busy in the last slot (GPU-equivalents)
@@ -162,13 +172,7 @@ class DataCenterEnv(ParallelEnv):
         self._utility_sum += utility
         self._t += 1
         done = self._t >= self.cfg.episode_slots
-        mode = self.cfg.reward_mode
-        if mode == "dense":
-            reward = utility.tolist()
-        elif mode == "team":
-            reward = [float(utility.sum())] * len(agents)
-        else:  # sparse: the day's settled utility at its end
-            reward = self._utility_sum.tolist() if done else [0.0] * len(agents)
+        reward = agent_rewards(self.cfg.reward_mode, utility, self._utility_sum, done).tolist()
         obs = self._observe()
         observations = {a: obs[i] for i, a in enumerate(agents)}
         rewards = dict(zip(agents, reward, strict=True))
@@ -213,7 +217,7 @@ class DataCenterEnv(ParallelEnv):
         keep, target, level, battery, cap = act.T.tolist()
         arrived = self._arrivals.route(q, transit, self._episode_arrivals[t], keep, target, t)
         served = self._service.serve(q, level, cap, self._carry)
-        penalty, violations = self._deadlines.age(q, transit, settle=last)
+        penalty, violations = self._deadlines.age(self._q_flat, transit, settle=last).tolist()
         site = self._site_inputs[t]
         energy = self._energy.balance(site, served.busy, cap, battery, self._soc)
         self._busy = served.busy

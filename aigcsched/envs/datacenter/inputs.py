@@ -31,9 +31,10 @@ def load_traces(cfg: DataCenterConfig) -> tuple[list[RegionTraces], np.ndarray]:
 
 
 class EpisodeInputs(NamedTuple):
-    """Per-slot inputs of one episode, (K, T) arrays over providers and slots unless noted."""
+    """Per-slot inputs of one episode, (K, T) arrays over providers and slots unless noted (with
+    the axes of the days in front for a batch of episodes)."""
 
-    day: int
+    day: int | np.ndarray
     price: np.ndarray  # USD/MWh
     forecast: np.ndarray  # (K, T, F) price at each of forecast_hours ahead
     day_prices: np.ndarray  # (K, 24) the episode's first 24 hourly prices
@@ -45,36 +46,28 @@ class EpisodeInputs(NamedTuple):
     local_hour: np.ndarray  # local standard time of day, hours
 
 
-def episode_inputs(cfg: DataCenterConfig, traces: list[RegionTraces], workload: np.ndarray, day: int) -> EpisodeInputs:
-    """The inputs of an episode starting at 00:00 UTC of `day`; slots past the year wrap around."""
+def episode_inputs(
+    cfg: DataCenterConfig, traces: list[RegionTraces], workload: np.ndarray, day: int | np.ndarray
+) -> EpisodeInputs:
+    """The inputs of an episode starting at 00:00 UTC of `day`; slots past the year wrap around.
+    With an array of days, every array gets their axes in front (one episode per day)."""
     slot_h = cfg.slot_minutes / 60.0
     t = np.arange(cfg.episode_slots)
-    hour_f = day * 24.0 + t * slot_h  # UTC hours since the start of the year
+    days = np.asarray(day)[..., None]
+    hour_f = days * 24.0 + t * slot_h  # UTC hours since the start of the year
     hour = np.floor(hour_f).astype(np.int64)
     n_hours = len(workload)
     idx = hour % n_hours
     utc_offset = np.array([REGIONS[r].utc_offset_h for r in cfg.regions])
-    price = np.stack([x.price[idx] for x in traces])
+    price = np.stack([x.price[idx] for x in traces], axis=-2)
     fc = np.asarray(cfg.forecast_hours)
-    forecast = np.stack([x.price[(hour[:, None] + fc) % n_hours] for x in traces])
-    day_prices = np.stack([x.price[(day * 24 + np.arange(24)) % n_hours] for x in traces])
+    forecast = np.stack([x.price[(hour[..., None] + fc) % n_hours] for x in traces], axis=-3)
+    day_prices = np.stack([x.price[(days * 24 + np.arange(24)) % n_hours] for x in traces], axis=-2)
     # workload traces carry no time zone: read as each data center's local time
-    local = (hour[None, :] + utc_offset[:, None]) % n_hours
+    local = (hour[..., None, :] + utc_offset[:, None]) % n_hours
     rate = np.asarray(cfg.base_rate)[:, None] * workload[local]
-    temperature = np.stack([x.temperature[idx] for x in traces])
+    temperature = np.stack([x.temperature[idx] for x in traces], axis=-2)
     pue = physics.pue(temperature, cfg.pue_min, cfg.pue_free_cooling_c, cfg.pue_slope_per_c)
-    lat = np.array([REGIONS[r].latitude for r in cfg.regions])[:, None]
-    lon = np.array([REGIONS[r].longitude for r in cfg.regions])[:, None]
-    mid_slot = hour_f + slot_h / 2.0
-    cos_z = physics.solar_cos_zenith(lat, lon, np.floor(mid_slot / 24.0) % 365, mid_slot % 24.0)
-    cloud = np.stack([x.cloud[idx] for x in traces])
-    ghi = physics.cloudy_ghi(physics.clear_sky_ghi(cos_z), cloud)
-    pv = physics.pv_power_kw(ghi, np.asarray(cfg.pv_kwp)[:, None], cfg.pv_performance_ratio)
-    wind_ms = np.stack([x.wind_kmh[idx] for x in traces]) / 3.6
-    hub = physics.hub_wind_speed(wind_ms, cfg.wind_hub_height_m, cfg.wind_shear_exponent)
-    wind = physics.wind_power_kw(
-        hub, np.asarray(cfg.wind_kw)[:, None], cfg.wind_cut_in_ms, cfg.wind_rated_ms, cfg.wind_cut_out_ms
-    )
     return EpisodeInputs(
         day=day,
         price=price,
@@ -82,8 +75,28 @@ def episode_inputs(cfg: DataCenterConfig, traces: list[RegionTraces], workload: 
         day_prices=day_prices,
         rate=rate,
         pue=pue,
-        renewable_kw=pv + wind,
-        grid_renewable=np.stack([x.grid_renewable[idx] for x in traces]),
-        carbon=np.stack([x.carbon[idx] for x in traces]),
-        local_hour=(hour_f[None, :] + utc_offset[:, None]) % 24.0,
+        renewable_kw=renewable_kw(cfg, traces, hour_f),
+        grid_renewable=np.stack([x.grid_renewable[idx] for x in traces], axis=-2),
+        carbon=np.stack([x.carbon[idx] for x in traces], axis=-2),
+        local_hour=(hour_f[..., None, :] + utc_offset[:, None]) % 24.0,
     )
+
+
+def renewable_kw(cfg: DataCenterConfig, traces: list[RegionTraces], hour_f: np.ndarray) -> np.ndarray:
+    """On-site PV + wind power (..., K, T) in the slots starting at `hour_f` (..., T), UTC hours since
+    the start of the year: the sun at mid-slot, the weather of the slot's hour."""
+    slot_h = cfg.slot_minutes / 60.0
+    idx = np.floor(hour_f).astype(np.int64) % len(traces[0].cloud)
+    lat = np.array([REGIONS[r].latitude for r in cfg.regions])[:, None]
+    lon = np.array([REGIONS[r].longitude for r in cfg.regions])[:, None]
+    mid_slot = hour_f[..., None, :] + slot_h / 2.0
+    cos_z = physics.solar_cos_zenith(lat, lon, np.floor(mid_slot / 24.0) % 365, mid_slot % 24.0)
+    cloud = np.stack([x.cloud[idx] for x in traces], axis=-2)
+    ghi = physics.cloudy_ghi(physics.clear_sky_ghi(cos_z), cloud)
+    pv = physics.pv_power_kw(ghi, np.asarray(cfg.pv_kwp)[:, None], cfg.pv_performance_ratio)
+    wind_ms = np.stack([x.wind_kmh[idx] for x in traces], axis=-2) / 3.6
+    hub = physics.hub_wind_speed(wind_ms, cfg.wind_hub_height_m, cfg.wind_shear_exponent)
+    wind = physics.wind_power_kw(
+        hub, np.asarray(cfg.wind_kw)[:, None], cfg.wind_cut_in_ms, cfg.wind_rated_ms, cfg.wind_cut_out_ms
+    )
+    return pv + wind

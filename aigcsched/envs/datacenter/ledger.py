@@ -85,3 +85,40 @@ class Ledger:
             rows = np.array(self._rows, dtype=np.float64).reshape(t, len(LEDGER_FIELDS), self._k)
             self._cache = (t, {name: rows[:, i] for i, name in enumerate(LEDGER_FIELDS)})
         return self._cache[1]
+
+
+class BatchLedger:
+    """B episodes' records, for arrays over (B, K): the same rows as `Ledger`, kept in one (slot,
+    field, B, K) array, so that booking a slot writes one block."""
+
+    def __init__(self, n_envs: int, n_slots: int, n_asps: int):
+        self._rows = np.zeros((n_slots, len(LEDGER_FIELDS), n_envs, n_asps))
+        self._t = 0
+
+    def record(
+        self,
+        arrived: Arrived,
+        served: Served,
+        penalty: np.ndarray,
+        violations: np.ndarray,
+        energy: Energy,
+        queue: np.ndarray,
+        price: np.ndarray,
+    ) -> np.ndarray:
+        """Book the next slot; returns each provider's utility (B, K), summed in `Ledger.record`'s order."""
+        utility = served.revenue - penalty - energy.cost - energy.wear - arrived.fees_paid + arrived.fees_received
+        fields = (
+            utility, served.revenue, penalty, energy.cost, energy.wear, arrived.fees_paid, arrived.fees_received,
+            arrived.arrivals, arrived.handed_out, served.served, served.executed, violations, served.quality_sum,
+            energy.load_kwh, energy.bought_kwh, energy.renewable_kwh, energy.renewable_used_kwh,
+            energy.grid_renewable_kwh, energy.carbon_kg, energy.charge_kwh, energy.discharge_kwh, energy.soc, queue,
+            price,
+        )  # fmt: skip
+        np.stack(fields, out=self._rows[self._t], casting="same_kind")  # counts become floats, as in `Ledger`
+        self._t += 1
+        return utility
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The episodes so far: {field: (B, slots, K) array} for each of LEDGER_FIELDS."""
+        rows = self._rows[: self._t].transpose(1, 2, 0, 3)
+        return dict(zip(LEDGER_FIELDS, rows, strict=True))

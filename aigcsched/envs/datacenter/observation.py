@@ -27,21 +27,34 @@ class Observations:
         self._battery_kwh = np.maximum(np.asarray(cfg.battery_kwh, dtype=np.float64), 1e-12).tolist()
         self._col_static = self._n_classes + 3  # first column known in advance
         self._col_arrivals = self._col_static + 1 + len(cfg.forecast_hours) + 3
+        # for the batched methods: the same normalizers as arrays
+        self._jobs_arr = np.asarray(self._jobs)
+        self._gpus_arr = np.asarray(self._gpus)
+        self._battery_kwh_arr = np.asarray(self._battery_kwh)
+        # queue position (bucket, class, origin) -> waiting jobs of its class, or late (last column)
+        n_buckets = max(cfg.deadline_slots) + 1
+        column = np.where(np.arange(n_buckets)[:, None] > 0, np.arange(self._n_classes), self._n_classes)
+        self._class_of = np.eye(self._n_classes + 1)[np.repeat(column.ravel(), k)]
+        self._as_float: np.ndarray | None = None
 
     def known_in_advance(self, inputs: EpisodeInputs) -> np.ndarray:
         """(T, K, obs_size): the episode's observations with the columns that do not depend on
-        actions filled in (day-ahead prices are known in advance)."""
+        actions filled in (day-ahead prices are known in advance). For the inputs of a batch of
+        episodes (axes of episodes in front), (T, ..., K, obs_size)."""
         cfg, k = self._cfg, self._cfg.n_asps
-        static = np.zeros((cfg.episode_slots, k, cfg.obs_size), dtype=np.float32)
+        static = np.zeros((cfg.episode_slots, *inputs.price.shape[:-1], cfg.obs_size), dtype=np.float32)
         c0, c1 = self._col_static, self._col_arrivals
-        static[:, :, c0] = inputs.price.T / 100.0
-        static[:, :, c0 + 1 : c1 - 3] = inputs.forecast.transpose(1, 0, 2) / 100.0
-        static[:, :, c1 - 3] = (inputs.renewable_kw / self._kw[:, None]).T
-        static[:, :, c1 - 2] = np.sin(2 * np.pi * inputs.local_hour / 24).T
-        static[:, :, c1 - 1] = np.cos(2 * np.pi * inputs.local_hour / 24).T
-        static[:, :, c1 + k : c1 + 2 * k - 1] = (inputs.price.T / 100.0)[:, self._others]
+        # (..., K, T) -> (T, ..., K), as a transpose: np.moveaxis costs more than the rest for one episode
+        slot_first = (inputs.price.ndim - 1, *range(inputs.price.ndim - 1))
+        price = inputs.price.transpose(slot_first) / 100.0
+        static[..., c0] = price
+        static[..., c0 + 1 : c1 - 3] = inputs.forecast.transpose(slot_first + (-1,)) / 100.0
+        static[..., c1 - 3] = (inputs.renewable_kw / self._kw[:, None]).transpose(slot_first)
+        static[..., c1 - 2] = np.sin(2 * np.pi * inputs.local_hour / 24).transpose(slot_first)
+        static[..., c1 - 1] = np.cos(2 * np.pi * inputs.local_hour / 24).transpose(slot_first)
+        static[..., c1 + k : c1 + 2 * k - 1] = price[..., self._others]
         if cfg.agent_id_in_obs:
-            static[:, :, c1 + 2 * k - 1 :] = np.eye(k, dtype=np.float32)
+            static[..., c1 + 2 * k - 1 :] = np.eye(k, dtype=np.float32)
         return static
 
     def at_slot(
@@ -62,3 +75,48 @@ class Observations:
         obs[:, : c + 3] = rows
         obs[:, col : col + k] = [[arrivals[i] / norm[i]] + [total[j] for j in self._others_l[i]] for i in range(k)]
         return obs
+
+    def at_slot_batch(
+        self, static: np.ndarray, queue: np.ndarray, busy: np.ndarray, soc_kwh: np.ndarray, arrivals: np.ndarray
+    ) -> np.ndarray:
+        """`at_slot` for B episodes at once: static (B, K, obs_size), `queue` (B, exec, bucket x
+        class x origin) each executor's queue flattened in serving order, the rest (B, K); returns
+        (B, K, obs_size), the same numbers as `at_slot`'s."""
+        b, k = busy.shape
+        c, col, norm = self._n_classes, self._col_arrivals, self._jobs_arr
+        obs = static.copy()
+        # jobs per class and late, as one matrix product of floats: sums of whole numbers, exact in any
+        # order; the float copy's array is kept from slot to slot (a fresh one costs page faults)
+        flat = queue.reshape(b * k, -1)
+        if self._as_float is None or self._as_float.shape != flat.shape:
+            self._as_float = np.empty(flat.shape)
+        np.copyto(self._as_float, flat)
+        counts = (self._as_float @ self._class_of).reshape(b, k, c + 1)
+        queue = counts / norm[:, None]
+        total = queue[..., 0]
+        for j in range(1, c + 1):  # left to right, as `sum` adds
+            total = total + queue[..., j]
+        obs[..., : c + 1] = queue
+        obs[..., c + 1] = busy / self._gpus_arr
+        obs[..., c + 2] = soc_kwh / self._battery_kwh_arr
+        obs[..., col] = arrivals / norm
+        obs[..., col + 1 : col + k] = total[:, self._others]
+        return obs
+
+    def global_state(
+        self, obs: np.ndarray, transit: np.ndarray, renewable_ahead_kw: np.ndarray, elapsed: float
+    ) -> np.ndarray:
+        """(B, state_size) float32 (layout: `DataCenterVectorEnv.global_state`) from the agents'
+        observations (B, K, obs_size), the jobs in transit (B, delay, exec, class, origin), on-site
+        renewable power at each of `forecast_hours` (B, K, F) and the share of the episode elapsed."""
+        b = len(obs)
+        own = obs[..., : self._col_arrivals + 1]  # up to last slot's arrivals
+        to_k = transit.sum(axis=(1, 3, 4)) / self._jobs_arr
+        ahead = renewable_ahead_kw / self._kw[:, None]
+        blocks = np.concatenate([own, to_k[..., None], ahead], axis=-1, dtype=np.float32)
+        return np.concatenate([blocks.reshape(b, -1), np.full((b, 1), elapsed, dtype=np.float32)], axis=1)
+
+    @property
+    def state_block(self) -> int:
+        """Columns per provider in `global_state`."""
+        return self._col_arrivals + 2 + len(self._cfg.forecast_hours)

@@ -30,6 +30,14 @@ class Service:
         quality = cfg.quality()
         self._quality = quality.tolist()
         self._revenue = (cfg.revenue_per_quality * quality).tolist()
+        # for serve_batch: the same tables as arrays
+        self._sec_arr = cfg.seconds_per_job()
+        self._gpus_arr = np.asarray(self._gpus)
+        self._gpu_s_arr = np.asarray(self._gpu_s)
+        self._per_job_arr = np.stack([cfg.revenue_per_quality * quality, quality, np.ones_like(quality)], axis=1)
+        k, per_exec = cfg.n_asps, (max(cfg.deadline_slots) + 1) * len(cfg.deadline_slots)
+        self._origin_of = np.tile(np.eye(k), (per_exec, 1))  # queue position (bucket, class, origin) -> origin
+        self._work_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def serve(self, q: np.ndarray, level: list, cap: list, carry: list[float]) -> Served:
         """Serve from the queues q (exec, bucket, class, origin) in place, oldest bucket first;
@@ -61,3 +69,44 @@ class Service:
         ]
         revenue, quality_sum, served = (np.array(per_job) @ served_eo).tolist()
         return Served(executed, remaining, busy, revenue, quality_sum, served)
+
+    def serve_batch(self, queue: np.ndarray, level: np.ndarray, cap: np.ndarray, carry: np.ndarray) -> Served:
+        """`serve` for B episodes at once: `queue` (B, exec, bucket x class x origin) is each
+        executor's queue flattened in serving order, level, cap and carry (B, K); Served holds (B, K)
+        arrays, the same numbers as `serve`'s."""
+        b, k = level.shape
+        sites = np.arange(k)
+        sec = self._sec_arr[sites, level, cap]
+        capacity = self._gpu_s_arr / sec + carry
+        whole = capacity.astype(np.int64)  # int() of a positive capacity
+        flat = queue.reshape(b * k, -1)  # a row per data center
+        reached, served_flat, as_float = self._work(flat.shape)
+        # every row's prefix sums as one 1-D cumsum (one long loop instead of B x K short ones): a row
+        # serves the jobs up to the jobs of the rows before it (`before`) plus its capacity
+        np.cumsum(flat.ravel(), out=reached.ravel())
+        before = reached[:, 0] - flat[:, 0]
+        waiting = reached[:, -1] - before
+        np.minimum(reached, (before + whole.ravel())[:, None], out=reached)
+        np.subtract(reached.ravel()[1:], reached.ravel()[:-1], out=served_flat.ravel()[1:])
+        served_flat[:, 0] = reached[:, 0] - before
+        flat -= served_flat
+        executed = (reached[:, -1] - before).reshape(b, k)
+        remaining = waiting.reshape(b, k) - executed
+        # per (exec, origin), as one matrix product of floats: sums of whole numbers, exact in any order
+        np.copyto(as_float, served_flat)
+        served_eo = (as_float @ self._origin_of).reshape(b, k, k)
+        full = remaining > 0  # jobs remain: the GPUs were busy all slot
+        done = np.maximum(executed - carry, 0.0) * sec / self._slot_s
+        busy = np.where(full, self._gpus_arr, np.minimum(done, self._gpus_arr))
+        carry[:] = np.where(full, capacity - whole, 0.0)
+        # one (3, exec) @ (exec, origin) product per episode, as in `serve`
+        per_job = self._per_job_arr[sites, :, level].swapaxes(-1, -2)  # (B, 3, exec)
+        revenue, quality_sum, served = np.moveaxis(per_job @ served_eo, -2, 0)
+        return Served(executed, remaining, busy, revenue, quality_sum, served)
+
+    def _work(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """serve_batch's work arrays, kept from slot to slot: allocating arrays of this size every
+        slot costs more (page faults) than the arithmetic on them."""
+        if self._work_arrays is None or self._work_arrays[0].shape != shape:
+            self._work_arrays = (np.empty(shape, np.int64), np.empty(shape, np.int64), np.empty(shape))
+        return self._work_arrays

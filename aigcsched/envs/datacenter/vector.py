@@ -1,0 +1,153 @@
+"""`DataCenterVectorEnv`: the `datacenter` problem batched, B episodes (days) stepped together with
+numpy; each slot runs the batched form of every phase over (B, K) arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from aigcsched.envs.datacenter.config import DataCenterConfig, make_config, split_days
+from aigcsched.envs.datacenter.energy import SiteInputs
+from aigcsched.envs.datacenter.env import agent_rewards, agent_spaces, slot_phases
+from aigcsched.envs.datacenter.inputs import episode_inputs, load_traces, renewable_kw
+from aigcsched.envs.datacenter.ledger import BatchLedger
+
+
+class DataCenterVectorEnv:
+    """B episodes of `DataCenterEnv` in one set of arrays: same agents, spaces, rewards and ledger.
+
+    reset(seed) seeds episode i with seed + i, which then draws exactly what
+    `DataCenterEnv(cfg).reset(seed=seed + i)` draws, so it replays that env's episode step for step;
+    reset() without a seed starts each episode's next day from its own random stream. Every episode
+    lasts `episode_slots`, so all end together; there is no autoreset: call reset() again.
+
+    Arrays: observations (B, K, obs_size) float32, actions (B, K, 5) ints (one agent's action as in
+    `DataCenterEnv`), rewards (B, K), terminated and truncated (B,). `ledger`: {field: (B, slots, K)}.
+    `global_state()`: (B, state_size) float32 for a centralized critic (see `state_size`).
+    """
+
+    metadata = {"render_modes": [], "name": "datacenter_vector_v0"}
+
+    def __init__(self, num_envs: int = 1, config: DataCenterConfig | dict | None = None, **overrides: Any):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.cfg = cfg = make_config(config, overrides)
+        self.num_envs = num_envs
+        self.n_agents = k = cfg.n_asps
+        self.possible_agents = [f"asp_{i}" for i in range(k)]
+        self.single_observation_space, self.single_action_space = agent_spaces(cfg)
+        self._traces, self._workload = load_traces(cfg)
+        self._days = split_days(cfg.day_split)
+        self._arrivals, self._service, self._deadlines, self._energy, self._observations = slot_phases(cfg)
+        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self._t = 0
+        self._running = False
+
+    @property
+    def state_size(self) -> int:
+        """Columns of `global_state()`: K blocks of `Observations.state_block`, then one."""
+        return self.n_agents * self._observations.state_block + 1
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        cfg, b, k = self.cfg, self.num_envs, self.n_agents
+        if seed is not None:
+            self._rngs = [np.random.default_rng(seed + i) for i in range(b)]
+        # each episode's draws, in DataCenterEnv.reset's order: the day, then its arrivals
+        days = [cfg.day if cfg.day is not None else int(rng.choice(self._days)) for rng in self._rngs]
+        self.days = np.array(days, dtype=np.int64)
+        inputs = episode_inputs(cfg, self._traces, self._workload, self.days)  # (B, K, T) arrays
+        arrivals = [self._arrivals.draw(rng, rate) for rng, rate in zip(self._rngs, inputs.rate, strict=True)]
+        # slot first, so that a slot's (B, K) inputs are one block
+        self._episode_arrivals = np.stack(arrivals, axis=1)  # (T, B, origin, class)
+        site = (inputs.pue, inputs.renewable_kw, inputs.price, inputs.grid_renewable, inputs.carbon)
+        self._site = np.ascontiguousarray(np.stack(site).transpose(3, 0, 1, 2))  # (T, field, B, K)
+        self._obs_static = self._observations.known_in_advance(inputs)  # (T, B, K, obs_size)
+        self._renewable_ahead = None  # computed by the first global_state()
+        # jobs waiting, (episode, executor, bucket, class, origin), and in transit: see DataCenterEnv.reset
+        n_classes = len(cfg.deadline_slots)
+        self._q = np.zeros((b, k, max(cfg.deadline_slots) + 1, n_classes, k), dtype=np.int64)
+        self._q_flat = self._q.reshape(b, k, -1)  # a view: each executor's queue in serving order
+        self._transit = np.zeros((b, max(cfg.handoff_delay_slots, 1), k, n_classes, k), dtype=np.int64)
+        self._carry = np.zeros((b, k))
+        self._soc = np.tile(np.asarray(cfg.battery_kwh, dtype=np.float64) * cfg.battery_soc_init, (b, 1))
+        self._busy = np.zeros((b, k))
+        self._last_arrivals = np.zeros((b, k), dtype=np.int64)
+        self._utility_sum = np.zeros((b, k))
+        self._t = 0
+        self._ledger = BatchLedger(b, cfg.episode_slots, k)
+        self._running = True
+        self._obs = self._observe()
+        return self._obs, {"day": self.days.copy()}
+
+    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        if not self._running:
+            raise RuntimeError("call reset() before step(), and again after the episodes ended")
+        act = np.asarray(actions, dtype=np.int64)
+        if act.shape != (self.num_envs, self.n_agents, 5):
+            raise ValueError(f"actions must have shape {(self.num_envs, self.n_agents, 5)}, got {act.shape}")
+        utility = self._advance(act)
+        self._utility_sum += utility
+        self._t += 1
+        done = self._t >= self.cfg.episode_slots
+        reward = agent_rewards(self.cfg.reward_mode, utility, self._utility_sum, done)
+        self._running = not done
+        self._obs = self._observe()
+        terminated = np.full(self.num_envs, done)
+        return self._obs, reward, terminated, np.zeros(self.num_envs, dtype=bool), {}
+
+    @property
+    def ledger(self) -> dict[str, np.ndarray]:
+        """The episodes so far: {field: (B, slots, K) array} for each of LEDGER_FIELDS."""
+        return self._ledger.arrays()
+
+    def global_state(self) -> np.ndarray:
+        """(B, state_size) float32: what a centralized critic may see before the next slot. Per
+        provider k, columns k x block .. (k + 1) x block - 1 (block = C + 2F + 9 for C deadline
+        classes and F forecast hours), normalized as in the observation: queue per deadline class
+        (C), late backlog, busy GPU share, battery state of charge, price now and at each forecast
+        hour (1 + F), on-site renewable power, sin and cos of local time, last slot's arrivals, then
+        jobs in transit to k, on-site renewable power at each forecast hour (F). Last column: the
+        share of the episode's slots elapsed."""
+        if self._renewable_ahead is None:
+            self._renewable_ahead = self._renewable_forecast()
+        t = min(self._t, self.cfg.episode_slots - 1)
+        elapsed = self._t / self.cfg.episode_slots
+        return self._observations.global_state(self._obs, self._transit, self._renewable_ahead[t], elapsed)
+
+    def _renewable_forecast(self) -> np.ndarray:
+        """(T, B, K, F) on-site renewable power f hours ahead: that of the slot f hours later, on a
+        grid of slots that runs past the episode's end."""
+        cfg = self.cfg
+        offsets = np.asarray(cfg.forecast_hours, dtype=np.int64) * (60 // cfg.slot_minutes)
+        slots = np.arange(cfg.episode_slots + offsets.max())
+        grid = renewable_kw(cfg, self._traces, self.days[:, None] * 24.0 + slots * (cfg.slot_minutes / 60.0))
+        ahead = np.arange(cfg.episode_slots)[:, None] + offsets  # (T, F)
+        return grid[..., ahead].transpose(2, 0, 1, 3)
+
+    def queued_jobs(self) -> np.ndarray:
+        """(B,) jobs not yet served: waiting at a data center or in transit."""
+        b = self.num_envs
+        return self._q.reshape(b, -1).sum(axis=1) + self._transit.reshape(b, -1).sum(axis=1)
+
+    # --- one slot
+
+    def _advance(self, act: np.ndarray) -> np.ndarray:
+        """Simulate one slot of every episode under actions (B, K, 5); record it; return utility (B, K)."""
+        t, last = self._t, self._t == self.cfg.episode_slots - 1
+        q, transit = self._q, self._transit
+        keep, target, level, battery, cap = np.moveaxis(act, -1, 0)
+        arrived = self._arrivals.route_batch(q, transit, self._episode_arrivals[t], keep, target, t)
+        served = self._service.serve_batch(self._q_flat, level, cap, self._carry)
+        penalty, violations = np.moveaxis(self._deadlines.age(self._q_flat, transit, settle=last), -2, 0)
+        site = SiteInputs(*self._site[t])
+        energy = self._energy.balance_batch(site, served.busy, cap, battery, self._soc)
+        self._busy = served.busy
+        self._last_arrivals = arrived.arrivals
+        queue = self._q_flat.sum(axis=-1) if last else served.remaining
+        return self._ledger.record(arrived, served, penalty, violations, energy, queue, site.price)
+
+    def _observe(self) -> np.ndarray:
+        """Observations of all agents, (B, K, obs_size) float32."""
+        static = self._obs_static[min(self._t, self.cfg.episode_slots - 1)]
+        return self._observations.at_slot_batch(static, self._q_flat, self._busy, self._soc, self._last_arrivals)
