@@ -30,19 +30,196 @@ from aigcsched.envs import EdgeConfig
 torch, nn = try_import_torch()
 
 N_BASIS = 5  # quality, penalty, tardiness, finish time, constant
+# g(t) = sqrt(t + SQRT_EPS) for the sqrt penalty: finite slope at t = 0.
+SQRT_EPS = 1e-12
+
+
+class _PairScores(torch.autograd.Function):
+    """Pair logits from per-server coefficients c (B, J, N_BASIS), already scaled and in feature units:
+        logit(j, s) = c0 Q(s) + c1 g(t) + c2 t + c3 f + c4,  f = m_j + s / c_j,  t = max(0, f - o_t).
+    Q(s), f and 1 are rows over s (c3 f = c3 m_j + (c3 / c_j) s), so only t and g(t) are (B, J, S)
+    tensors; the backward is five sums over s instead of autograd's products with a 5-wide basis."""
+
+    @staticmethod
+    def forward(ctx, coef, busy, cap, due, kind, quality, steps):
+        c_quality, c_penalty, c_tardy, c_finish, c_const = coef.unbind(-1)
+        c_quality, c_penalty, c_tardy, c_finish, c_const = (
+            c[..., None] for c in (c_quality, c_penalty, c_tardy, c_finish, c_const)
+        )
+        # Tardiness as the reference computes it, same rounding (sqrt(t + eps) is steep at t = 0).
+        tardiness = torch.addcdiv(busy, steps, cap).sub_(due).clamp_min_(0.0)
+        logits = torch.addcmul(c_const + c_finish * busy, c_quality, quality)
+        logits.addcmul_(c_finish / cap, steps)
+        # One penalty kind per row: g = t (its weight joins t's), t^2 or sqrt(t + eps).
+        k_linear, k_quadratic, k_sqrt = (kind[..., k, None, None] for k in range(3))
+        logits.addcmul_(c_tardy + c_penalty * k_linear, tardiness)
+        penalties = []
+        if bool(k_quadratic.any()):
+            penalties.append((k_quadratic, tardiness * tardiness))
+        if bool(k_sqrt.any()):
+            penalties.append((k_sqrt, (tardiness + SQRT_EPS).sqrt_()))
+        for k, g in penalties:
+            logits.addcmul_(c_penalty * k, g)
+        ctx.penalties = [k for k, _ in penalties]
+        ctx.save_for_backward(busy, cap, k_linear, quality, steps, tardiness, *[g for _, g in penalties])
+        return logits
+
+    @staticmethod
+    def backward(ctx, grad):
+        busy, cap, k_linear, quality, steps, tardiness, *gs = ctx.saved_tensors
+        total = grad.sum(-1)
+        by_tardy = (grad * tardiness).sum(-1)
+        by_penalty = k_linear[..., 0] * by_tardy
+        for k, g in zip(ctx.penalties, gs, strict=True):
+            by_penalty = by_penalty + k[..., 0] * (grad * g).sum(-1)
+        by_finish = busy[..., 0] * total + (grad @ steps) / cap[..., 0]
+        d_coef = torch.stack([grad @ quality, by_penalty, by_tardy, by_finish, total], dim=-1)
+        return d_coef, None, None, None, None, None, None
+
+
+class _LogProb(torch.autograd.Function):
+    """log q[a] of logits z, with q and log q given: d/dz = onehot(a) - q."""
+
+    @staticmethod
+    def forward(ctx, logits, log_probs, probs, index):
+        ctx.save_for_backward(probs, index)
+        return log_probs.gather(-1, index).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        probs, index = ctx.saved_tensors
+        grad = grad.unsqueeze(-1)
+        return (probs * -grad).scatter_add_(-1, index, grad), None, None, None
+
+
+class _Entropy(torch.autograd.Function):
+    """H = -sum q log q: d/dz = -q (log q + H)."""
+
+    @staticmethod
+    def forward(ctx, logits, log_probs, probs):
+        entropy = -(probs * log_probs).sum(-1)
+        ctx.save_for_backward(log_probs, probs, entropy)
+        return entropy
+
+    @staticmethod
+    def backward(ctx, grad):
+        if not bool(grad.any()):  # PPO's entropy_coeff is 0 by default: nothing to propagate
+            return None, None, None
+        log_probs, probs, entropy = ctx.saved_tensors
+        return probs * (log_probs + entropy.unsqueeze(-1)) * -grad.unsqueeze(-1), None, None
+
+
+class _KL(torch.autograd.Function):
+    """KL(p || q) of given values, differentiated in q's logits z only, over the pairs K that count:
+    d/dz = q sum_K p - p 1_K (torch masks the terms where q underflows to 0 and p does not)."""
+
+    @staticmethod
+    def forward(ctx, logits, p_counted, q, kl):
+        ctx.save_for_backward(p_counted, q)
+        return kl.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        p_counted, q = ctx.saved_tensors
+        d = torch.addcmul(p_counted, q, p_counted.sum(-1, keepdim=True), value=-1.0)
+        return d.mul_(-grad.unsqueeze(-1)), None, None, None
 
 
 def joint_categorical(max_steps: int) -> type[TorchCategorical]:
-    """A categorical over flat pair indices j * max_steps + (s - 1) whose samples are (j, s - 1)."""
+    """A categorical over flat pair indices j * max_steps + (s - 1) whose samples are (j, s - 1).
+
+    Same distribution, samples (for the same seed), logp, entropy and kl as torch's Categorical,
+    with the softmax computed once per distribution: PPO asks for all three over all pairs, and
+    torch normalises, exponentiates and masks for each, and differentiates every step of it."""
 
     class JointServerStepsCategorical(TorchCategorical):
+        def __init__(self, logits=None, probs=None):
+            if logits is None:  # not made by this module; torch's class handles probs
+                super().__init__(logits=logits, probs=probs)
+                return
+            self.logits, self.probs, self._one_hot = logits, None, None
+            self._log_probs = self._probs = self._torch_dist = None
+
+        @property
+        def _dist(self):  # torch's Categorical, only for what is not overridden here
+            if self._torch_dist is None:
+                self._torch_dist = torch.distributions.Categorical(logits=self.logits, validate_args=False)
+            return self._torch_dist
+
+        @_dist.setter
+        def _dist(self, value):
+            self._torch_dist = value
+
+        # q and log q as constants: the Functions above supply their gradients in the logits.
+        def _log_q(self):
+            if self._log_probs is None:
+                with torch.no_grad():
+                    self._log_probs = torch.log_softmax(self.logits.detach(), dim=-1)
+            return self._log_probs
+
+        def _q(self):
+            if self._probs is None:
+                with torch.no_grad():
+                    self._probs = torch.softmax(self.logits.detach(), dim=-1)
+            return self._probs
+
+        def _differentiable(self):
+            return torch.is_grad_enabled() and self.logits.requires_grad
+
         def sample(self, *, sample_shape=()):
-            flat = super().sample(sample_shape=sample_shape)
+            sample_shape = torch.Size(sample_shape or ())
+            if self.probs is not None or sample_shape.numel() != 1:
+                flat = super().sample(sample_shape=sample_shape)
+            else:
+                # Inverse CDF, in float64, with one uniform per row: torch.multinomial draws one
+                # exponential per pair (2,000 per row), the larger part of an env runner's step.
+                with torch.no_grad():
+                    probs = self._q().reshape(-1, self.logits.shape[-1])
+                    if not bool((probs.max() < float("inf")) & (probs.min() >= 0)):  # as torch.multinomial
+                        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+                    cdf = probs.double().cumsum(-1)
+                    u = torch.rand(len(cdf), 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+                    flat = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
+                    flat = flat.reshape(*sample_shape, *self.logits.shape[:-1])
             return torch.stack([flat // max_steps, flat % max_steps], dim=-1)
 
         def logp(self, value, **kwargs):
             value = value.long()
-            return super().logp(value[..., 0] * max_steps + value[..., 1])
+            index = value[..., 0] * max_steps + value[..., 1]
+            if self.probs is not None:
+                return super().logp(index)
+            if not self._differentiable():
+                return self._log_q().gather(-1, index.unsqueeze(-1)).squeeze(-1)
+            return _LogProb.apply(self.logits, self._log_q(), self._q(), index.unsqueeze(-1))
+
+        def entropy(self):
+            if self.probs is not None:
+                return super().entropy()
+            # log_softmax of finite logits is finite: torch's clamp of -inf changes nothing
+            if not self._differentiable():
+                return -(self._q() * self._log_q()).sum(-1)
+            return _Entropy.apply(self.logits, self._log_q(), self._q())
+
+        def kl(self, other):
+            mine = isinstance(other, JointServerStepsCategorical) and self.probs is None and other.probs is None
+            if not mine or self._differentiable():
+                return super().kl(other)
+            p, q = self._q(), other._q()
+            with torch.no_grad():
+                # torch's KL is inf for a row where q underflows to 0 and p does not: it masks those
+                # pairs with inf, and their gradient with 0. For q in [0, 1], ceil q is 0 where q is
+                # 0 and 1 elsewhere: float products, far cheaper than comparisons to bool.
+                counted = p * torch.ceil(q)
+                lost = (p - counted).sum(-1) > 0
+                kl = torch.full_like(lost, float("inf"), dtype=p.dtype)
+                # log p only for the rows with a finite KL: often few, once the policy is sharp
+                rows = (~lost).nonzero().squeeze(-1)
+                if len(rows) == len(lost):
+                    kl = (p * (self._log_q() - other._log_q())).sum(-1)  # 0 where p is 0, as torch's mask
+                elif len(rows):
+                    log_p = torch.log_softmax(self.logits.detach()[rows], dim=-1)
+                    kl[rows] = (p[rows] * (log_p - other._log_q()[rows])).sum(-1)
+            return _KL.apply(other.logits, counted, q, kl)
 
         def to_deterministic(self):
             flat = torch.argmax(self.logits, dim=-1)
@@ -86,6 +263,10 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
         # Quality centred and scaled to about [-1, 1] so that no feature dwarfs the others.
         self.register_buffer("quality_feature", (quality - quality.mean()) / (quality.max() - quality.min()) * 2)
         self.register_buffer("probes", torch.tensor(mc["probe_penalties"], dtype=torch.float32))
+        # Per-basis factors folded into the weights: scale and the units of g / 10, t / 10, f / 30.
+        # Not saved: derived from the model config, so checkpoints keep today's keys.
+        units = torch.tensor([1.0, 1 / 10.0, 1 / 10.0, 1 / 30.0, 1.0], dtype=torch.float32)
+        self.register_buffer("basis_scale", mc["logit_scale"] * units, persistent=False)
         server_in = 4 + 3 + 3  # own (busy, capability, slack, time of 10 steps), kind one-hot, load summary
         self.weights_net = nn.Sequential(
             nn.Linear(server_in, hidden),
@@ -114,31 +295,19 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
         kind = torch.nn.functional.one_hot(torch.argmin((probe[..., None] - self.probes).abs(), dim=-1), 3).float()
         return busy, cap, due_in, kind
 
-    def _logits(self, obs):
+    def _critic_input(self, obs, parts):
+        busy, cap, due_in, kind = parts
+        return torch.cat([busy, cap, due_in[..., None], obs[..., -1:] / 10.0, kind], dim=-1)
+
+    def _logits(self, obs, parts):
+        """logit(j, s) = scale * (w0 Q(s) + w1 g(t) / 10 + w2 t / 10 + w3 f / 30 + w4), f = m_j + s / c_j,
+        t = max(0, f - o_t), without materialising the (B, J, S, 5) basis: the terms in Q(s), f and 1
+        are per-server coefficients times a row over s; only t and g(t) are per pair."""
         J = self.n_servers
-        busy_s, cap = obs[..., :J], obs[..., J : 2 * J]
-        due_s = obs[..., 2 * J]
-        busy, capn, due_in, kind = self._parts(obs)
-        # Exact consequences of each (server, steps) pair, shape (B, J, S).
-        finish = busy_s[..., None] + self.steps / cap[..., None]
-        tardiness = torch.relu(finish - due_s[..., None, None])
-        g = (
-            kind[..., 0, None, None] * tardiness
-            + kind[..., 1, None, None] * tardiness**2
-            + kind[..., 2, None, None] * torch.sqrt(tardiness + 1e-12)
-        )
-        basis = torch.stack(
-            [
-                self.quality_feature.expand_as(finish),
-                g / 10.0,
-                tardiness / 10.0,
-                finish / 30.0,
-                torch.ones_like(finish),
-            ],
-            dim=-1,
-        )
+        busy_s, cap_s, due_s = obs[..., :J, None], obs[..., J : 2 * J, None], obs[..., 2 * J, None, None]
+        busy, capn, due_in, kind = parts
         slack = due_in[..., None] - busy
-        ten_steps = 10.0 / cap  # seconds that 10 steps take on each server
+        ten_steps = 10.0 / cap_s[..., 0]  # seconds that 10 steps take on each server
         load = torch.stack([busy.mean(-1), busy.min(-1).values, busy.max(-1).values], dim=-1)
         server_x = torch.cat(
             [
@@ -148,15 +317,23 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
             ],
             dim=-1,
         )
-        w = self.weights_net(server_x)  # (B, J, N_BASIS)
-        logits = self.model_config["logit_scale"] * (basis * w[..., None, :]).sum(-1)
+        coef = self.weights_net(server_x) * self.basis_scale  # scale and feature units folded in
+        logits = _PairScores.apply(coef, busy_s, cap_s, due_s, kind, self.quality_feature, self.steps)
         return logits.reshape(*logits.shape[:-2], J * self.max_steps)
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        return {Columns.ACTION_DIST_INPUTS: self._logits(batch[Columns.OBS])}
+        obs = batch[Columns.OBS]
+        return {Columns.ACTION_DIST_INPUTS: self._logits(obs, self._parts(obs))}
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        # The critic's input rides along as the embeddings, so that the loss's value call reuses it.
+        obs = batch[Columns.OBS]
+        parts = self._parts(obs)
+        logits = self._logits(obs, parts)
+        return {Columns.ACTION_DIST_INPUTS: logits, Columns.EMBEDDINGS: self._critic_input(obs, parts)}
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None):
-        obs = batch[Columns.OBS]
-        busy, cap, due_in, kind = self._parts(obs)
-        x = torch.cat([busy, cap, due_in[..., None], obs[..., -1:] / 10.0, kind], dim=-1)
-        return self.model_config["value_scale"] * self.critic(x).squeeze(-1)
+        if embeddings is None:
+            obs = batch[Columns.OBS]
+            embeddings = self._critic_input(obs, self._parts(obs))
+        return self.model_config["value_scale"] * self.critic(embeddings).squeeze(-1)
