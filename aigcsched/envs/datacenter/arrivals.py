@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from aigcsched.envs.datacenter.config import DataCenterConfig
+from aigcsched.envs.datacenter.queues import QueueLayout
 
 
 class Arrived(NamedTuple):
@@ -36,6 +37,7 @@ class Arrivals:
         # for route_batch: the same tables as arrays
         self._share_arr = 1.0 - np.asarray(cfg.keep_levels)
         self._others_arr = np.array(self._others, dtype=np.int64).reshape(k, k - 1)
+        self._places = QueueLayout(cfg)
 
     def draw(self, rng: np.random.Generator, rate: np.ndarray) -> np.ndarray:
         """Arrivals of a whole episode, (slot, origin, class), from mean rates (K, T): they do not
@@ -75,25 +77,24 @@ class Arrivals:
         return Arrived([sum(row) for row in arrivals], n_handed, fees, fees_received)
 
     def route_batch(
-        self, q: np.ndarray, transit: np.ndarray, arrivals: np.ndarray, keep: np.ndarray, target: np.ndarray, t: int
+        self, queue: np.ndarray, transit: np.ndarray, arrivals: np.ndarray, keep: np.ndarray, target: np.ndarray, t: int
     ) -> Arrived:
-        """`route` for B episodes at once: q (B, exec, bucket, class, origin), transit (B, delay,
-        exec, class, origin), arrivals (B, origin, class), keep and target (B, K). Arrived holds
-        (B, K) arrays, the same numbers as `route`'s."""
+        """`route` for B episodes at once: queue (B, exec, places) as laid out by `QueueLayout`,
+        transit (B, delay, exec, class, origin), arrivals (B, origin, class), keep and target (B, K).
+        Arrived holds (B, K) arrays, the same numbers as `route`'s."""
         b, k = keep.shape
         envs, sites = np.arange(b)[:, None], np.arange(k)
         handed = (arrivals * self._share_arr[keep][..., None] + 0.5).astype(np.int64)  # int() of a share >= 0
         dest = self._others_arr[sites, target]  # (B, origin)
-        newest, delay = self._newest, self._delay
-        # the newest bucket is empty here (aged last slot): write what arrives into it
-        q[envs, sites, newest, :, sites] = arrivals - handed
-        if delay:
-            ring = transit[:, t % delay]
-            q[:, :, newest - delay] += ring  # jobs sent `delay` slots ago land, aged by their transit
+        newest = self._places.newest.T  # (origin, class); empty here (aged last slot)
+        queue[envs[..., None], sites[:, None], newest] = arrivals - handed
+        if self._delay:
+            ring = transit[:, t % self._delay]  # (B, exec, class, origin)
+            queue[..., self._places.landing.ravel()] += ring.reshape(b, k, -1)  # aged by their transit
             ring[:] = 0
             ring[envs, dest, :, sites] = handed
         else:
-            q[envs, dest, newest, :, sites] = handed
+            queue[envs[..., None], dest[..., None], newest] = handed
 
         # sums over classes with einsum: numpy's reduce is slow on many short rows
         n_handed = np.einsum("...c->...", handed)

@@ -146,7 +146,6 @@ class DataCenterEnv(ParallelEnv):
         # jobs waiting, [executor, bucket, class, origin]: bucket 0 holds late jobs (their penalty
         # paid), bucket 1 + a the jobs of age A - 1 - a slots (oldest first, the serving order)
         self._q = np.zeros((k, max(cfg.deadline_slots) + 1, c, k), dtype=np.int64)
-        self._q_flat = self._q.reshape(k, -1)  # a view: each executor's queue in serving order
         self._transit = np.zeros((max(cfg.handoff_delay_slots, 1), k, c, k), dtype=np.int64)
         self._episode_arrivals = self._arrivals.draw(self._rng, self._inputs.rate).tolist()  # [slot][origin][class]
         self._carry = [0.0] * k  # fraction of a job already processed at each data center
@@ -217,7 +216,7 @@ class DataCenterEnv(ParallelEnv):
         keep, target, level, battery, cap = act.T.tolist()
         arrived = self._arrivals.route(q, transit, self._episode_arrivals[t], keep, target, t)
         served = self._service.serve(q, level, cap, self._carry)
-        penalty, violations = self._deadlines.age(self._q_flat, transit, settle=last).tolist()
+        penalty, violations = self._deadlines.age(q, transit, settle=last)
         site = self._site_inputs[t]
         energy = self._energy.balance(site, served.busy, cap, battery, self._soc)
         self._busy = served.busy

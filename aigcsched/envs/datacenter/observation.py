@@ -9,6 +9,7 @@ import numpy as np
 
 from aigcsched.envs.datacenter.config import DataCenterConfig
 from aigcsched.envs.datacenter.inputs import EpisodeInputs
+from aigcsched.envs.datacenter.queues import QueueLayout
 
 
 class Observations:
@@ -31,10 +32,7 @@ class Observations:
         self._jobs_arr = np.asarray(self._jobs)
         self._gpus_arr = np.asarray(self._gpus)
         self._battery_kwh_arr = np.asarray(self._battery_kwh)
-        # queue position (bucket, class, origin) -> waiting jobs of its class, or late (last column)
-        n_buckets = max(cfg.deadline_slots) + 1
-        column = np.where(np.arange(n_buckets)[:, None] > 0, np.arange(self._n_classes), self._n_classes)
-        self._class_of = np.eye(self._n_classes + 1)[np.repeat(column.ravel(), k)]
+        self._class_of = QueueLayout(cfg).class_of
         self._as_float: np.ndarray | None = None
 
     def known_in_advance(self, inputs: EpisodeInputs) -> np.ndarray:
@@ -79,9 +77,8 @@ class Observations:
     def at_slot_batch(
         self, static: np.ndarray, queue: np.ndarray, busy: np.ndarray, soc_kwh: np.ndarray, arrivals: np.ndarray
     ) -> np.ndarray:
-        """`at_slot` for B episodes at once: static (B, K, obs_size), `queue` (B, exec, bucket x
-        class x origin) each executor's queue flattened in serving order, the rest (B, K); returns
-        (B, K, obs_size), the same numbers as `at_slot`'s."""
+        """`at_slot` for B episodes at once: static (B, K, obs_size), queue (B, exec, places) as laid
+        out by `QueueLayout`, the rest (B, K); returns (B, K, obs_size), the same numbers as `at_slot`'s."""
         b, k = busy.shape
         c, col, norm = self._n_classes, self._col_arrivals, self._jobs_arr
         obs = static.copy()

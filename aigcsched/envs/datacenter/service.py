@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from aigcsched.envs.datacenter.config import DataCenterConfig
+from aigcsched.envs.datacenter.queues import QueueLayout
 
 
 class Served(NamedTuple):
@@ -35,8 +36,7 @@ class Service:
         self._gpus_arr = np.asarray(self._gpus)
         self._gpu_s_arr = np.asarray(self._gpu_s)
         self._per_job_arr = np.stack([cfg.revenue_per_quality * quality, quality, np.ones_like(quality)], axis=1)
-        k, per_exec = cfg.n_asps, (max(cfg.deadline_slots) + 1) * len(cfg.deadline_slots)
-        self._origin_of = np.tile(np.eye(k), (per_exec, 1))  # queue position (bucket, class, origin) -> origin
+        self._origin_of = QueueLayout(cfg).origin_of
         self._work_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def serve(self, q: np.ndarray, level: list, cap: list, carry: list[float]) -> Served:
@@ -71,9 +71,8 @@ class Service:
         return Served(executed, remaining, busy, revenue, quality_sum, served)
 
     def serve_batch(self, queue: np.ndarray, level: np.ndarray, cap: np.ndarray, carry: np.ndarray) -> Served:
-        """`serve` for B episodes at once: `queue` (B, exec, bucket x class x origin) is each
-        executor's queue flattened in serving order, level, cap and carry (B, K); Served holds (B, K)
-        arrays, the same numbers as `serve`'s."""
+        """`serve` for B episodes at once: queue (B, exec, places) as laid out by `QueueLayout`, level,
+        cap and carry (B, K); Served holds (B, K) arrays, the same numbers as `serve`'s."""
         b, k = level.shape
         sites = np.arange(k)
         sec = self._sec_arr[sites, level, cap]

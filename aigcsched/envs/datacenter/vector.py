@@ -12,6 +12,7 @@ from aigcsched.envs.datacenter.energy import SiteInputs
 from aigcsched.envs.datacenter.env import agent_rewards, agent_spaces, slot_phases
 from aigcsched.envs.datacenter.inputs import episode_inputs, load_traces, renewable_kw
 from aigcsched.envs.datacenter.ledger import BatchLedger
+from aigcsched.envs.datacenter.queues import QueueLayout
 
 
 class DataCenterVectorEnv:
@@ -40,6 +41,7 @@ class DataCenterVectorEnv:
         self._traces, self._workload = load_traces(cfg)
         self._days = split_days(cfg.day_split)
         self._arrivals, self._service, self._deadlines, self._energy, self._observations = slot_phases(cfg)
+        self._queue_size = QueueLayout(cfg).size
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._t = 0
         self._running = False
@@ -64,11 +66,9 @@ class DataCenterVectorEnv:
         self._site = np.ascontiguousarray(np.stack(site).transpose(3, 0, 1, 2))  # (T, field, B, K)
         self._obs_static = self._observations.known_in_advance(inputs)  # (T, B, K, obs_size)
         self._renewable_ahead = None  # computed by the first global_state()
-        # jobs waiting, (episode, executor, bucket, class, origin), and in transit: see DataCenterEnv.reset
-        n_classes = len(cfg.deadline_slots)
-        self._q = np.zeros((b, k, max(cfg.deadline_slots) + 1, n_classes, k), dtype=np.int64)
-        self._q_flat = self._q.reshape(b, k, -1)  # a view: each executor's queue in serving order
-        self._transit = np.zeros((b, max(cfg.handoff_delay_slots, 1), k, n_classes, k), dtype=np.int64)
+        # jobs waiting, (episode, executor, place): see QueueLayout; in transit as in DataCenterEnv.reset
+        self._q = np.zeros((b, k, self._queue_size), dtype=np.int64)
+        self._transit = np.zeros((b, max(cfg.handoff_delay_slots, 1), k, len(cfg.deadline_slots), k), dtype=np.int64)
         self._carry = np.zeros((b, k))
         self._soc = np.tile(np.asarray(cfg.battery_kwh, dtype=np.float64) * cfg.battery_soc_init, (b, 1))
         self._busy = np.zeros((b, k))
@@ -138,16 +138,16 @@ class DataCenterVectorEnv:
         q, transit = self._q, self._transit
         keep, target, level, battery, cap = np.moveaxis(act, -1, 0)
         arrived = self._arrivals.route_batch(q, transit, self._episode_arrivals[t], keep, target, t)
-        served = self._service.serve_batch(self._q_flat, level, cap, self._carry)
-        penalty, violations = np.moveaxis(self._deadlines.age(self._q_flat, transit, settle=last), -2, 0)
+        served = self._service.serve_batch(q, level, cap, self._carry)
+        penalty, violations = np.moveaxis(self._deadlines.age_batch(q, transit, settle=last), -2, 0)
         site = SiteInputs(*self._site[t])
         energy = self._energy.balance_batch(site, served.busy, cap, battery, self._soc)
         self._busy = served.busy
         self._last_arrivals = arrived.arrivals
-        queue = self._q_flat.sum(axis=-1) if last else served.remaining
+        queue = q.sum(axis=-1) if last else served.remaining
         return self._ledger.record(arrived, served, penalty, violations, energy, queue, site.price)
 
     def _observe(self) -> np.ndarray:
         """Observations of all agents, (B, K, obs_size) float32."""
         static = self._obs_static[min(self._t, self.cfg.episode_slots - 1)]
-        return self._observations.at_slot_batch(static, self._q_flat, self._busy, self._soc, self._last_arrivals)
+        return self._observations.at_slot_batch(static, self._q, self._busy, self._soc, self._last_arrivals)
