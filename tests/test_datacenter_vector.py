@@ -92,6 +92,21 @@ def test_late_jobs_and_four_providers(delay):
     assert (led["queue"][:, -1].sum(axis=1) == vec.queued_jobs()).all()  # at the end everything left waits
 
 
+@pytest.mark.parametrize(
+    "classes",
+    [
+        # a one-slot class (late unless served on arrival), deadlines out of order
+        {"deadline_slots": (3, 1, 5), "class_mix": (0.3, 0.3, 0.4), "late_penalty": (3e-4, 4e-4, 1e-4)},
+        # two classes and jobs two slots in transit
+        {"deadline_slots": (4, 6), "class_mix": (0.6, 0.4), "late_penalty": (3e-4, 2e-4), "handoff_delay_slots": 2},
+    ],
+)
+def test_other_deadline_classes(classes):
+    config = {"handoff_delay_slots": 0, **classes}
+    vec, _ = play_both(3, seed=4, episode_slots=30, **{**CONGESTED, "n_gpus": (4, 6, 4, 8)}, **config, **EMBEDDED)
+    assert (vec.ledger["violations"].sum(axis=(1, 2)) > 0).all()
+
+
 def test_trace_files_and_a_fixed_day():
     vec, _ = play_both(3, seed=2, episodes=1, data_dir=str(fixture_traces()), day=200, episode_slots=24)
     assert (vec.days == 200).all()
