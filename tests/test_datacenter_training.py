@@ -89,16 +89,22 @@ def test_checkpoint_policy_replays_the_registered_one(per_asp_run):
         resolve_policy(f"checkpoint:{path}", held_out.model_copy(update={"agent_id_in_obs": True}))
 
 
-def test_shared_policy_sees_agent_ids(store):
-    exp = load_experiment(CONFIG, {**TINY, "algorithm.shared_policy": True, "tracking.register_model": False})
+@pytest.mark.parametrize("sampler, module_id", [("agent_slots", "default_policy"), ("multi_agent", "shared")])
+def test_shared_policy_sees_agent_ids_on_either_sampler(store, sampler, module_id):
+    values = {**TINY, "algorithm.shared_policy": True, "resources.sampler": sampler, "tracking.register_model": False}
+    exp = load_experiment(CONFIG, values)
     assert exp.scenario().agent_id_in_obs and exp.evaluation_scenario().day_split == "heldout"
+    assert exp.agent_slots == (sampler == "agent_slots")
     outcome = train(exp)
     m = mlflow.get_run(outcome.run_id).data.metrics
-    assert "learner.shared.vf_loss" in m and not any(k.startswith("learner.asp_") for k in m)
+    prefix = "learner." if module_id == "default_policy" else f"learner.{module_id}."
+    assert f"{prefix}vf_loss" in m and not any(k.startswith("learner.asp_") for k in m)
     assert outcome.model_version is None and "eval.trained.utility" in m
+    # the day's system metrics come from the env's ledger on both samplers
+    assert m["episode_energy_cost"] > 0 and 0 <= m["episode_violation_rate"] <= 1
     path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
     policy = trained_policy.load_policy_dir(path)
-    assert set(policy.agent_module.values()) == {"shared"} and policy.cfg.agent_id_in_obs
+    assert set(policy.agent_module.values()) == {module_id} and policy.cfg.agent_id_in_obs
 
 
 def test_held_out_days_are_disjoint_from_training_days():

@@ -17,6 +17,7 @@ TINY = {
     "env.config.reward_mode": "sparse",
     "resources.num_envs_per_env_runner": 2,
     "algorithm.shared_policy": True,
+    "resources.sampler": "multi_agent",  # the reward model per policy module of RLlib's multi-agent learner
     "algorithm.train_batch_size": 48,
     "algorithm.minibatch_size": 48,
     "algorithm.num_epochs": 1,
@@ -52,3 +53,15 @@ def test_curiosity_peer_method_trains(store):
     m = mlflow.MlflowClient().get_run(outcome.run_id).data.metrics
     assert outcome.iterations == 3 and np.isfinite(m["learner.shared.vf_loss"])
     assert "learner._reward_model_shared.reward_model_loss" not in m
+
+
+def test_diffusion_shaping_on_the_agent_slots_sampler(store):
+    # one slot per (day, provider): each provider's settled utility labels its own steps
+    values = {**TINY, "resources.sampler": "agent_slots", "reward_shaping.kind": "diffusion"}
+    values |= {"reward_shaping.steps": 2, "reward_shaping.width": 8, "reward_shaping.warmup_steps": 12}
+    outcome = train(load_experiment(CONFIG, values))
+    m = mlflow.MlflowClient().get_run(outcome.run_id).data.metrics
+    prefix = "learner._reward_model_default_policy."
+    assert np.isfinite(m[f"{prefix}reward_model_loss"]) and np.isfinite(m["learner.policy_loss"])
+    assert m[f"{prefix}labelled_rows"] == 3 * 4 * 12 * 3  # as on the multi-agent sampler
+    assert m[f"{prefix}shaping_active"] == 1 and np.isfinite(m["episode_utility"])

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+from ray.rllib.core import DEFAULT_MODULE_ID
 
 from aigcsched.platform.config import ConfigError, ExperimentConfig
 from aigcsched.platform.jobs import ARTIFACT_ROOT_ENV
@@ -51,7 +52,7 @@ def iteration_metrics(exp: ExperimentConfig, result: dict, seconds: float, steps
     for key in (*exp.problem.iteration_metrics, RETURN_KEY):
         if _is_number(runners.get(key)):
             metrics[key] = float(runners[key])
-    # a single policy keeps plain `learner.*` names; several policies get `learner.<id>.*`
+    # RLlib's single module keeps plain `learner.*` names; other modules get `learner.<id>.*`
     learners = {
         module_id: {k: v for k, v in results.items() if k in LEARNER_KEYS}
         for module_id, results in result.get("learners", {}).items()
@@ -59,7 +60,7 @@ def iteration_metrics(exp: ExperimentConfig, result: dict, seconds: float, steps
     }
     learners = {module_id: values for module_id, values in learners.items() if values}
     for module_id, values in learners.items():
-        prefix = "learner." if list(learners) == ["default_policy"] else f"learner.{module_id}."
+        prefix = "learner." if module_id == DEFAULT_MODULE_ID else f"learner.{module_id}."
         metrics.update({f"{prefix}{k}": float(v) for k, v in values.items() if _is_number(v)})
     return metrics
 

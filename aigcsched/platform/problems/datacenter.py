@@ -136,6 +136,17 @@ class DataCenterProblem(Problem):
         except DataError as e:  # a trace file named by data_dir is missing or malformed
             raise ConfigError(str(e)) from None
 
+    has_batched_env = True
+
+    def batched_env(self, cfg, num_episodes: int):
+        from aigcsched.envs import DataCenterVectorEnv
+
+        return DataCenterVectorEnv(num_episodes, cfg)
+
+    def batched_episode_metrics(self, env, episode: int) -> dict[str, float]:
+        metrics = episode_metrics({name: values[episode] for name, values in env.ledger.items()}, 0.0)
+        return {key: metrics[key] for key in DAY_METRICS}
+
     def rllib_env(self):
         from aigcsched.envs.rllib_adapter import DataCenterRLlibEnv
         from aigcsched.platform.problems import callbacks
