@@ -35,23 +35,22 @@ SQRT_EPS = 1e-12
 
 
 class _PairScores(torch.autograd.Function):
-    """Pair logits from per-server coefficients c (B, J, N_BASIS), already scaled and in feature units:
+    """Pair logits from per-server coefficients c (..., J, N_BASIS), scaled and in feature units:
         logit(j, s) = c0 Q(s) + c1 g(t) + c2 t + c3 f + c4,  f = m_j + s / c_j,  t = max(0, f - o_t).
-    Q(s), f and 1 are rows over s (c3 f = c3 m_j + (c3 / c_j) s), so only t and g(t) are (B, J, S)
-    tensors; the backward is five sums over s instead of autograd's products with a 5-wide basis."""
+    c0 Q(s) + c3 f + c4 = c4 + c3 m_j + [c0, c3 / c_j] @ [Q(s); s] is one matrix product, so only t
+    and g(t) are (..., J, S) tensors; the backward is five sums over s, where autograd would multiply
+    and reduce a 5-wide basis."""
 
     @staticmethod
-    def forward(ctx, coef, busy, cap, due, kind, quality, steps):
-        c_quality, c_penalty, c_tardy, c_finish, c_const = coef.unbind(-1)
-        c_quality, c_penalty, c_tardy, c_finish, c_const = (
-            c[..., None] for c in (c_quality, c_penalty, c_tardy, c_finish, c_const)
-        )
+    def forward(ctx, coef, busy, cap, due, kind, rows):
+        # busy, cap (..., J, 1); due (..., 1, 1); kind (..., 3) one-hot; rows (2, S) = [Q(s); s]
+        c_quality, c_penalty, c_tardy, c_finish, c_const = (c.unsqueeze(-1) for c in coef.unbind(-1))
         # Tardiness as the reference computes it, same rounding (sqrt(t + eps) is steep at t = 0).
-        tardiness = torch.addcdiv(busy, steps, cap).sub_(due).clamp_min_(0.0)
-        logits = torch.addcmul(c_const + c_finish * busy, c_quality, quality)
-        logits.addcmul_(c_finish / cap, steps)
+        tardiness = torch.addcdiv(busy, rows[1], cap).sub_(due).clamp_min_(0.0)
+        per_pair = torch.cat([c_quality, c_finish / cap], dim=-1).reshape(-1, 2)
+        logits = torch.addmm((c_const + c_finish * busy).reshape(-1, 1), per_pair, rows).view(tardiness.shape)
         # One penalty kind per row: g = t (its weight joins t's), t^2 or sqrt(t + eps).
-        k_linear, k_quadratic, k_sqrt = (kind[..., k, None, None] for k in range(3))
+        k_linear, k_quadratic, k_sqrt = (k[..., None, None] for k in kind.unbind(-1))
         logits.addcmul_(c_tardy + c_penalty * k_linear, tardiness)
         penalties = []
         if bool(k_quadratic.any()):
@@ -60,21 +59,22 @@ class _PairScores(torch.autograd.Function):
             penalties.append((k_sqrt, (tardiness + SQRT_EPS).sqrt_()))
         for k, g in penalties:
             logits.addcmul_(c_penalty * k, g)
-        ctx.penalties = [k for k, _ in penalties]
-        ctx.save_for_backward(busy, cap, k_linear, quality, steps, tardiness, *[g for _, g in penalties])
+        ctx.penalties = [k[..., 0] for k, _ in penalties]
+        ctx.save_for_backward(busy, cap, k_linear, rows, tardiness, *[g for _, g in penalties])
         return logits
 
     @staticmethod
     def backward(ctx, grad):
-        busy, cap, k_linear, quality, steps, tardiness, *gs = ctx.saved_tensors
+        busy, cap, k_linear, rows, tardiness, *gs = ctx.saved_tensors
         total = grad.sum(-1)
-        by_tardy = (grad * tardiness).sum(-1)
+        by_rows = (grad.reshape(-1, grad.shape[-1]) @ rows.T).view(*total.shape, 2)  # sums with Q(s) and s
+        by_tardy = torch.linalg.vecdot(grad, tardiness)
         by_penalty = k_linear[..., 0] * by_tardy
         for k, g in zip(ctx.penalties, gs, strict=True):
-            by_penalty = by_penalty + k[..., 0] * (grad * g).sum(-1)
-        by_finish = busy[..., 0] * total + (grad @ steps) / cap[..., 0]
-        d_coef = torch.stack([grad @ quality, by_penalty, by_tardy, by_finish, total], dim=-1)
-        return d_coef, None, None, None, None, None, None
+            by_penalty = by_penalty + k * torch.linalg.vecdot(grad, g)
+        by_finish = busy[..., 0] * total + by_rows[..., 1] / cap[..., 0]
+        d_coef = torch.stack([by_rows[..., 0], by_penalty, by_tardy, by_finish, total], dim=-1)
+        return d_coef, None, None, None, None, None
 
 
 class _LogProb(torch.autograd.Function):
@@ -111,26 +111,29 @@ class _Entropy(torch.autograd.Function):
 
 class _KL(torch.autograd.Function):
     """KL(p || q) of given values, differentiated in q's logits z only, over the pairs K that count:
-    d/dz = q sum_K p - p 1_K (torch masks the terms where q underflows to 0 and p does not)."""
+    d/dz = q sum_K p - p 1_K. torch leaves out (masks) the pairs where q underflows to 0 and p does
+    not: `lost` holds their p, on rows `rows`."""
 
     @staticmethod
-    def forward(ctx, logits, p_counted, q, kl):
-        ctx.save_for_backward(p_counted, q)
+    def forward(ctx, logits, p, q, kl, rows, lost):
+        ctx.save_for_backward(p, q, rows, lost)
         return kl.clone()
 
     @staticmethod
     def backward(ctx, grad):
-        p_counted, q = ctx.saved_tensors
-        d = torch.addcmul(p_counted, q, p_counted.sum(-1, keepdim=True), value=-1.0)
-        return d.mul_(-grad.unsqueeze(-1)), None, None, None
+        p, q, rows, lost = ctx.saved_tensors
+        counted = p.sum(-1, keepdim=True).index_add_(0, rows, lost.sum(-1, keepdim=True), alpha=-1.0)
+        d = torch.addcmul(p, q, counted, value=-1.0).index_add_(0, rows, lost, alpha=-1.0)  # p_K - q sum_K p
+        return d.mul_(-grad.unsqueeze(-1)), None, None, None, None, None
 
 
 def joint_categorical(max_steps: int) -> type[TorchCategorical]:
     """A categorical over flat pair indices j * max_steps + (s - 1) whose samples are (j, s - 1).
 
-    Same distribution, samples (for the same seed), logp, entropy and kl as torch's Categorical,
-    with the softmax computed once per distribution: PPO asks for all three over all pairs, and
-    torch normalises, exponentiates and masks for each, and differentiates every step of it."""
+    Same distribution, logp, entropy and kl as torch's Categorical (to float rounding), with the
+    softmax computed once per distribution and the gradients in the logits written out: PPO asks
+    for all three over all pairs, and torch normalises, exponentiates and masks for each, and
+    differentiates every step of it."""
 
     class JointServerStepsCategorical(TorchCategorical):
         def __init__(self, logits=None, probs=None):
@@ -171,14 +174,15 @@ def joint_categorical(max_steps: int) -> type[TorchCategorical]:
             if self.probs is not None or sample_shape.numel() != 1:
                 flat = super().sample(sample_shape=sample_shape)
             else:
-                # Inverse CDF, in float64, with one uniform per row: torch.multinomial draws one
-                # exponential per pair (2,000 per row), the larger part of an env runner's step.
+                # Inverse CDF in float64, one uniform per row. torch.multinomial (torch's Categorical)
+                # draws one exponential per pair instead (an exponential race): 2,000 per row, half
+                # of an env runner's step at 64 envs. Same distribution, other draws.
                 with torch.no_grad():
                     probs = self._q().reshape(-1, self.logits.shape[-1])
                     if not bool((probs.max() < float("inf")) & (probs.min() >= 0)):  # as torch.multinomial
                         raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
-                    cdf = probs.double().cumsum(-1)
-                    u = torch.rand(len(cdf), 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+                    cdf = probs.double().cumsum_(-1)
+                    u = torch.rand(len(cdf), 1, dtype=cdf.dtype, device=cdf.device).mul_(cdf[:, -1:])
                     flat = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
                     flat = flat.reshape(*sample_shape, *self.logits.shape[:-1])
             return torch.stack([flat // max_steps, flat % max_steps], dim=-1)
@@ -207,19 +211,22 @@ def joint_categorical(max_steps: int) -> type[TorchCategorical]:
             p, q = self._q(), other._q()
             with torch.no_grad():
                 # torch's KL is inf for a row where q underflows to 0 and p does not: it masks those
-                # pairs with inf, and their gradient with 0. For q in [0, 1], ceil q is 0 where q is
-                # 0 and 1 elsewhere: float products, far cheaper than comparisons to bool.
-                counted = p * torch.ceil(q)
-                lost = (p - counted).sum(-1) > 0
-                kl = torch.full_like(lost, float("inf"), dtype=p.dtype)
-                # log p only for the rows with a finite KL: often few, once the policy is sharp
-                rows = (~lost).nonzero().squeeze(-1)
-                if len(rows) == len(lost):
-                    kl = (p * (self._log_q() - other._log_q())).sum(-1)  # 0 where p is 0, as torch's mask
-                elif len(rows):
-                    log_p = torch.log_softmax(self.logits.detach()[rows], dim=-1)
-                    kl[rows] = (p[rows] * (log_p - other._log_q()[rows])).sum(-1)
-            return _KL.apply(other.logits, counted, q, kl)
+                # pairs with inf, and their gradient with 0. Only rows with a zero q can have such
+                # pairs (a few percent); there ceil q, for q in [0, 1], is 0 where q is 0 and 1
+                # elsewhere: a float product instead of comparisons to bool.
+                rows = (q.amin(-1) == 0).nonzero().squeeze(-1)
+                p_rows = p[rows]
+                lost = p_rows - p_rows * torch.ceil(q[rows])
+                lost_rows = rows[lost.sum(-1) > 0]
+                finite = len(p) - len(lost_rows)
+                if 2 * finite >= len(p):  # p (log p - log q) is 0 where p is 0, as torch's mask makes it
+                    kl = (p * (self._log_q() - other._log_q())).sum(-1).index_fill_(0, lost_rows, float("inf"))
+                else:  # log p only for the rows with a finite KL
+                    kl = torch.full((len(p),), float("inf"), dtype=p.dtype, device=p.device)
+                    keep = torch.ones(len(p), dtype=torch.bool, device=p.device).index_fill_(0, lost_rows, False)
+                    log_p = torch.log_softmax(self.logits.detach()[keep], dim=-1)
+                    kl[keep] = (p[keep] * (log_p - other._log_q()[keep])).sum(-1)
+            return _KL.apply(other.logits, p, q, kl, rows, lost)
 
         def to_deterministic(self):
             flat = torch.argmax(self.logits, dim=-1)
@@ -267,6 +274,7 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
         # Not saved: derived from the model config, so checkpoints keep today's keys.
         units = torch.tensor([1.0, 1 / 10.0, 1 / 10.0, 1 / 30.0, 1.0], dtype=torch.float32)
         self.register_buffer("basis_scale", mc["logit_scale"] * units, persistent=False)
+        self.register_buffer("pair_rows", torch.stack([self.quality_feature, self.steps]), persistent=False)
         server_in = 4 + 3 + 3  # own (busy, capability, slack, time of 10 steps), kind one-hot, load summary
         self.weights_net = nn.Sequential(
             nn.Linear(server_in, hidden),
@@ -318,7 +326,7 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
             dim=-1,
         )
         coef = self.weights_net(server_x) * self.basis_scale  # scale and feature units folded in
-        logits = _PairScores.apply(coef, busy_s, cap_s, due_s, kind, self.quality_feature, self.steps)
+        logits = _PairScores.apply(coef, busy_s, cap_s, due_s, kind, self.pair_rows)
         return logits.reshape(*logits.shape[:-2], J * self.max_steps)
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
