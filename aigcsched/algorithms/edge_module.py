@@ -37,9 +37,9 @@ SQRT_EPS = 1e-12
 class _PairScores(torch.autograd.Function):
     """Pair logits from per-server coefficients c (..., J, N_BASIS), scaled and in feature units:
         logit(j, s) = c0 Q(s) + c1 g(t) + c2 t + c3 f + c4,  f = m_j + s / c_j,  t = max(0, f - o_t).
-    c0 Q(s) + c3 f + c4 = c4 + c3 m_j + [c0, c3 / c_j] @ [Q(s); s] is one matrix product, so only t
-    and g(t) are (..., J, S) tensors; the backward is five sums over s, where autograd would multiply
-    and reduce a 5-wide basis."""
+    c0 Q(s) + c3 f + c4 = c4 + c3 m_j + [c0, c3 / c_j] @ [Q(s); s] is one matrix product, t and g(t)
+    are the only (..., J, S) tensors, g(t) only on the rows of its penalty kind; the backward is five
+    sums over s, where autograd would multiply and reduce a 5-wide basis."""
 
     @staticmethod
     def forward(ctx, coef, busy, cap, due, kind, rows):
@@ -49,29 +49,31 @@ class _PairScores(torch.autograd.Function):
         tardiness = torch.addcdiv(busy, rows[1], cap).sub_(due).clamp_min_(0.0)
         per_pair = torch.cat([c_quality, c_finish / cap], dim=-1).reshape(-1, 2)
         logits = torch.addmm((c_const + c_finish * busy).reshape(-1, 1), per_pair, rows).view(tardiness.shape)
-        # One penalty kind per row: g = t (its weight joins t's), t^2 or sqrt(t + eps).
-        k_linear, k_quadratic, k_sqrt = (k[..., None, None] for k in kind.unbind(-1))
-        logits.addcmul_(c_tardy + c_penalty * k_linear, tardiness)
+        # g = t on linear rows: its weight joins t's
+        logits.addcmul_(c_tardy + c_penalty * kind[..., 0, None, None], tardiness)
+        # g = t^2 or sqrt(t + eps), computed on the rows of that kind only
+        flat_t, flat_logits = tardiness.flatten(0, -3), logits.flatten(0, -3)
+        flat_kind, flat_penalty = kind.reshape(-1, 3), c_penalty.flatten(0, -3)
         penalties = []
-        if bool(k_quadratic.any()):
-            penalties.append((k_quadratic, tardiness * tardiness))
-        if bool(k_sqrt.any()):
-            penalties.append((k_sqrt, (tardiness + SQRT_EPS).sqrt_()))
-        for k, g in penalties:
-            logits.addcmul_(c_penalty * k, g)
-        ctx.penalties = [k[..., 0] for k, _ in penalties]
-        ctx.save_for_backward(busy, cap, k_linear, rows, tardiness, *[g for _, g in penalties])
+        for k, g_of_t in ((1, lambda t: t.mul_(t)), (2, lambda t: t.add_(SQRT_EPS).sqrt_())):
+            index = flat_kind[:, k].nonzero().squeeze(-1)
+            if len(index):
+                g = g_of_t(flat_t.index_select(0, index))
+                flat_logits.index_add_(0, index, g * flat_penalty.index_select(0, index))
+                penalties += [index, g]
+        ctx.save_for_backward(busy, cap, kind, rows, tardiness, *penalties)
         return logits
 
     @staticmethod
     def backward(ctx, grad):
-        busy, cap, k_linear, rows, tardiness, *gs = ctx.saved_tensors
+        busy, cap, kind, rows, tardiness, *penalties = ctx.saved_tensors
         total = grad.sum(-1)
         by_rows = (grad.reshape(-1, grad.shape[-1]) @ rows.T).view(*total.shape, 2)  # sums with Q(s) and s
         by_tardy = torch.linalg.vecdot(grad, tardiness)
-        by_penalty = k_linear[..., 0] * by_tardy
-        for k, g in zip(ctx.penalties, gs, strict=True):
-            by_penalty = by_penalty + k * torch.linalg.vecdot(grad, g)
+        by_penalty = kind[..., 0, None] * by_tardy
+        flat_grad, flat_penalty = grad.flatten(0, -3), by_penalty.view(-1, by_penalty.shape[-1])
+        for index, g in zip(penalties[::2], penalties[1::2], strict=True):
+            flat_penalty.index_add_(0, index, torch.linalg.vecdot(flat_grad.index_select(0, index), g))
         by_finish = busy[..., 0] * total + by_rows[..., 1] / cap[..., 0]
         d_coef = torch.stack([by_rows[..., 0], by_penalty, by_tardy, by_finish, total], dim=-1)
         return d_coef, None, None, None, None, None
