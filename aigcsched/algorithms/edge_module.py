@@ -12,6 +12,13 @@ request, the load on the other servers) shared by all servers. The network learn
 quality against lateness now and capacity later; it is not told the reward's weights.
 
 Needs the observation with capabilities (`observe_capabilities=True`).
+
+Cost: B x J x S pair scores per batch (2,000 per observation), forward and backward, in the
+learner's every minibatch. The terms in Q(s), the finish time and the constant are per-server
+coefficients times a row over s (one matrix product), the penalty is computed on the rows of its
+kind only, and the backward of the scores and of the distribution's logp, entropy and KL is written
+out; see `_PairScores` and `joint_categorical`. The same decisions as the plain formula, to float
+rounding (tests/test_edge_module.py); benchmarks/edge_learner_speed.py times both.
 """
 
 from __future__ import annotations
@@ -221,13 +228,15 @@ def joint_categorical(max_steps: int) -> type[TorchCategorical]:
                 lost = p_rows - p_rows * torch.ceil(q[rows])
                 lost_rows = rows[lost.sum(-1) > 0]
                 finite = len(p) - len(lost_rows)
-                if 2 * finite >= len(p):  # p (log p - log q) is 0 where p is 0, as torch's mask makes it
-                    kl = (p * (self._log_q() - other._log_q())).sum(-1).index_fill_(0, lost_rows, float("inf"))
+                # p (log p - log q), in place on a fresh log p; 0 where p is 0, as torch's mask makes it
+                if 2 * finite >= len(p):
+                    terms = torch.log_softmax(self.logits.detach(), dim=-1).sub_(other._log_q()).mul_(p)
+                    kl = terms.sum(-1).index_fill_(0, lost_rows, float("inf"))
                 else:  # log p only for the rows with a finite KL
                     kl = torch.full((len(p),), float("inf"), dtype=p.dtype, device=p.device)
                     keep = torch.ones(len(p), dtype=torch.bool, device=p.device).index_fill_(0, lost_rows, False)
-                    log_p = torch.log_softmax(self.logits.detach()[keep], dim=-1)
-                    kl[keep] = (p[keep] * (log_p - other._log_q()[keep])).sum(-1)
+                    terms = torch.log_softmax(self.logits.detach()[keep], dim=-1).sub_(other._log_q()[keep])
+                    kl[keep] = terms.mul_(p[keep]).sum(-1)
             return _KL.apply(other.logits, p, q, kl, rows, lost)
 
         def to_deterministic(self):
@@ -276,7 +285,6 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
         # Not saved: derived from the model config, so checkpoints keep today's keys.
         units = torch.tensor([1.0, 1 / 10.0, 1 / 10.0, 1 / 30.0, 1.0], dtype=torch.float32)
         self.register_buffer("basis_scale", mc["logit_scale"] * units, persistent=False)
-        self.register_buffer("pair_rows", torch.stack([self.quality_feature, self.steps]), persistent=False)
         server_in = 4 + 3 + 3  # own (busy, capability, slack, time of 10 steps), kind one-hot, load summary
         self.weights_net = nn.Sequential(
             nn.Linear(server_in, hidden),
@@ -328,7 +336,8 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
             dim=-1,
         )
         coef = self.weights_net(server_x) * self.basis_scale  # scale and feature units folded in
-        logits = _PairScores.apply(coef, busy_s, cap_s, due_s, kind, self.pair_rows)
+        rows = torch.stack([self.quality_feature, self.steps])  # from the buffers a checkpoint sets
+        logits = _PairScores.apply(coef, busy_s, cap_s, due_s, kind, rows)
         return logits.reshape(*logits.shape[:-2], J * self.max_steps)
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
