@@ -7,7 +7,8 @@
     machine is shared: wall times of other processes' load would dominate).
 (b) Whole `algo.train()` iterations of configs/edge_ppo.yaml (with --set overrides), the same config
     with the reference module swapped in, alternated iteration by iteration in one process; env
-    steps/s and RLlib's learner / sampling timers.
+    steps per wall second and per CPU second of this process (which samples and learns: no env
+    runner processes in the project config), and RLlib's learner / sampling timers (smoothed).
 
 The reference is today's module before the speed-up, copied below unchanged but for its name; it is
 here for this comparison only.
@@ -261,17 +262,18 @@ def time_training(overrides: dict, iterations: int, console: Console) -> dict:
     ray.init(address="local", num_cpus=exp.resources.num_cpus, include_dashboard=False, log_to_driver=False)
     try:
         algos = {"reference": ref_config.build_algo(), "new": config.build_algo()}
-        stats = {label: {"wall": [], "steps": [], "learner": [], "sampling": []} for label in algos}
+        stats = {label: {"wall": [], "cpu": [], "steps": [], "learner": [], "sampling": []} for label in algos}
         for i in range(iterations + 1):  # the first iteration of each is a warm-up
             for label, algo in algos.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 result = algo.train()
-                wall = time.perf_counter() - start
+                wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
                 if i == 0:
                     continue
                 timers = result.get("timers", {})
                 s = stats[label]
                 s["wall"].append(wall)
+                s["cpu"].append(cpu)
                 s["steps"].append(result["env_runners"]["num_env_steps_sampled"])
                 # RLlib's timers are smoothed over iterations; good enough for the split
                 s["learner"].append(timers.get("learner_update_timer", float("nan")))
@@ -284,6 +286,7 @@ def time_training(overrides: dict, iterations: int, console: Console) -> dict:
     return {
         label: {
             "steps/s": sum(s["steps"]) / sum(s["wall"]),
+            "steps/cpu-s": sum(s["steps"]) / sum(s["cpu"]),
             "iteration s": statistics.median(s["wall"]),
             "learner s": statistics.median(s["learner"]),
             "sampling s": statistics.median(s["sampling"]),
@@ -321,6 +324,12 @@ def main() -> None:
             f"{ref['steps/s']:,.0f}",
             f"{new['steps/s']:,.0f}",
             f"{new['steps/s'] / ref['steps/s']:.2f}x",
+        )
+        table.add_row(
+            "train() env steps per CPU second",
+            f"{ref['steps/cpu-s']:,.0f}",
+            f"{new['steps/cpu-s']:,.0f}",
+            f"{new['steps/cpu-s'] / ref['steps/cpu-s']:.2f}x",
         )
         for key in ("iteration s", "learner s", "sampling s"):
             table.add_row(
