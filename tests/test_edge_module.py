@@ -4,7 +4,9 @@ The reference below is that module's forward and value head, frozen as functions
 parameters, with torch's Categorical as its distribution (what the module's distribution class
 was). Float tolerance: the new forward sums the same terms in another order, so logits agree to a
 few float32 roundings of the row's largest term, and an argmax may differ only where the reference's
-own top two logits tie to within that.
+own top two logits tie to within that (exact ties at a few steps, where Q(s) is flat in float32).
+The value head is unchanged, bit for bit. Sampling draws from the same distribution with other
+random numbers (an inverse CDF, not torch.multinomial's exponential race): tested statistically.
 """
 
 from __future__ import annotations
@@ -179,6 +181,19 @@ def test_same_logits_argmax_and_values(case, weight_std):
         assert ((ref.amax(-1) - picked) <= 2 * TOL * scale[:, 0]).all()
     # the critic is unchanged: bit for bit
     assert torch.equal(values, ref_values)
+
+
+def test_any_batch_shape():
+    """One observation alone, or a (batch, time) block, scores as the rows of a batch."""
+    cfg = EdgeConfig(observe_capabilities=True, n_servers=4, n_strong=2, max_steps=50)
+    m = build(cfg)
+    obs = observations(cfg)[:24]
+    with torch.no_grad():
+        rows = m.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        single = m.forward_inference({Columns.OBS: obs[5]})[Columns.ACTION_DIST_INPUTS]
+        block = m.forward_inference({Columns.OBS: obs.view(4, 6, -1)})[Columns.ACTION_DIST_INPUTS]
+    torch.testing.assert_close(single, rows[5])
+    torch.testing.assert_close(block, rows.view(4, 6, -1))
 
 
 def test_greedy_action_is_the_argmax_pair(case):

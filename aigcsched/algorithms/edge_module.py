@@ -59,8 +59,9 @@ class _PairScores(torch.autograd.Function):
         # g = t on linear rows: its weight joins t's
         logits.addcmul_(c_tardy + c_penalty * kind[..., 0, None, None], tardiness)
         # g = t^2 or sqrt(t + eps), computed on the rows of that kind only
-        flat_t, flat_logits = tardiness.flatten(0, -3), logits.flatten(0, -3)
-        flat_kind, flat_penalty = kind.reshape(-1, 3), c_penalty.flatten(0, -3)
+        pair_shape = tardiness.shape[-2:]
+        flat_t, flat_logits = tardiness.view(-1, *pair_shape), logits.view(-1, *pair_shape)
+        flat_kind, flat_penalty = kind.reshape(-1, 3), c_penalty.reshape(-1, pair_shape[0], 1)
         penalties = []
         for k, g_of_t in ((1, lambda t: t.mul_(t)), (2, lambda t: t.add_(SQRT_EPS).sqrt_())):
             index = flat_kind[:, k].nonzero().squeeze(-1)
@@ -78,7 +79,7 @@ class _PairScores(torch.autograd.Function):
         by_rows = (grad.reshape(-1, grad.shape[-1]) @ rows.T).view(*total.shape, 2)  # sums with Q(s) and s
         by_tardy = torch.linalg.vecdot(grad, tardiness)
         by_penalty = kind[..., 0, None] * by_tardy
-        flat_grad, flat_penalty = grad.flatten(0, -3), by_penalty.view(-1, by_penalty.shape[-1])
+        flat_grad, flat_penalty = grad.reshape(-1, *grad.shape[-2:]), by_penalty.view(-1, by_penalty.shape[-1])
         for index, g in zip(penalties[::2], penalties[1::2], strict=True):
             flat_penalty.index_add_(0, index, torch.linalg.vecdot(flat_grad.index_select(0, index), g))
         by_finish = busy[..., 0] * total + by_rows[..., 1] / cap[..., 0]
@@ -215,7 +216,7 @@ def joint_categorical(max_steps: int) -> type[TorchCategorical]:
 
         def kl(self, other):
             mine = isinstance(other, JointServerStepsCategorical) and self.probs is None and other.probs is None
-            if not mine or self._differentiable():
+            if not mine or self._differentiable() or self.logits.dim() != 2:  # PPO's case: (B, pairs)
                 return super().kl(other)
             p, q = self._q(), other._q()
             with torch.no_grad():
