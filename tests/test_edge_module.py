@@ -85,7 +85,9 @@ def reference_ppo_loss(m, obs, prev_logits, actions, old_logp):
     flat = actions[..., 0] * m.max_steps + actions[..., 1]
     curr, prev = cat(logits=reference_logits(m, obs)), cat(logits=prev_logits)
     ratio = torch.exp(curr.log_prob(flat) - old_logp)
-    return _loss(ratio, torch.distributions.kl_divergence(prev, curr), curr.entropy(), reference_values(m, obs))
+    # the KL from log-probabilities (finite; torch's Categorical KL is inf where a q underflows)
+    kl = (prev.probs * (torch.log_softmax(prev_logits, -1) - torch.log_softmax(curr.logits, -1))).sum(-1)
+    return _loss(ratio, kl, curr.entropy(), reference_values(m, obs))
 
 
 def _loss(ratio, kl, entropy, values):
@@ -208,8 +210,8 @@ def test_greedy_action_is_the_argmax_pair(case):
 
 @pytest.mark.parametrize("weight_std", [0.3, 2.0])
 def test_same_ppo_loss_and_gradients(case, weight_std):
-    """The loss RLlib's PPO learner computes, with the KL to the sampling weights: its value (inf where
-    torch's Categorical makes it inf) and every parameter's gradient."""
+    """The loss RLlib's PPO learner computes, with the KL to the sampling weights (from
+    log-probabilities): its value and every parameter's gradient."""
     cfg, obs = case
     m = build(cfg, weight_std)
     sampler = build(cfg, weight_std, seed=1)  # other weights: the policy a few updates back
@@ -221,7 +223,6 @@ def test_same_ppo_loss_and_gradients(case, weight_std):
         old_logp = prev.log_prob(flat)
     actions = torch.stack([flat // cfg.max_steps, flat % cfg.max_steps], -1)
 
-    # an inf loss (torch's KL) still has finite gradients: torch masks the inf pairs' gradient
     ref_loss = reference_ppo_loss(m, obs, prev_logits, actions, old_logp)
     m.zero_grad()
     ref_loss.backward()
@@ -230,17 +231,16 @@ def test_same_ppo_loss_and_gradients(case, weight_std):
     new_loss = new_ppo_loss(m, obs, prev_logits, actions, old_logp)
     m.zero_grad()
     new_loss.backward()
-    if torch.isfinite(ref_loss):
-        torch.testing.assert_close(new_loss, ref_loss, rtol=1e-5, atol=1e-5)
-    else:
-        assert new_loss == ref_loss
+    assert torch.isfinite(new_loss)
+    torch.testing.assert_close(new_loss, ref_loss, rtol=1e-5, atol=1e-5)
     for name, p in m.named_parameters():
         ref = ref_grads[name]
         torch.testing.assert_close(p.grad, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max().clamp_min(1e-3)))
 
 
-def test_kl_is_inf_where_torch_makes_it_inf():
-    """torch's Categorical KL is inf for a row where q underflows to 0 and p does not."""
+def test_kl_stays_finite_where_a_probability_underflows():
+    """torch's Categorical KL is inf for a row where q underflows to 0 and p does not; ours is the
+    KL of the log-probabilities, finite, with its gradient."""
     cfg = EdgeConfig(observe_capabilities=True, n_servers=2, n_strong=1, max_steps=3)
     dist = build(cfg).get_train_action_dist_cls()
     p_logits = torch.tensor([[0.0, -50.0, 1.0, 0.0, 2.0, 0.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
@@ -248,9 +248,12 @@ def test_kl_is_inf_where_torch_makes_it_inf():
     q_ref = q_logits.detach().clone().requires_grad_(True)
     kl = dist.from_logits(p_logits).kl(dist.from_logits(q_logits))
     cat = torch.distributions.Categorical
-    ref = torch.distributions.kl_divergence(cat(logits=p_logits), cat(logits=q_ref))
-    assert torch.isinf(kl[0]) and torch.isinf(ref[0])
-    torch.testing.assert_close(kl[1], ref[1])
+    assert torch.isinf(torch.distributions.kl_divergence(cat(logits=p_logits), cat(logits=q_ref.detach()))[0])
+    log_p = torch.log_softmax(p_logits, -1)
+    ref = (log_p.exp() * (log_p - torch.log_softmax(q_ref, -1))).sum(-1)
+    # row 0: p puts e^-50 on the pair where q has e^-200, a contribution of about 150 e^-50
+    assert torch.isfinite(kl).all() and 0 < kl[0] < 1
+    torch.testing.assert_close(kl, ref)
     kl.mean().backward()
     ref.mean().backward()
     torch.testing.assert_close(q_logits.grad, q_ref.grad, rtol=1e-5, atol=1e-6)

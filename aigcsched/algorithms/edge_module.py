@@ -120,21 +120,17 @@ class _Entropy(torch.autograd.Function):
 
 
 class _KL(torch.autograd.Function):
-    """KL(p || q) of given values, differentiated in q's logits z only, over the pairs K that count:
-    d/dz = q sum_K p - p 1_K. torch leaves out (masks) the pairs where q underflows to 0 and p does
-    not: `lost` holds their p, on rows `rows`."""
+    """KL(p || q) of a given value, differentiated in q's logits z only: d/dz = q - p (p sums to 1)."""
 
     @staticmethod
-    def forward(ctx, logits, p, q, kl, rows, lost):
-        ctx.save_for_backward(p, q, rows, lost)
+    def forward(ctx, logits, p, q, kl):
+        ctx.save_for_backward(p, q)
         return kl.clone()
 
     @staticmethod
     def backward(ctx, grad):
-        p, q, rows, lost = ctx.saved_tensors
-        counted = p.sum(-1, keepdim=True).index_add_(0, rows, lost.sum(-1, keepdim=True), alpha=-1.0)
-        d = torch.addcmul(p, q, counted, value=-1.0).index_add_(0, rows, lost, alpha=-1.0)  # p_K - q sum_K p
-        return d.mul_(-grad.unsqueeze(-1)), None, None, None, None, None
+        p, q = ctx.saved_tensors
+        return (q - p).mul_(grad.unsqueeze(-1)), None, None, None
 
 
 def joint_categorical(max_steps: int) -> type[TorchCategorical]:
@@ -218,27 +214,13 @@ def joint_categorical(max_steps: int) -> type[TorchCategorical]:
             mine = isinstance(other, JointServerStepsCategorical) and self.probs is None and other.probs is None
             if not mine or self._differentiable() or self.logits.dim() != 2:  # PPO's case: (B, pairs)
                 return super().kl(other)
-            p, q = self._q(), other._q()
+            # From log-probabilities, finite wherever the logits are: torch's Categorical takes the
+            # log of q, which underflows to 0 for unlikely pairs (2,000 per row), and returned inf,
+            # which PPO read as divergence and answered by raising its KL coefficient every iteration.
+            p = self._q()
             with torch.no_grad():
-                # torch's KL is inf for a row where q underflows to 0 and p does not: it masks those
-                # pairs with inf, and their gradient with 0. Only rows with a zero q can have such
-                # pairs (a few percent); there ceil q, for q in [0, 1], is 0 where q is 0 and 1
-                # elsewhere: a float product instead of comparisons to bool.
-                rows = (q.amin(-1) == 0).nonzero().squeeze(-1)
-                p_rows = p[rows]
-                lost = p_rows - p_rows * torch.ceil(q[rows])
-                lost_rows = rows[lost.sum(-1) > 0]
-                finite = len(p) - len(lost_rows)
-                # p (log p - log q), in place on a fresh log p; 0 where p is 0, as torch's mask makes it
-                if 2 * finite >= len(p):
-                    terms = torch.log_softmax(self.logits.detach(), dim=-1).sub_(other._log_q()).mul_(p)
-                    kl = terms.sum(-1).index_fill_(0, lost_rows, float("inf"))
-                else:  # log p only for the rows with a finite KL
-                    kl = torch.full((len(p),), float("inf"), dtype=p.dtype, device=p.device)
-                    keep = torch.ones(len(p), dtype=torch.bool, device=p.device).index_fill_(0, lost_rows, False)
-                    terms = torch.log_softmax(self.logits.detach()[keep], dim=-1).sub_(other._log_q()[keep])
-                    kl[keep] = terms.mul_(p[keep]).sum(-1)
-            return _KL.apply(other.logits, p, q, kl, rows, lost)
+                kl = (self._log_q() - other._log_q()).mul_(p).sum(-1)
+            return _KL.apply(other.logits, p, other._q(), kl)
 
         def to_deterministic(self):
             flat = torch.argmax(self.logits, dim=-1)
