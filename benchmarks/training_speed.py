@@ -5,7 +5,8 @@ Rows per problem, each with the project's config of that problem:
 - `stock RLlib`: RLlib's default PPO module on the path RLlib would take (the reference);
 - `multi_agent` (mec, datacenter): a shared policy on RLlib's MultiAgentEnvRunner over copies of
   the ParallelEnv (the platform's path before the agent-slots sampler);
-- `agent_slots` (mec, datacenter): the same policy on the batched env, one slot per (episode, agent);
+- `agent_slots` (mec, datacenter): the same policy on the batched env, one slot per (episode, agent),
+  with the config's episodes per runner and with 64;
 - `project` (edge): configs/edge_ppo.yaml as shipped.
 Figures are ratios against the first row of the problem (and against stock RLlib), since machines
 are shared and noisy. With a CUDA device the learner also runs on the GPU (`--gpu`); without one,
@@ -28,6 +29,8 @@ from aigcsched.platform.config import load_experiment
 from aigcsched.platform.rllib_setup import algorithm_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# The batched env pays off with many episodes at once; the same train batch, sampled from 64 of them.
+WIDE = {"resources.num_envs_per_env_runner": 64}
 # The project's config of each problem, with a shared policy where it is multi-agent.
 VARIANTS = {
     "edge": [
@@ -38,6 +41,7 @@ VARIANTS = {
         ("stock RLlib", "mec_ppo.yaml", {"algorithm.module": "default", "resources.sampler": "multi_agent"}),
         ("multi_agent", "mec_ppo.yaml", {"resources.sampler": "multi_agent"}),
         ("agent_slots", "mec_ppo.yaml", {"resources.sampler": "agent_slots"}),
+        ("agent_slots, 64 episodes", "mec_ppo.yaml", {"resources.sampler": "agent_slots", **WIDE}),
     ],
     "datacenter": [
         (
@@ -54,6 +58,16 @@ VARIANTS = {
             "agent_slots",
             "datacenter_ppo.yaml",
             {"algorithm.shared_policy": True, "resources.sampler": "agent_slots", "env.config.data_dir": "embedded"},
+        ),
+        (
+            "agent_slots, 64 episodes",
+            "datacenter_ppo.yaml",
+            {
+                "algorithm.shared_policy": True,
+                "resources.sampler": "agent_slots",
+                "env.config.data_dir": "embedded",
+                **WIDE,
+            },
         ),
     ],
 }

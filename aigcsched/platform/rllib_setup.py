@@ -85,7 +85,8 @@ def _base_config(exp: ExperimentConfig) -> AlgorithmConfig:
     k = exp.slots_per_env_step  # RLlib counts the agent-slots sampler's agent steps as its env steps
     if not alg.off_policy:
         samplers = max(1, exp.resources.num_env_runners)
-        fragment = max(1, alg.train_batch_size // (samplers * exp.resources.num_envs_per_env_runner))
+        # rounded up: RLlib refuses a fragment whose batches fall short of train_batch_size
+        fragment = max(1, -(-alg.train_batch_size // (samplers * exp.resources.num_envs_per_env_runner)))
         return (
             PPOConfig()
             .env_runners(rollout_fragment_length=fragment)
