@@ -17,8 +17,9 @@ from gymnasium.vector.utils import batch_space
 
 
 class AgentSlots(VectorEnv):
-    """B episodes x K agents of a batched multi-agent env (`MECVectorEnv`, `DataCenterVectorEnv`)
-    as B * K slots; all K agents act every step and all episodes end together.
+    """B episodes x K agents of a batched multi-agent env (`MECVectorEnv`, `DataCenterVectorEnv`: they
+    have `num_envs`, `n_agents`, `state_size`, `global_state()`) as B * K slots; all K agents act
+    every step and all episodes end together.
 
     - observation: float32 (obs_size,) of the agent, or (obs_size + state_size,) with `with_state`
     - action: the agent's action space
@@ -36,19 +37,12 @@ class AgentSlots(VectorEnv):
         self.num_envs = self.n_episodes * self.n_agents
         own = env.single_observation_space.shape[0]
         self.obs_size = own
-        self.state_size = self._state_size() if with_state else 0
+        self.state_size = int(env.state_size) if with_state else 0
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (own + self.state_size,), np.float32)
         self.single_action_space = env.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._autoreset = False
-
-    def _state_size(self) -> int:
-        size = getattr(self.env, "state_size", None)
-        if size is None:  # the env knows its state only once reset
-            self.env.reset(seed=0)
-            size = self.env.global_state().shape[-1]
-        return int(size)
 
     def slot(self, index: int) -> tuple[int, int]:
         """(episode, agent) of a slot."""
