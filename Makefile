@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# A short training on 2 cores (registered in ./mlflow.db), then the trained champion against the baselines.
+# A short training on 2 cores (registered in ./mlflow.db), then the version it registered against the
+# baselines (promoted to champion only if it beat them).
 demo: $(STAMP)
 	$(BIN)/aigcsched train configs/edge_ppo.yaml --stop-minutes 3
 	$(BIN)/aigcsched evaluate edge --episodes 10 --seed 100 \
-		-p random -p greedy -p myopic -p models:/aigcsched-edge@champion
+		-p random -p greedy -p myopic -p models:/aigcsched-edge/latest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,7 +34,16 @@ TINY = {
 @pytest.fixture(scope="module")
 def first_run(store):
     exp = load_experiment(CONFIG, {**TINY, "stop": {"iterations": 2}})
-    return exp, train(exp)
+    outcome = train(exp)
+    REGISTERED_TAGS.update(mlflow.MlflowClient().get_model_version("edge-test", outcome.model_version).tags)
+    # Two tiny iterations do not beat myopic, so training did not promote; the tests below serve
+    # and compare the champion, set by hand as a user would (`aigcsched models promote`).
+    if not outcome.promoted:
+        registry.promote("edge-test", outcome.model_version)
+    return exp, outcome
+
+
+REGISTERED_TAGS: dict[str, str] = {}  # version 1's tags as training left them
 
 
 def test_training_logs_metrics_checkpoints_and_registers(first_run):
@@ -54,8 +63,15 @@ def test_training_logs_metrics_checkpoints_and_registers(first_run):
         "checkpoints",
     } <= artifacts
     assert set(outcome.evaluation) == {"trained", "greedy", "myopic"}
-    assert outcome.model_version == "1" and outcome.promoted  # first version becomes champion
-    assert str(registry.champion_version("edge-test").version) == "1"
+    # Registered, but promoted only if it beat the best baseline on the same held-out episodes.
+    trained = outcome.evaluation["trained"]["reward"]
+    best = max(outcome.evaluation[b]["reward"] for b in ("greedy", "myopic"))
+    assert outcome.model_version == "1" and outcome.promoted == (trained > best)
+    if not outcome.promoted:
+        assert "does not beat the best baseline (myopic)" in outcome.promotion_reason
+        assert REGISTERED_TAGS["promotion"] == outcome.promotion_reason
+        # promoted by hand in the fixture: the reason it was not is gone
+        assert "promotion" not in mlflow.MlflowClient().get_model_version("edge-test", "1").tags
 
 
 def test_registered_pyfunc_loads_and_returns_valid_actions(first_run):
@@ -116,13 +132,20 @@ def test_champion_moves_only_on_improvement(first_run):
     # A second version to compete with the champion (version 1).
     with mlflow.start_run():
         v2 = registry.log_policy_model(_policy_dir(first_run), exp.scenario(), name).registered_model_version
+    assert str(registry.resolve_model_version("models:/edge-test/latest").version) == str(v2)
     champion = resolve_policy("models:/edge-test@champion", exp.scenario())
     ev = exp.evaluation
     champion_reward = evaluate_policy(champion, exp.scenario(), ev.episodes, ev.seed).means()["reward"]
     promoted, reason = maybe_promote(name, str(v2), champion_reward, exp)
     assert not promoted and "stays at version 1" in reason
     assert str(registry.champion_version(name).version) == "1"
-    promoted, reason = maybe_promote(name, str(v2), champion_reward + 0.01, exp)
+    # beating the champion is not enough when the version loses to the best baseline
+    promoted, reason = maybe_promote(name, str(v2), champion_reward + 0.01, exp, ("myopic", champion_reward + 0.02))
+    assert not promoted and "does not beat the best baseline (myopic)" in reason
+    assert str(registry.champion_version(name).version) == "1"
+    promoted, reason = maybe_promote(name, str(v2), champion_reward + 0.01, exp, ("myopic", champion_reward + 0.01))
+    assert not promoted  # a tie is not a win
+    promoted, reason = maybe_promote(name, str(v2), champion_reward + 0.01, exp, ("myopic", champion_reward))
     assert promoted and str(registry.champion_version(name).version) == str(v2)
     registry.promote(name, 1)  # manual promotion back
     assert str(registry.champion_version(name).version) == "1"

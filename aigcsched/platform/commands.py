@@ -230,15 +230,16 @@ models_app = typer.Typer(help="The model registry: list versions, promote one to
 
 @models_app.command("list")
 def models_list(name: Annotated[str | None, typer.Argument(help="registered model name (all if omitted)")] = None):
-    """Registered versions with their problem, aliases, training run and held-out score."""
+    """Registered versions with their problem, aliases, training run, held-out score and, for a
+    version training did not promote, why."""
     import mlflow
 
-    from aigcsched.platform.registry import PROBLEM_TAG, version_score
+    from aigcsched.platform.registry import PROBLEM_TAG, PROMOTION_TAG, version_score
 
     client = mlflow.MlflowClient()
     names = [name] if name else [m.name for m in client.search_registered_models()]
     table = Table(title=f"registered models ({mlflow.get_tracking_uri()})")
-    for col in ("name", "version", "problem", "aliases", "run", "held-out score", "created"):
+    for col in ("name", "version", "problem", "aliases", "run", "held-out score", "created", "not promoted"):
         table.add_column(col)
     for n in names:
         model = client.get_registered_model(n) if name else None
@@ -255,9 +256,10 @@ def models_list(name: Annotated[str | None, typer.Argument(help="registered mode
                 (mv.run_id or "")[:8],
                 version_score(mv),
                 created,
+                mv.tags.get(PROMOTION_TAG, ""),
             )
     console = Console()
-    console.width = max(console.width, 140)  # seven columns: the score and run id must not be cut
+    console.width = max(console.width, 180)  # eight columns: the score and run id must not be cut
     console.print(table)
 
 

@@ -1,7 +1,7 @@
 """Turn a `--policy` name into a policy of the scenario's problem.
 
 Names: one of the problem's own policies (its heuristics; `optimum` on edge), a registered model
-(models:/NAME@ALIAS or models:/NAME/VERSION) or a checkpoint (checkpoint:PATH).
+(models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest) or a checkpoint (checkpoint:PATH).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from aigcsched.platform.errors import ConfigError
 from aigcsched.platform.problems import problem_of
 
-TRAINED_FORMS = ("models:/NAME@ALIAS", "models:/NAME/VERSION", "checkpoint:PATH")
+TRAINED_FORMS = ("models:/NAME@ALIAS", "models:/NAME/VERSION", "models:/NAME/latest", "checkpoint:PATH")
 
 
 def known_policies(cfg: BaseModel) -> list[str]:

@@ -1,9 +1,11 @@
 """After training: the held-out evaluation, registration, and the one rule for the `champion` alias.
 
-The rule, for every problem: a new version becomes the champion when there is none, or when its
-held-out score beats the current champion's, the champion evaluated again on the same episodes of
-the same scenario. A champion that does not fit the scenario (another problem, other shapes)
-cannot be compared and stays.
+The rule, for every problem: a new version becomes the champion only when its held-out score
+beats the best baseline of its own evaluation (when the experiment has baselines) and the current
+champion, evaluated again on the same episodes of the same scenario (when there is one). A
+champion that does not fit the scenario (another problem, other shapes) cannot be compared and
+stays. A version that is not promoted carries the reason in its `promotion` tag;
+`aigcsched models promote` is the manual override.
 """
 
 from __future__ import annotations
@@ -81,19 +83,28 @@ def evaluate_and_register(policy: TrainedPolicy, exp: ExperimentConfig, console:
         registry.SEEDS_TAG: f"{ev.seed}+{ev.episodes}",
     }.items():
         client.set_model_version_tag(name, version, key, value)
-    promoted, reason = maybe_promote(name, version, score, exp)
+    baseline = None if versus is None else (versus[0], results[versus[0]][metric])
+    promoted, reason = maybe_promote(name, version, score, exp, baseline)
+    if not promoted:
+        client.set_model_version_tag(name, version, registry.PROMOTION_TAG, reason)
     mlflow.set_tag("aigcsched.model_version", version)
     console.print(f"registered {name} version {version}; {reason}")
     return {**outcome, "version": version, "promoted": promoted, "reason": reason}
 
 
-def maybe_promote(name: str, version: str, score: float, exp: ExperimentConfig) -> tuple[bool, str]:
-    """Move `champion` to `version` when its held-out `score` beats the champion's (see the module doc)."""
+def maybe_promote(
+    name: str, version: str, score: float, exp: ExperimentConfig, baseline: tuple[str, float] | None = None
+) -> tuple[bool, str]:
+    """Move `champion` to `version` when its held-out `score` beats `baseline` (the best baseline's
+    name and score on the same episodes, if any) and the champion's (see the module doc)."""
+    problem, ev, metric = exp.problem, exp.evaluation, exp.problem.score.metric
+    if baseline is not None and not problem.score.better(score, baseline[1]):
+        best, reference = baseline
+        return False, f"not promoted: {metric} {score:.3f} does not beat the best baseline ({best}) {reference:.3f}"
     current = registry.champion_version(name)
     if current is None:
         registry.promote(name, version)
         return True, f"promoted to {registry.CHAMPION} (there was none)"
-    problem, ev, metric = exp.problem, exp.evaluation, exp.problem.score.metric
     stays = f"{registry.CHAMPION} stays at version {current.version}"
     try:
         champion = registry.load_policy(f"models:/{name}/{current.version}")

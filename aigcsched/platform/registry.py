@@ -27,6 +27,7 @@ PROBLEM_TAG = "problem"
 SCORE_TAG = "eval_score"
 METRIC_TAG = "eval_metric"
 SEEDS_TAG = "eval_seeds"
+PROMOTION_TAG = "promotion"  # why a version was not promoted
 
 
 class PolicyModel(mlflow.pyfunc.PythonModel):
@@ -57,19 +58,25 @@ def log_policy_model(policy_dir: str | Path, cfg: BaseModel, model_name: str | N
     )
 
 
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+|latest))$")
 
 
 def resolve_model_version(uri: str) -> Any:
-    """The registry's ModelVersion for models:/NAME@ALIAS or models:/NAME/VERSION."""
+    """The registry's ModelVersion for models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest
+    (the newest version, promoted or not)."""
     m = _URI.match(uri)
     if not m:
-        raise ConfigError(f"expected models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
+        raise ConfigError(f"expected models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest, got {uri!r}")
     client = mlflow.MlflowClient()
     try:
         if m["alias"]:
             return client.get_model_version_by_alias(m["name"], m["alias"])
-        return client.get_model_version(m["name"], m["version"])
+        if m["version"] == "latest":
+            versions = client.search_model_versions(f"name='{m['name']}'")
+            if versions:
+                return max(versions, key=lambda v: int(v.version))
+        else:
+            return client.get_model_version(m["name"], m["version"])
     except MlflowException:
         pass
     store = mlflow.get_tracking_uri()
@@ -82,7 +89,7 @@ def resolve_model_version(uri: str) -> Any:
 
 
 def load_policy(uri: str) -> TrainedPolicy:
-    """A registered policy (models:/NAME@ALIAS or models:/NAME/VERSION) ready to act."""
+    """A registered policy (models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest) ready to act."""
     mv = resolve_model_version(uri)
     m = _URI.match(uri)
     try:
@@ -108,10 +115,12 @@ def champion_version(name: str) -> Any | None:
 def promote(name: str, version: str | int) -> None:
     client = mlflow.MlflowClient()
     try:
-        client.get_model_version(name, str(version))
+        mv = client.get_model_version(name, str(version))
     except MlflowException:
         raise ModelNotFoundError(f"model {name!r} has no version {version}") from None
     client.set_registered_model_alias(name, CHAMPION, str(version))
+    if PROMOTION_TAG in (mv.tags or {}):  # why training did not promote it: overridden now
+        client.delete_model_version_tag(name, str(version), PROMOTION_TAG)
 
 
 def version_score(mv: Any) -> str:
