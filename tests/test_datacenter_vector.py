@@ -74,8 +74,9 @@ def play_both(num_envs: int, seed: int, episodes: int = 2, **config):
     [
         (3, {"episode_slots": 24, "reward_mode": "dense", "handoff_delay_slots": 1}),
         (4, {"episode_slots": 24, "reward_mode": "sparse", "agent_id_in_obs": True, "handoff_delay_slots": 0}),
-        (5, {"episode_slots": 24, "reward_mode": "team", "handoff_delay_slots": 1}),
-        (6, {"reward_mode": "dense", "agent_id_in_obs": True, "handoff_delay_slots": 1}),  # a whole day
+        (5, {"episode_slots": 24, "reward_mode": "team", "handoff_delay_slots": 1, "observe_lookahead": True}),
+        # a whole day, with both optional blocks
+        (6, {"reward_mode": "dense", "agent_id_in_obs": True, "handoff_delay_slots": 1, "observe_lookahead": True}),
         (3, {"reward_mode": "sparse", "handoff_delay_slots": 0, "day_split": "heldout"}),
         (4, {"reward_mode": "team", "agent_id_in_obs": True, "day_split": "train"}),
     ],
@@ -84,9 +85,10 @@ def test_batched_episodes_equal_single_envs(num_envs, config):
     play_both(num_envs, seed=7, **EMBEDDED, **config)
 
 
-@pytest.mark.parametrize("delay", [0, 1])
-def test_late_jobs_and_four_providers(delay):
-    vec, _ = play_both(3, seed=1, episode_slots=40, handoff_delay_slots=delay, **CONGESTED, **EMBEDDED)
+@pytest.mark.parametrize("delay, lookahead", [(0, False), (1, True)])
+def test_late_jobs_and_four_providers(delay, lookahead):
+    config = {"handoff_delay_slots": delay, "observe_lookahead": lookahead}
+    vec, _ = play_both(3, seed=1, episode_slots=40, **config, **CONGESTED, **EMBEDDED)
     led = vec.ledger
     assert (led["violations"].sum(axis=(1, 2)) > 0).all() and (led["handed_out"].sum(axis=(1, 2)) > 0).all()
     assert (led["queue"][:, -1].sum(axis=1) == vec.queued_jobs()).all()  # at the end everything left waits
@@ -102,7 +104,7 @@ def test_late_jobs_and_four_providers(delay):
     ],
 )
 def test_other_deadline_classes(classes):
-    config = {"handoff_delay_slots": 0, **classes}
+    config = {"handoff_delay_slots": 0, "observe_lookahead": True, **classes}
     vec, _ = play_both(3, seed=4, episode_slots=30, **{**CONGESTED, "n_gpus": (4, 6, 4, 8)}, **config, **EMBEDDED)
     assert (vec.ledger["violations"].sum(axis=(1, 2)) > 0).all()
 

@@ -2,7 +2,9 @@
 
 Each policy maps (observations by agent, DataCenterState) to actions by agent; an action is
 (keep level, hand-off target among the others, step level, battery, power cap) as in
-`DataCenterEnv`. All of them run the GPUs at full power.
+`DataCenterEnv`. All of them run the GPUs at full power. The per-state computations they share
+(steps that clear the load, hand-off plan, battery arbitrage) live in the env's `lookahead`, which
+also offers the `combined` policy's action as observation features.
 """
 
 from __future__ import annotations
@@ -12,10 +14,18 @@ from collections.abc import Callable
 import numpy as np
 
 from aigcsched.envs.datacenter import DataCenterConfig, DataCenterState
+from aigcsched.envs.datacenter.lookahead import (  # the battery commands too, for callers of this module
+    CHARGE,  # noqa: F401
+    DISCHARGE,  # noqa: F401
+    IDLE,
+    arbitrage,
+    full_power,
+    handoff_plan,
+    keep_all,
+    most_steps_that_clear,
+)
 
 DataCenterPolicy = Callable[[dict, DataCenterState], dict]
-
-DISCHARGE, IDLE, CHARGE = 0, 1, 2
 
 
 def _agents(cfg: DataCenterConfig) -> list[str]:
@@ -23,64 +33,17 @@ def _agents(cfg: DataCenterConfig) -> list[str]:
 
 
 def _actions(cfg: DataCenterConfig, keep, target, level, battery) -> dict:
-    full_power = int(np.argmax(cfg.power_cap_levels))
     k = cfg.n_asps
     cols = [np.broadcast_to(np.asarray(x, dtype=np.int64), (k,)) for x in (keep, target, level, battery)]
-    act = np.stack([*cols, np.full(k, full_power)], axis=1)
+    act = np.stack([*cols, np.full(k, full_power(cfg))], axis=1)
     return dict(zip(_agents(cfg), act, strict=True))
-
-
-def most_steps_that_clear(state: DataCenterState) -> np.ndarray:
-    """Per data center: the highest step level whose capacity covers the queue plus this slot's
-    expected arrivals; the lowest level when none does."""
-    load = state.queue + state.expected_arrivals
-    fits = state.capacity >= load[:, None]  # (K, S); capacity falls with the level
-    return np.where(fits.any(axis=1), fits.shape[1] - 1 - np.argmax(fits[:, ::-1], axis=1), 0)
-
-
-def _keep_all(cfg: DataCenterConfig) -> int:
-    return int(np.argmax(cfg.keep_levels))
-
-
-def handoff_plan(cfg: DataCenterConfig, state: DataCenterState, level: int) -> tuple[np.ndarray, np.ndarray]:
-    """(keep level, target) per provider: a provider whose queue plus expected arrivals exceed its
-    capacity at `level` hands the excess (rounded up to a keep level) to the other provider with
-    the lowest marginal cost per job (energy at its price plus the fee) that has room to spare;
-    nobody hands off when no one has room."""
-    k = cfg.n_asps
-    load = state.queue + state.expected_arrivals
-    room = state.capacity[:, level] - load
-    marginal = state.kwh_per_job[:, level] * state.price / 1000.0 + state.handoff_fee
-    keep_levels = np.asarray(cfg.keep_levels)
-    keep = np.full(k, _keep_all(cfg))
-    target = np.zeros(k, dtype=np.int64)
-    for i in range(k):
-        if room[i] >= 0 or state.expected_arrivals[i] <= 0:
-            continue
-        others = [j for j in range(k) if j != i]
-        candidates = [j for j in others if room[j] > 0]
-        if not candidates:
-            continue
-        best = min(candidates, key=lambda j: marginal[j])
-        share = min(1.0, -room[i] / state.expected_arrivals[i], room[best] / state.expected_arrivals[i])
-        # the largest keep share that still hands off at least `share`
-        ok = np.flatnonzero(1.0 - keep_levels >= share - 1e-9)
-        keep[i] = ok[np.argmax(keep_levels[ok])] if ok.size else int(np.argmin(keep_levels))
-        target[i] = others.index(best)
-    return keep, target
-
-
-def arbitrage(state: DataCenterState) -> np.ndarray:
-    """Battery: charge below the day's median price, discharge above it, idle at it."""
-    median = np.median(state.day_prices, axis=1)
-    return np.where(state.price < median, CHARGE, np.where(state.price > median, DISCHARGE, IDLE))
 
 
 def local_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
     """Keep every job, run the most steps that clear the queue, leave the battery idle."""
 
     def act(obs: dict, state: DataCenterState) -> dict:
-        return _actions(cfg, _keep_all(cfg), 0, most_steps_that_clear(state), IDLE)
+        return _actions(cfg, keep_all(cfg), 0, most_steps_that_clear(state), IDLE)
 
     return act
 
@@ -101,7 +64,7 @@ def arbitrage_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
     """Local scheduling, battery arbitrage around the day's median price."""
 
     def act(obs: dict, state: DataCenterState) -> dict:
-        return _actions(cfg, _keep_all(cfg), 0, most_steps_that_clear(state), arbitrage(state))
+        return _actions(cfg, keep_all(cfg), 0, most_steps_that_clear(state), arbitrage(state))
 
     return act
 
@@ -120,7 +83,7 @@ def combined_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
 def random_policy(cfg: DataCenterConfig, seed: int | None = None) -> DataCenterPolicy:
     """Every action component uniformly at random."""
     rng = np.random.default_rng(seed)
-    nvec = np.array([len(cfg.keep_levels), cfg.n_asps - 1, len(cfg.step_levels), 3, len(cfg.power_cap_levels)])
+    nvec = np.array(cfg.action_nvec)
 
     def act(obs: dict, state: DataCenterState) -> dict:
         return dict(zip(_agents(cfg), rng.integers(0, nvec, size=(cfg.n_asps, len(nvec))), strict=True))

@@ -9,7 +9,8 @@ Every constant is a field of `DataCenterConfig`, with its source in a comment.
 Modules: `config` (the scenario), `inputs` (traces and each episode's per-slot inputs), the slot's
 phases `arrivals` (with hand-offs), `service`, `deadlines`, `energy`, then `ledger`, and
 `observation`; `env` runs them as a PettingZoo ParallelEnv, `vector` runs B episodes at once with numpy
-(their queues laid out by `queues`).
+(their queues laid out by `queues`). `lookahead` holds the reference heuristics' per-state plan,
+optionally observed (`observe_lookahead`).
 """
 
 from aigcsched.envs.datacenter.config import (

@@ -137,6 +137,10 @@ class DataCenterConfig(BaseModel):
     forecast_hours: tuple[int, ...] = Field((1, 2, 4), description="price forecast offsets in the observation")
     # One policy shared by all providers needs to know whose data center it acts for.
     agent_id_in_obs: bool = Field(False, description="append a one-hot of the agent's index to its observation")
+    # Prior logits for a residual policy: the heuristic's plan as look-ahead features.
+    observe_lookahead: bool = Field(
+        False, description="append the combined heuristic's action, one-hot per action branch, to each observation"
+    )
     reward_mode: Literal["dense", "sparse", "team"] = Field(
         "dense",
         description="dense: utility per slot; sparse: the episode's utility at its end; team: system's",
@@ -199,8 +203,20 @@ class DataCenterConfig(BaseModel):
         return len(self.regions)
 
     @property
+    def action_nvec(self) -> tuple[int, ...]:
+        """Choices per branch of an agent's action: keep level, target, step level, battery, power cap."""
+        return (
+            len(self.keep_levels),
+            self.n_asps - 1,
+            len(self.step_levels),
+            len(BATTERY_ACTIONS),
+            len(self.power_cap_levels),
+        )
+
+    @property
     def obs_size(self) -> int:
         extra = self.n_asps if self.agent_id_in_obs else 0
+        extra += sum(self.action_nvec) if self.observe_lookahead else 0
         return len(self.deadline_slots) + 8 + len(self.forecast_hours) + 2 * (self.n_asps - 1) + extra
 
     def quality(self) -> np.ndarray:

@@ -10,18 +10,20 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from aigcsched.envs.datacenter.arrivals import Arrivals
-from aigcsched.envs.datacenter.config import BATTERY_ACTIONS, DataCenterConfig, make_config, split_days
+from aigcsched.envs.datacenter.config import DataCenterConfig, make_config, split_days
 from aigcsched.envs.datacenter.deadlines import Deadlines
 from aigcsched.envs.datacenter.energy import EnergyBalance, per_slot
 from aigcsched.envs.datacenter.inputs import episode_inputs, load_traces
 from aigcsched.envs.datacenter.ledger import Ledger
+from aigcsched.envs.datacenter.lookahead import plan_one_hot
 from aigcsched.envs.datacenter.observation import Observations
 from aigcsched.envs.datacenter.service import Service
 
 
 class DataCenterState(NamedTuple):
     """What a coordinator with full knowledge sees before a slot (for heuristics). Arrays over
-    providers k; prices in USD/MWh."""
+    providers k (from `DataCenterVectorEnv.state()`, with the axis of episodes in front); prices in
+    USD/MWh."""
 
     slot: int
     queue: np.ndarray  # (K,) jobs waiting at each data center (late ones included)
@@ -37,10 +39,17 @@ class DataCenterState(NamedTuple):
 def agent_spaces(cfg: DataCenterConfig) -> tuple[spaces.Box, spaces.MultiDiscrete]:
     """One agent's (observation space, action space); every agent has the same."""
     obs = spaces.Box(-np.inf, np.inf, shape=(cfg.obs_size,), dtype=np.float32)
-    act = spaces.MultiDiscrete(
-        [len(cfg.keep_levels), cfg.n_asps - 1, len(cfg.step_levels), len(BATTERY_ACTIONS), len(cfg.power_cap_levels)]
-    )
-    return obs, act
+    return obs, spaces.MultiDiscrete(list(cfg.action_nvec))
+
+
+def per_job_at_full_power(cfg: DataCenterConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(capacity, kWh per job at PUE 1), (K, S) each, at each step level and full power: the
+    constant parts of `DataCenterState`'s capacity and kwh_per_job."""
+    k = cfg.n_asps
+    sec_per_job = cfg.seconds_per_job()[:, :, int(np.argmax(cfg.power_cap_levels))]
+    gpu_s = np.asarray(cfg.n_gpus, dtype=np.float64) * (cfg.slot_minutes * 60.0)
+    it_kw_per_job = (np.asarray(cfg.gpu_power_w)[:, None] + np.full(k, cfg.host_power_w)[:, None]) / 1000.0
+    return gpu_s[:, None] / sec_per_job, it_kw_per_job * sec_per_job / 3600.0
 
 
 def slot_phases(cfg: DataCenterConfig) -> tuple[Arrivals, Service, Deadlines, EnergyBalance, Observations]:
@@ -94,7 +103,9 @@ class DataCenterEnv(ParallelEnv):
     last slot's arrivals (over capacity), the other providers' queues (over their capacity) and
     prices (/ 100).
 
-    With `agent_id_in_obs`, a one-hot of the agent's index follows (for one shared policy).
+    With `agent_id_in_obs`, a one-hot of the agent's index follows (for one shared policy). With
+    `observe_lookahead`, the last sum(nvec) entries are the `combined` heuristic's action for the
+    agent in this state, a one-hot per action branch in branch order (see `lookahead`).
 
     Start: day drawn from the seed among the days of `day_split` unless `day` is set, then the
     day's arrivals (they do not depend on actions); queues empty; batteries at soc_init.
@@ -118,10 +129,7 @@ class DataCenterEnv(ParallelEnv):
         self._traces, self._workload = load_traces(cfg)
         self._days = split_days(cfg.day_split)
         self._arrivals, self._service, self._deadlines, self._energy, self._observations = slot_phases(cfg)
-        # for state(): full-power seconds per job and IT power per busy GPU
-        self._sec_per_job = cfg.seconds_per_job()[:, :, int(np.argmax(cfg.power_cap_levels))]
-        self._gpu_s = np.asarray(cfg.n_gpus, dtype=np.float64) * (cfg.slot_minutes * 60.0)
-        self._it_kw_per_job = (np.asarray(cfg.gpu_power_w)[:, None] + np.full(k, cfg.host_power_w)[:, None]) / 1000.0
+        self._capacity, self._kwh_per_job = per_job_at_full_power(cfg)  # for state()
         self._battery_kwh = np.maximum(np.asarray(cfg.battery_kwh, dtype=np.float64), 1e-12)
         self._rng = np.random.default_rng()
         self._ledger = Ledger(k)
@@ -190,13 +198,13 @@ class DataCenterEnv(ParallelEnv):
     def state(self) -> DataCenterState:
         """Full-knowledge view before the next slot (for heuristics)."""
         cfg, t = self.cfg, min(self._t, self.cfg.episode_slots - 1)
-        inp, spj = self._inputs, self._sec_per_job
+        inp = self._inputs
         return DataCenterState(
             slot=self._t,
             queue=self._q.sum(axis=(1, 2, 3)),
             expected_arrivals=inp.rate[:, t].copy(),
-            capacity=self._gpu_s[:, None] / spj,
-            kwh_per_job=self._it_kw_per_job * spj / 3600.0 * inp.pue[:, t, None],
+            capacity=self._capacity.copy(),
+            kwh_per_job=self._kwh_per_job * inp.pue[:, t, None],
             price=inp.price[:, t].copy(),
             day_prices=inp.day_prices.copy(),
             soc=np.array(self._soc) / self._battery_kwh,
@@ -227,4 +235,7 @@ class DataCenterEnv(ParallelEnv):
     def _observe(self) -> np.ndarray:
         """Observations of all agents, (K, obs_size) float32."""
         static = self._obs_static[min(self._t, self.cfg.episode_slots - 1)]
-        return self._observations.at_slot(static, self._q, self._busy, self._soc, self._last_arrivals)
+        obs = self._observations.at_slot(static, self._q, self._busy, self._soc, self._last_arrivals)
+        if self.cfg.observe_lookahead:  # the plan for the state the agents now decide on
+            obs[:, obs.shape[1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, self.state())
+        return obs

@@ -1,7 +1,9 @@
 """The agents' observations, float32 rows of `obs_size` columns: own queue per deadline class, own
 late backlog, busy GPU share, battery state of charge | price now and ahead, on-site renewable
 power, sin and cos of the local time | last slot's arrivals | the others' queues | the others'
-prices | (optional) one-hot of the agent. Columns known in advance are computed once per episode."""
+prices | (optional) one-hot of the agent | (optional, `observe_lookahead`) the combined heuristic's
+action, one-hot per action branch, filled in by the envs (see `lookahead`). Columns known in
+advance are computed once per episode."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ class Observations:
         static[..., c1 - 1] = np.cos(2 * np.pi * inputs.local_hour / 24).transpose(slot_first)
         static[..., c1 + k : c1 + 2 * k - 1] = price[..., self._others]
         if cfg.agent_id_in_obs:
-            static[..., c1 + 2 * k - 1 :] = np.eye(k, dtype=np.float32)
+            static[..., c1 + 2 * k - 1 : c1 + 3 * k - 1] = np.eye(k, dtype=np.float32)
         return static
 
     def at_slot(

@@ -9,9 +9,16 @@ import numpy as np
 
 from aigcsched.envs.datacenter.config import DataCenterConfig, make_config, split_days
 from aigcsched.envs.datacenter.energy import SiteInputs
-from aigcsched.envs.datacenter.env import agent_rewards, agent_spaces, slot_phases
+from aigcsched.envs.datacenter.env import (
+    DataCenterState,
+    agent_rewards,
+    agent_spaces,
+    per_job_at_full_power,
+    slot_phases,
+)
 from aigcsched.envs.datacenter.inputs import episode_inputs, load_traces, renewable_kw
 from aigcsched.envs.datacenter.ledger import BatchLedger
+from aigcsched.envs.datacenter.lookahead import plan_one_hot, price_arbitrage
 from aigcsched.envs.datacenter.queues import QueueLayout
 
 
@@ -26,6 +33,7 @@ class DataCenterVectorEnv:
     Arrays: observations (B, K, obs_size) float32, actions (B, K, 5) ints (one agent's action as in
     `DataCenterEnv`), rewards (B, K), terminated and truncated (B,). `ledger`: {field: (B, slots, K)}.
     `global_state()`: (B, state_size) float32 for a centralized critic (see `state_size`).
+    `state()`: `DataCenterEnv.state()` of every episode, as one DataCenterState of (B, K) arrays.
     """
 
     metadata = {"render_modes": [], "name": "datacenter_vector_v0"}
@@ -42,6 +50,8 @@ class DataCenterVectorEnv:
         self._days = split_days(cfg.day_split)
         self._arrivals, self._service, self._deadlines, self._energy, self._observations = slot_phases(cfg)
         self._queue_size = QueueLayout(cfg).size
+        self._capacity, self._kwh_per_job = per_job_at_full_power(cfg)  # for state()
+        self._battery_kwh = np.maximum(np.asarray(cfg.battery_kwh, dtype=np.float64), 1e-12)
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._t = 0
         self._running = False
@@ -65,6 +75,10 @@ class DataCenterVectorEnv:
         site = (inputs.pue, inputs.renewable_kw, inputs.price, inputs.grid_renewable, inputs.carbon)
         self._site = np.ascontiguousarray(np.stack(site).transpose(3, 0, 1, 2))  # (T, field, B, K)
         self._obs_static = self._observations.known_in_advance(inputs)  # (T, B, K, obs_size)
+        self._rate = np.ascontiguousarray(inputs.rate.transpose(2, 0, 1))  # (T, B, K), for state()
+        self._day_prices = inputs.day_prices  # (B, K, 24)
+        if cfg.observe_lookahead:  # the plan's battery needs no state: every slot's, once
+            self._battery_plan = price_arbitrage(self._site[:, 2], self._day_prices)  # (T, B, K)
         self._renewable_ahead = None  # computed by the first global_state()
         # jobs waiting, (episode, executor, place): see QueueLayout; in transit as in DataCenterEnv.reset
         self._q = np.zeros((b, k, self._queue_size), dtype=np.int64)
@@ -115,6 +129,33 @@ class DataCenterVectorEnv:
         elapsed = self._t / self.cfg.episode_slots
         return self._observations.global_state(self._obs, self._transit, self._renewable_ahead[t], elapsed)
 
+    def state(self) -> DataCenterState:
+        """Full-knowledge view of every episode before the next slot (for heuristics):
+        `DataCenterEnv.state()`'s fields with the axis of episodes in front, (B, K) and (B, K, S)."""
+        view = self._state()
+        return view._replace(
+            expected_arrivals=view.expected_arrivals.copy(),
+            capacity=np.broadcast_to(view.capacity, view.kwh_per_job.shape).copy(),
+            price=view.price.copy(),
+            day_prices=view.day_prices.copy(),
+        )
+
+    def _state(self) -> DataCenterState:
+        """`state()` with views of the env's arrays and capacity (K, S), the same for every episode."""
+        t = min(self._t, self.cfg.episode_slots - 1)
+        site = self._site[t]
+        return DataCenterState(
+            slot=self._t,
+            queue=self._q.sum(axis=-1),
+            expected_arrivals=self._rate[t],
+            capacity=self._capacity,
+            kwh_per_job=self._kwh_per_job * site[0][..., None],  # x PUE
+            price=site[2],
+            day_prices=self._day_prices,
+            soc=self._soc / self._battery_kwh,
+            handoff_fee=self.cfg.handoff_fee,
+        )
+
     def _renewable_forecast(self) -> np.ndarray:
         """(T, B, K, F) on-site renewable power f hours ahead: that of the slot f hours later, on a
         grid of slots that runs past the episode's end."""
@@ -150,4 +191,8 @@ class DataCenterVectorEnv:
     def _observe(self) -> np.ndarray:
         """Observations of all agents, (B, K, obs_size) float32."""
         static = self._obs_static[min(self._t, self.cfg.episode_slots - 1)]
-        return self._observations.at_slot_batch(static, self._q, self._busy, self._soc, self._last_arrivals)
+        obs = self._observations.at_slot_batch(static, self._q, self._busy, self._soc, self._last_arrivals)
+        if self.cfg.observe_lookahead:  # the plan for the state the agents now decide on
+            battery = self._battery_plan[min(self._t, self.cfg.episode_slots - 1)]
+            obs[..., obs.shape[-1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, self._state(), battery)
+        return obs

@@ -1,0 +1,102 @@
+"""Look-ahead quantities of a `DataCenterState`: what a coordinator who knows this slot's expected
+load and prices would do. Which step level clears the expected load (`most_steps_that_clear`),
+which provider has spare room at the lowest marginal cost per job (`handoff_plan`), the price
+against the day's median (`arbitrage`), and together the `combined` heuristic's action
+(`combined_plan`), also as one-hots per action branch (`plan_one_hot`, the `observe_lookahead`
+block of the observation).
+
+Every function takes a state of one episode ((K,) arrays) or of a batch (axes of episodes in
+front of K) and gives the same numbers for each episode either way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from aigcsched.envs.datacenter.config import BATTERY_ACTIONS, DataCenterConfig
+
+if TYPE_CHECKING:
+    from aigcsched.envs.datacenter.env import DataCenterState
+
+DISCHARGE, IDLE, CHARGE = (BATTERY_ACTIONS.index(a) for a in ("discharge", "idle", "charge"))
+
+
+def keep_all(cfg: DataCenterConfig) -> int:
+    """The keep level that keeps every new job."""
+    return int(np.argmax(cfg.keep_levels))
+
+
+def full_power(cfg: DataCenterConfig) -> int:
+    """The power cap level of full power."""
+    return int(np.argmax(cfg.power_cap_levels))
+
+
+def most_steps_that_clear(state: DataCenterState) -> np.ndarray:
+    """Per data center: the highest step level whose capacity covers the queue plus this slot's
+    expected arrivals; the lowest level when none does."""
+    load = state.queue + state.expected_arrivals
+    fits = state.capacity >= load[..., None]  # (..., K, S); capacity falls with the level
+    n = fits.shape[-1]
+    return np.where(fits.any(axis=-1), n - 1 - np.argmax(fits[..., ::-1], axis=-1), 0)
+
+
+def handoff_plan(cfg: DataCenterConfig, state: DataCenterState, level: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keep level, target) per provider: a provider whose queue plus expected arrivals exceed its
+    capacity at `level` hands the excess (rounded up to a keep level) to the other provider with
+    the lowest marginal cost per job (energy at its price plus the fee) that has room to spare;
+    nobody hands off when no one has room."""
+    k = cfg.n_asps
+    others = np.array([[j for j in range(k) if j != i] for i in range(k)])  # (K, K-1): targets in index order
+    arrivals = state.expected_arrivals
+    room = state.capacity[..., level] - (state.queue + arrivals)
+    marginal = state.kwh_per_job[..., level] * state.price / 1000.0 + state.handoff_fee
+    room_of_others = room[..., others]  # (..., K, K-1)
+    spare = room_of_others > 0
+    # the cheapest of the others with room; the first in index order on ties
+    best = np.argmin(np.where(spare, marginal[..., others], np.inf), axis=-1)
+    over = (room < 0) & (arrivals > 0) & spare.any(axis=-1)
+    per_job = np.where(over, arrivals, 1.0)  # no division by zero where nothing is handed off
+    room_best = np.take_along_axis(room_of_others, best[..., None], axis=-1)[..., 0]
+    share = np.minimum(np.minimum(1.0, -room / per_job), room_best / per_job)
+    # the largest keep share that still hands off at least `share`; else the smallest keep share
+    keep_levels = np.asarray(cfg.keep_levels)
+    ok = 1.0 - keep_levels >= share[..., None] - 1e-9
+    largest = np.argmax(np.where(ok, keep_levels, -np.inf), axis=-1)
+    chosen = np.where(ok.any(axis=-1), largest, int(np.argmin(keep_levels)))
+    return np.where(over, chosen, keep_all(cfg)), np.where(over, best, 0)
+
+
+def arbitrage(state: DataCenterState) -> np.ndarray:
+    """Battery: charge below the day's median price, discharge above it, idle at it."""
+    return price_arbitrage(state.price, state.day_prices)
+
+
+def price_arbitrage(price: np.ndarray, day_prices: np.ndarray) -> np.ndarray:
+    """`arbitrage` at prices (..., K) of days day_prices (..., K, 24); leading axes broadcast, so
+    (T, B, K) prices give a batch's decisions for every slot at once."""
+    median = np.median(day_prices, axis=-1)
+    return np.where(price < median, CHARGE, np.where(price > median, DISCHARGE, IDLE))
+
+
+def combined_plan(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
+    """(..., K, 5) the `combined` heuristic's action per provider: hand-off of what exceeds the
+    capacity at the middle step level, the most steps that clear, battery arbitrage (`battery`
+    when already known), full power."""
+    keep, target = handoff_plan(cfg, state, len(cfg.step_levels) // 2)
+    level = most_steps_that_clear(state)
+    battery = arbitrage(state) if battery is None else battery
+    cap = np.full(keep.shape, full_power(cfg))
+    return np.stack([keep, target, level, battery, cap], axis=-1)
+
+
+def plan_one_hot(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
+    """(..., K, sum(action_nvec)) float32: `combined_plan` as one one-hot per action branch, in
+    branch order (keep level, target, step level, battery, power cap)."""
+    nvec = cfg.action_nvec
+    plan = combined_plan(cfg, state, battery)
+    rows = plan.reshape(-1, len(nvec)) + np.cumsum((0, *nvec[:-1]))  # columns of the ones
+    out = np.zeros((len(rows), sum(nvec)), dtype=np.float32)
+    out[np.arange(len(rows))[:, None], rows] = 1.0
+    return out.reshape(*plan.shape[:-1], sum(nvec))
