@@ -81,15 +81,16 @@ def make_smcoedge(k: int = 2) -> Policy:
 
 def finish_after(env: MECEnv, i: int, x: np.ndarray) -> float:
     """Seconds from now until station i's task, split by shares x, would finish on the current queues."""
-    return float(np.max(env.part_times(i, x)[2][x > 0]) - env.now)
+    return env.finish_after(i, x)
 
 
 def myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
     """The split, among all the subset action's (server subsets of size <= max_split, each split
-    rule), that finishes the station's own task earliest on the queues of the slot's start."""
+    rule), that finishes the station's own task earliest on the queues of the slot's start; ties:
+    the first in action order. The env's look-ahead observation reads the same `action_finishes`."""
     i, cfg = env.possible_agents.index(agent), env.cfg
-    candidates = [env.split(i, subset, rule) for subset in cfg.subsets() for rule in cfg.split_rules]
-    return min(candidates, key=lambda x: finish_after(env, i, x))
+    subset, rule = divmod(int(np.argmin(env.action_finishes(i))), len(cfg.split_rules))
+    return env.split(i, cfg.subsets()[subset], cfg.split_rules[rule])
 
 
 def make_policy(name: str, seed: int = 0) -> Policy:

@@ -60,6 +60,11 @@ class MECConfig(BaseModel):
         description="own: minus the delay of the station's own task; team: minus all delays of the slot; "
         "sparse: minus the station's summed delays, paid once at the end of the episode",
     )
+    observe_lookahead: bool = Field(
+        False,
+        description="subset mode: append per action how much later (s, as <= 0) than the best action the "
+        "station's task would finish on the current queues",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MECConfig:
@@ -71,6 +76,8 @@ class MECConfig(BaseModel):
             raise ValueError(f"max_split ({self.max_split}) must be <= n_servers ({self.n_servers})")
         if not self.split_rules or any(r not in SPLIT_RULES for r in self.split_rules):
             raise ValueError(f"split_rules must be a non-empty subset of {SPLIT_RULES}, got {self.split_rules}")
+        if self.observe_lookahead and self.action_mode != "subset":
+            raise ValueError("observe_lookahead needs action_mode 'subset' (one entry per Discrete action)")
         return self
 
     def subsets(self) -> list[tuple[int, ...]]:
@@ -140,7 +147,10 @@ class MECEnv(ParallelEnv):
 
     Observation (float32, per agent): has_task, D / 5 Mbit, W / 60 steps, every server's backlog
     (seconds until free), every capacity / 50, the own station's link rates / 500 Mbps (1 for
-    itself), one-hot station index.
+    itself), one-hot station index; with `observe_lookahead`, last one entry per subset action a:
+    -(finish(a) - min finish), finish(a) the seconds until the station's task would finish split
+    as a means on the current queues (see `action_finishes`), so <= 0 and 0 at the best action
+    (all 0 without a task).
 
     Action: `subset` mode: Discrete(#subsets x #rules): server subset s (all subsets of size
     1..max_split, see `MECConfig.subsets`) and split rule r (`capacity`: x_j ~ c_j;
@@ -172,12 +182,14 @@ class MECEnv(ParallelEnv):
         self.possible_agents = [f"bs_{i}" for i in range(n)]
         self.agents: list[str] = []
         self._subsets = cfg.subsets()
-        obs_size = 3 + 3 * n + n
-        self._obs_space = spaces.Box(0.0, np.inf, shape=(obs_size,), dtype=np.float32)
+        n_actions = len(self._subsets) * len(cfg.split_rules)
         if cfg.action_mode == "subset":
-            self._act_space = spaces.Discrete(len(self._subsets) * len(cfg.split_rules))
+            self._act_space = spaces.Discrete(n_actions)
         else:
             self._act_space = spaces.MultiDiscrete([cfg.weight_levels] * n)
+        low = np.zeros(3 + 3 * n + n + (n_actions if cfg.observe_lookahead else 0), dtype=np.float32)
+        low[3 + 4 * n :] = -np.inf  # the look-ahead block is <= 0
+        self._obs_space = spaces.Box(low, np.inf, dtype=np.float32)
         self.instance: MECInstance | None = None
         self.np_random = np.random.default_rng()
 
@@ -226,8 +238,26 @@ class MECEnv(ParallelEnv):
             task = self.slot < self.cfg.episode_slots and inst.has_task[slot, i]
             head = [1.0, inst.task_mbit[slot, i] / 5.0, inst.task_steps[slot, i] / 60.0] if task else [0.0, 0.0, 0.0]
             links = np.minimum(inst.link_mbps[i] / 500.0, 1.0)  # own server (inf) shows as 1
-            out[agent] = np.concatenate([head, shared, links, np.eye(n)[i]]).astype(np.float32)
+            parts = [head, shared, links, np.eye(n)[i]]
+            if self.cfg.observe_lookahead:
+                parts.append(self.lookahead(i) if task else np.zeros(self._act_space.n))
+            out[agent] = np.concatenate(parts).astype(np.float32)
         return out
+
+    def action_finishes(self, i: int) -> np.ndarray:
+        """Seconds from now until station i's current task would finish, on the current queues, split
+        as each subset action means (server subset s and rule r, in action order s * #rules + r)."""
+        cfg = self.cfg
+        return np.array([self.finish_after(i, self.split(i, s, r)) for s in self._subsets for r in cfg.split_rules])
+
+    def lookahead(self, i: int) -> np.ndarray:
+        """min finish - finish per subset action: <= 0, first 0 (np.argmax) at the myopic action."""
+        finish = self.action_finishes(i)
+        return finish.min() - finish  # = -(finish - min) exactly, without -0.0
+
+    def finish_after(self, i: int, x: np.ndarray) -> float:
+        """Seconds from now until station i's task, split by shares x, would finish on the current queues."""
+        return float(np.max(self.part_times(i, x)[2][x > 0]) - self.now)
 
     def shares(self, agent: str, action: Any) -> np.ndarray:
         """The split (N shares summing to 1) an action means for `agent`'s current task."""

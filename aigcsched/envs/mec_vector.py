@@ -113,6 +113,9 @@ class MECVectorEnv:
     As in MECEnv, the action of a station without a task is ignored; an action outside the action
     space for a station with a task is an error.
 
+    With `observe_lookahead`, the last A = #actions entries of each observation are MECEnv's
+    look-ahead, computed for all episodes, stations and actions at once (`_lookahead`).
+
     Global state (B, state_size) float32, for a centralized critic, in blocks:
       [0, N)              every server's backlog, seconds until free (as in the observation)
       [N, 2N)             capacities / 50
@@ -149,6 +152,10 @@ class MECVectorEnv:
                 self._act_size[action] = len(members)
                 self._act_mask[list(members), action] = True
                 self._act_splits[action] = rules[rule_idx] == "finish_together"
+            self._act_by_cap = np.flatnonzero(~self._act_splits)
+            self._act_ft_one = np.flatnonzero(self._act_splits & (self._act_size == 1))
+            self._act_ft_many = np.flatnonzero(self._act_splits & (self._act_size > 1))
+        self._splits = None  # (slot, k, b, shares by member) of the look-ahead, for step
         self._own = np.eye(N)[:, :, None]  # (N, K, 1): station k's own server
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._slot = -1  # no episode yet
@@ -172,10 +179,10 @@ class MECVectorEnv:
             "parts": np.zeros((B, N), dtype=np.int64),
         }
         # the parts of the observation fixed for the episode: capacities, own links, station index
-        static = np.zeros((B, N, 3 + 4 * N), dtype=np.float32)
+        static = np.zeros((B, N, self.single_observation_space.shape[0]), dtype=np.float32)
         static[:, :, 3 + N : 3 + 2 * N] = (cap / 50.0).T[:, None, :]
         static[:, :, 3 + 2 * N : 3 + 3 * N] = np.minimum(links / 500.0, 1.0).transpose(2, 0, 1)  # own (inf): 1
-        static[:, :, 3 + 3 * N :] = np.eye(N)
+        static[:, :, 3 + 3 * N : 3 + 4 * N] = np.eye(N)
         self._static_obs = static
         return self._observations(), {}
 
@@ -198,7 +205,52 @@ class MECVectorEnv:
         has, mbit, steps = self._task()
         obs[:, :, 0], obs[:, :, 1], obs[:, :, 2] = has.T, mbit.T, steps.T
         obs[:, :, 3 : 3 + N] = np.maximum(self._free - self.now, 0.0).T[:, None, :]
+        if self.cfg.observe_lookahead:
+            obs[:, :, 3 + 4 * N :] = self._lookahead()
         return obs
+
+    def _lookahead(self) -> np.ndarray:
+        """MECEnv.lookahead of every station with a task now, (B, K, A), zeros elsewhere.
+
+        The P stations with a task (over all episodes) are columns and every action's split is kept
+        by member ((M, A, P), as `_act_members`), with the same float operations as MECEnv.split and
+        finish_after. The splits are kept for `step`, which then only picks the chosen ones."""
+        B, K, N, A = self.num_envs, self.n_agents, self.cfg.n_servers, len(self._act_size)
+        out = np.zeros((B, K, A))
+        self._splits = None
+        if self._slot >= self.cfg.episode_slots:
+            return out
+        t, now = self._slot, self.now
+        k, b = np.nonzero(self._has_task[t])
+        P = len(k)
+        # per server (N, then a padding server that never takes work) and task column
+        tx, proc, free = np.zeros((N + 1, P)), np.ones((N + 1, P)), np.zeros((N + 1, P))
+        tx[:N] = self._mbit[t, k, b] / self._links[:, k, b]  # inf link -> 0 s
+        proc[:N] = self._steps[t, k, b] / self._cap[:, b]
+        free[:N] = self._free[:, b]
+        members = self._act_members
+        x = np.zeros((len(members), A, P))
+        # capacity rule: x_j ~ c_j, the same for every station of an episode
+        acts = self._act_by_cap
+        cap = np.concatenate([self._cap, np.zeros((1, B))])[members[:, acts]]  # (M, a, B), padding 0
+        x[:, acts] = (cap / row_sums(cap, self._act_size[acts, None]))[..., b]
+        # finish-together rule: one server takes it all (v / v = 1 in MECEnv), else a column per
+        # (action, task)
+        x[0, self._act_ft_one] = 1.0
+        acts = self._act_ft_many
+        if len(acts) and P:
+            idx = np.repeat(members[:, acts], P, axis=1)  # (M, a * P), action-major
+            col = np.tile(np.arange(P), len(acts))
+            size = np.repeat(self._act_size[acts], P)
+            x[:, acts] = finish_together_batch(free[idx, col], tx[idx, col], proc[idx, col], now, size).reshape(
+                len(members), len(acts), P
+            )
+        at = members[:, :, None], np.arange(P)
+        end = np.maximum(now + tx[at] * x, free[at]) + proc[at] * x
+        finish = max_first(np.where(x > 0, end, -np.inf)) - now  # (A, P)
+        out[b, k] = (min_first(finish) - finish).T
+        self._splits = (t, k, b, x)
+        return out
 
     def global_state(self) -> np.ndarray:
         """The system state of the slot, (B, state_size) float32; layout in the class docstring."""
@@ -285,6 +337,13 @@ class MECVectorEnv:
         actions = actions.T
         if np.any(has & ((actions < 0) | (actions >= n_actions))):
             raise ValueError(f"subset actions must lie in 0..{n_actions - 1}")
+        if self._splits is not None and self._splits[0] == self._slot:
+            # the look-ahead split every action on these queues: pick the chosen ones
+            _, k, b, x = self._splits
+            chosen = actions[k, b]
+            shares = np.zeros((N + 1, K, B))  # row N: the padding
+            shares[self._act_members[:, chosen], k, b] = x[:, chosen, np.arange(len(k))]
+            return shares[:N]  # stations without a task: no shares (ignored)
         actions = np.where(has, actions, 0)
         members, size = self._act_members[:, actions], self._act_size[actions]  # (M, K, B), (K, B)
         cap = np.concatenate([self._cap, np.zeros((1, B))])  # the padding (server N) adds 0

@@ -1,0 +1,80 @@
+"""The `observe_lookahead` block of the `mec` observation: the prior logits of a residual policy.
+
+Contract: the last A entries of each agent's observation, <= 0, and their first maximum
+(np.argmax) is the action `myopic` picks, ties included (the first in action order)."""
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from aigcsched.algorithms.mec_heuristics import finish_after, myopic
+from aigcsched.envs import MECConfig, MECEnv, MECVectorEnv
+
+
+def first_earliest(env: MECEnv, i: int) -> int:
+    """Myopic's rule written out independently: candidates in action order, Python's min keeps the first."""
+    cfg = env.cfg
+    splits = [env.split(i, s, r) for s in cfg.subsets() for r in cfg.split_rules]
+    return min(range(len(splits)), key=lambda a: finish_after(env, i, splits[a]))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"n_servers": 6, "max_split": 3},
+        {"split_rules": ("finish_together", "capacity")},  # the rules in the other order
+        {"max_split": 1},  # both rules equal on every action: ties everywhere
+    ],
+)
+def test_argmax_is_myopics_action(overrides):
+    env = MECEnv(observe_lookahead=True, episode_slots=30, **overrides)
+    A = env.action_space("bs_0").n
+    assert env.observation_space("bs_0").shape == (3 + 4 * env.cfg.n_servers + A,)
+    checked = tied = 0
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        while env.agents:
+            shares = {}
+            for i, agent in enumerate(env.agents):
+                prior = obs[agent][-A:]
+                assert env.observation_space(agent).contains(obs[agent])
+                if not env.instance.has_task[env.slot, i]:
+                    assert not prior.any()
+                    shares[agent] = np.eye(env.cfg.n_servers)[i]
+                    continue
+                best = first_earliest(env, i)
+                assert int(np.argmax(prior)) == best and prior.max() == 0.0 and np.all(prior <= 0.0)
+                shares[agent] = myopic(env, agent, obs[agent])
+                assert np.array_equal(shares[agent], env.shares(agent, best))
+                checked += 1
+                tied += int((prior == 0.0).sum() > 1)
+            obs, *_ = env.step_shares(shares)
+        assert all(not o[-A:].any() for o in obs.values())  # the final observation has no tasks
+    assert checked > 200 and tied > 10  # tie-breaking was exercised
+
+
+def test_lookahead_is_the_negated_finish_gap():
+    env = MECEnv(observe_lookahead=True, episode_slots=5)
+    obs, _ = env.reset(seed=2)
+    A = env.action_space("bs_0").n
+    for i, agent in enumerate(env.agents):
+        if env.instance.has_task[0, i]:
+            finish = env.action_finishes(i)
+            np.testing.assert_array_equal(obs[agent][-A:], (-(finish - finish.min())).astype(np.float32))
+
+
+def test_spaces_and_config():
+    plain, look = MECEnv(), MECEnv(observe_lookahead=True)
+    n, A = plain.cfg.n_servers, plain.action_space("bs_0").n
+    assert plain.observation_space("bs_0") == MECEnv().observation_space("bs_0")
+    assert plain.observation_space("bs_0").shape == (3 + 4 * n,) and (plain.observation_space("bs_0").low == 0).all()
+    space = look.observation_space("bs_0")
+    assert (
+        (space.low[: 3 + 4 * n] == 0).all()
+        and (space.low[3 + 4 * n :] == -np.inf).all()
+        and len(space.low) == 3 + 4 * n + A
+    )
+    assert MECVectorEnv(2, observe_lookahead=True).single_observation_space == space
+    with pytest.raises(ValidationError, match="observe_lookahead needs action_mode 'subset'"):
+        MECConfig(action_mode="weights", observe_lookahead=True)
