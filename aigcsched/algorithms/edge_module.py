@@ -229,7 +229,13 @@ def joint_categorical(max_steps: int) -> type[TorchCategorical]:
     return JointServerStepsCategorical
 
 
-def edge_model_config(cfg: EdgeConfig, hidden: int = 64, logit_scale: float = 10.0, value_scale: float = 100.0) -> dict:
+def edge_model_config(
+    cfg: EdgeConfig,
+    hidden: int = 64,
+    logit_scale: float = 10.0,
+    value_scale: float = 100.0,
+    anchor_scale: float = 0.0,
+) -> dict:
     """The env facts the module needs (so it loads without the env) plus its own sizes."""
     if not cfg.observe_capabilities:
         raise ValueError("the edge scheduler module needs observe_capabilities=True")
@@ -238,10 +244,20 @@ def edge_model_config(cfg: EdgeConfig, hidden: int = 64, logit_scale: float = 10
         "max_steps": cfg.max_steps,
         "quality": cfg.quality_table()[1:].tolist(),
         "probe_penalties": cfg.probe_penalties().tolist(),
+        "tardiness_weight": cfg.tardiness_weight,
         "hidden": hidden,
         "logit_scale": logit_scale,
         "value_scale": value_scale,
+        "anchor_scale": anchor_scale,
     }
+
+
+def myopic_coefficients(model_config: dict) -> list[float]:
+    """Pair-score coefficients (module units, see `_PairScores`) whose logits are myopic's reward
+    Q(s) - w g(t) in quality points, up to a constant per request: the anchor of a residual policy."""
+    quality = model_config["quality"]
+    # the quality basis is (Q - mean) / (max - min) * 2, so Q = mean + basis * (max - min) / 2
+    return [(max(quality) - min(quality)) / 2.0, -model_config["tardiness_weight"], 0.0, 0.0, 0.0]
 
 
 class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
@@ -268,6 +284,11 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
         # Not saved: derived from the model config, so checkpoints keep today's keys.
         units = torch.tensor([1.0, 1 / 10.0, 1 / 10.0, 1 / 30.0, 1.0], dtype=torch.float32)
         self.register_buffer("basis_scale", mc["logit_scale"] * units, persistent=False)
+        # Residual policy learning (Silver et al. 2018): logits = anchor_scale x myopic's reward of
+        # the pair + the learned scores, which start at zero; the untrained policy's mode is myopic's.
+        scale = mc.get("anchor_scale", 0.0)  # absent from the configs of modules saved before anchors
+        anchor = scale * torch.tensor(myopic_coefficients(mc)) if scale else torch.zeros(N_BASIS)
+        self.register_buffer("anchor", anchor, persistent=False)
         server_in = 4 + 3 + 3  # own (busy, capability, slack, time of 10 steps), kind one-hot, load summary
         self.weights_net = nn.Sequential(
             nn.Linear(server_in, hidden),
@@ -318,7 +339,7 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
             ],
             dim=-1,
         )
-        coef = self.weights_net(server_x) * self.basis_scale  # scale and feature units folded in
+        coef = self.weights_net(server_x) * self.basis_scale + self.anchor  # scale and feature units folded in
         rows = torch.stack([self.quality_feature, self.steps])  # from the buffers a checkpoint sets
         logits = _PairScores.apply(coef, busy_s, cap_s, due_s, kind, rows)
         return logits.reshape(*logits.shape[:-2], J * self.max_steps)

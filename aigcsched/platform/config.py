@@ -131,6 +131,16 @@ class PPOSection(_AlgorithmBase):
     vf_clip_param: float = Field(1e6, gt=0, description="large: values are in reward units (~600), not ~1")
     logit_scale: float = Field(10.0, gt=0, description="edge_scheduler: scale of the pair scores")
     value_scale: float = Field(100.0, gt=0, description="edge_scheduler: scale of the value head")
+    anchor_scale: float = Field(
+        0.0,
+        ge=0,
+        description="start from the problem's heuristic (residual policy learning, Silver et al. 2018): logits = "
+        "anchor_scale x the heuristic's prior + a learned residual that starts at zero, so the untrained policy's "
+        "most likely action is the heuristic's. edge_scheduler: myopic's reward of each (server, steps) pair in "
+        "quality points; diffusion and mlp: the prior the env appends with env.config.observe_lookahead (mec: "
+        "minus the seconds each action finishes after myopic's; datacenter: a one-hot of combined's choice per "
+        "branch). 0: no anchor",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PPOSection:
@@ -282,6 +292,17 @@ class ExperimentConfig(_Section):
                 "algorithm.central_critic needs PPO with module diffusion or mlp on the agent_slots sampler "
                 "(a shared policy on a problem with a batched env)"
             )
+        if getattr(alg, "anchor_scale", 0.0) > 0:
+            if alg.module not in ("edge_scheduler", "diffusion", "mlp"):
+                raise ValueError(
+                    f"algorithm.anchor_scale needs module edge_scheduler, diffusion or mlp, not {alg.module}"
+                )
+            if alg.module != "edge_scheduler" and not problem.prior_size(scenario):
+                raise ValueError(
+                    f"algorithm.anchor_scale with module {alg.module} reads the heuristic's prior from the "
+                    f"observation: set env.config.observe_lookahead: true ({problem.name} "
+                    + ("has none)" if problem.name == "edge" else "appends it then)")
+                )
         if self.reward_shaping.kind != "none" and alg.name not in ("PPO", "DSAC"):
             raise ValueError(f"reward_shaping works with PPO and DSAC, not {alg.name}")
         train = range(

@@ -63,7 +63,7 @@ def module_spec(exp: ExperimentConfig) -> RLModuleSpec | None:
     if alg.off_policy or alg.module == "default":
         return None
     if alg.module == "edge_scheduler":
-        model_config = edge_model_config(exp.scenario(), alg.hidden, alg.logit_scale, alg.value_scale)
+        model_config = edge_model_config(exp.scenario(), alg.hidden, alg.logit_scale, alg.value_scale, alg.anchor_scale)
         return RLModuleSpec(module_class=EdgeSchedulerModule, model_config=model_config)
     widths = (alg.hidden, alg.hidden)
     # a centralized critic sees [own observation | global state]; the actor only the first part
@@ -76,6 +76,7 @@ def module_spec(exp: ExperimentConfig) -> RLModuleSpec | None:
         hidden=widths,
         vf_hidden=widths,
         actor_obs_size=own,
+        anchor_scale=getattr(alg, "anchor_scale", 0.0),
     )
 
 

@@ -60,13 +60,26 @@ def build_actor(observation_space: gym.Space, action_space: gym.Space, mc: dict)
 class DiffusionActorModule(TorchRLModule, ValueFunctionAPI):
     """Diffusion actor + MLP critic (tanh), both on the flattened observation; with
     `actor_obs_size`, the actor reads only its leading entries (the agent's own observation) and
-    the critic all of it (own observation and global state: a centralized critic)."""
+    the critic all of it (own observation and global state: a centralized critic).
+
+    With `anchor_scale` > 0 the policy is a residual on a heuristic (residual policy learning:
+    Silver et al. 2018, "Residual Policy Learning"; Johannink et al. 2019): the last n_logits
+    entries of the actor's observation are the heuristic's prior logits (the env appends them),
+    logits = actor(obs) + anchor_scale * prior, and the actor's output layer starts at zero, so
+    the untrained policy's most likely action is the heuristic's."""
 
     def setup(self):
         mc = diffusion_model_config(**{k: v for k, v in (self.model_config or {}).items() if k in DEFAULTS})
-        _, self.action_dist_cls = logit_layout(self.action_space)
+        n_logits, self.action_dist_cls = logit_layout(self.action_space)
         self.actor_in = actor_inputs(self.observation_space, mc)
-        self.actor = build_actor(self.observation_space, self.action_space, mc)
+        self.actor = self._build_actor(mc)
+        self.anchor_scale = mc["anchor_scale"]
+        if self.anchor_scale:
+            if n_logits > self.actor_in:
+                raise ValueError(f"an anchored actor needs {n_logits} prior logits; it sees {self.actor_in} entries")
+            self.prior = slice(self.actor_in - n_logits, self.actor_in)
+            head = self.actor.eps.net[-1] if isinstance(self.actor, DiffusionActor) else self.actor[-1]
+            nn.init.zeros_(head.weight)  # a zero epsilon keeps the deterministic chain at x = 0
         if not self.inference_only:
             layers, width = [], obs_dim(self.observation_space)
             for h in mc["vf_hidden"]:
@@ -74,9 +87,15 @@ class DiffusionActorModule(TorchRLModule, ValueFunctionAPI):
                 width = h
             self.critic = nn.Sequential(*layers, nn.Linear(width, 1))
 
+    def _build_actor(self, mc: dict) -> nn.Module:
+        return build_actor(self.observation_space, self.action_space, mc)
+
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         obs = batch[Columns.OBS].flatten(start_dim=1).float()[:, : self.actor_in]
-        return {Columns.ACTION_DIST_INPUTS: self.actor(obs)}
+        logits = self.actor(obs)
+        if self.anchor_scale:
+            logits = logits + self.anchor_scale * obs[:, self.prior]
+        return {Columns.ACTION_DIST_INPUTS: logits}
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None):
         return self.critic(batch[Columns.OBS].flatten(start_dim=1).float()).squeeze(-1)
@@ -85,10 +104,8 @@ class DiffusionActorModule(TorchRLModule, ValueFunctionAPI):
 class MLPActorModule(DiffusionActorModule):
     """The same module with a plain MLP actor of the same widths (the reference)."""
 
-    def setup(self):
-        super().setup()
-        mc = diffusion_model_config(**{k: v for k, v in (self.model_config or {}).items() if k in DEFAULTS})
-        self.actor = mlp_actor(self.actor_in, logit_layout(self.action_space)[0], mc["hidden"])
+    def _build_actor(self, mc: dict) -> nn.Module:
+        return mlp_actor(self.actor_in, logit_layout(self.action_space)[0], mc["hidden"])
 
 
 def diffusion_module_spec(mlp: bool = False, **options: Any) -> RLModuleSpec:

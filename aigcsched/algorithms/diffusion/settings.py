@@ -27,6 +27,12 @@ class DiffusionActorConfig(BaseModel):
     actor_obs_size: PositiveInt | None = Field(
         None, description="the actor reads only the first n observation entries (a centralized critic reads all)"
     )
+    anchor_scale: float = Field(
+        0.0,
+        ge=0,
+        description="residual policy: logits = actor + anchor_scale x the prior logits that end the actor's "
+        "observation (one per action logit), the actor's output starting at zero; 0: no anchor",
+    )
 
 
 DEFAULTS = DiffusionActorConfig().model_dump()

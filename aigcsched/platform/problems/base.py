@@ -106,6 +106,10 @@ class Problem:
 
     # --- policies
 
+    def prior_size(self, cfg: BaseModel) -> int:
+        """How many prior logits of the heuristic end each agent's observation (0: none)."""
+        return 0
+
     def policy_makers(self) -> dict[str, Callable[[BaseModel, int | None], Any]]:
         """Named policies (heuristics and the like): name -> (cfg, seed) -> policy."""
         raise NotImplementedError

@@ -121,6 +121,9 @@ class DataCenterProblem(Problem):
         agent = env.possible_agents[0]
         return env.observation_space(agent), env.action_space(agent)
 
+    def prior_size(self, cfg) -> int:
+        return int(sum(cfg.action_nvec)) if cfg.observe_lookahead else 0
+
     def policy_makers(self) -> dict:
         return {
             name: (lambda cfg, seed, n=name: make_datacenter_heuristic(n, cfg, seed=seed))

@@ -68,6 +68,9 @@ class MECProblem(Problem):
         env = MECEnv(cfg)
         return env.observation_space("bs_0"), env.action_space("bs_0")
 
+    def prior_size(self, cfg) -> int:
+        return int(self.spaces(cfg)[1].n) if cfg.observe_lookahead else 0
+
     def policy_makers(self) -> dict:
         return {name: (lambda cfg, seed, n=name: make_policy(n, seed=seed or 0)) for name in MEC_POLICIES}
 
