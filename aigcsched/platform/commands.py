@@ -96,7 +96,8 @@ def train(
 ) -> None:
     """Train a scheduler with RLlib, tracked in MLflow (MLFLOW_TRACKING_URI or ./mlflow.db): progress per
     iteration, checkpoints every K iterations and at the end (Ctrl-C stops cleanly), then evaluation
-    on held-out seeds against the baselines, registration, and promotion to `champion` if it beats it."""
+    on held-out seeds against the baselines, registration, and promotion to `champion` if it beats the
+    best baseline and the current champion."""
     values = parse_overrides(overrides)
     if stop_iters is not None or stop_minutes is not None:
         values["stop"] = {"iterations": stop_iters, "minutes": stop_minutes}
