@@ -80,7 +80,9 @@ def test_finish_together_split_makes_parts_end_at_once():
 def test_heuristics_rank_as_expected_on_the_default_scenario():
     cfg = MECConfig(episode_slots=50)
     delays = {p: evaluate(p, cfg, episodes=3, seed=100)["mean_delay"] for p in MEC_POLICIES}
-    assert delays["myopic"] < delays["smcoedge"] < delays["least_loaded"] < delays["local"]
+    assert (
+        delays["sequential_myopic"] < delays["myopic"] < delays["smcoedge"] < delays["least_loaded"] < delays["local"]
+    )
     assert all(np.isfinite(list(delays.values())))
 
 

@@ -6,6 +6,7 @@ it reads the station's view of the state from the env (queues, capacities, links
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
@@ -93,6 +94,37 @@ def myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
     return env.split(i, cfg.subsets()[subset], cfg.split_rules[rule])
 
 
+def sequential_myopic_plan(env: MECEnv) -> dict[str, np.ndarray]:
+    """Shares of every station with a task this slot when the stations take myopic's rule in turn
+    (bs_0 first, the order in which `step_shares` books them), each on the queues as booked by the
+    stations before it in the slot; the bookings go to a copy of the env, by the env's own `place`."""
+    sim, plan = copy.deepcopy(env), {}
+    for i, agent in enumerate(env.possible_agents):
+        if env.instance.has_task[env.slot, i]:
+            plan[agent] = myopic(sim, agent, None)
+            sim.place(i, plan[agent])
+    return plan
+
+
+def make_sequential_myopic() -> Policy:
+    """Myopic with the stations deciding in turn within a slot, as a dispatcher with atomic
+    bookings would (`sequential_myopic_plan`); plain myopic puts them all on the slot's start
+    queues, so they pile onto the same fast servers. The slot is planned on its first call, so
+    the stations may be asked in any order."""
+    state: dict = {"key": None, "plan": {}}
+
+    def sequential_myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+        # a new env, episode (a reset draws a new instance) or slot needs a new plan
+        key = (id(env), id(env.instance), env.slot, env.free_at.tobytes())
+        if key != state["key"]:
+            # holding env and instance keeps their ids from being reused by new objects
+            state.update(key=key, held=(env, env.instance), plan=sequential_myopic_plan(env))
+        plan = state["plan"]
+        return plan[agent] if agent in plan else local(env, agent, obs)  # no task: the action is ignored
+
+    return sequential_myopic
+
+
 def make_policy(name: str, seed: int = 0) -> Policy:
     makers = {
         "local": lambda: local,
@@ -101,13 +133,14 @@ def make_policy(name: str, seed: int = 0) -> Policy:
         "least_loaded": lambda: least_loaded,
         "smcoedge": make_smcoedge,
         "myopic": lambda: myopic,
+        "sequential_myopic": make_sequential_myopic,
     }
     if name not in makers:
         raise ValueError(f"unknown mec policy {name!r}; choose from {', '.join(makers)}")
     return makers[name]()
 
 
-MEC_POLICIES = ("local", "random", "round_robin", "least_loaded", "smcoedge", "myopic")
+MEC_POLICIES = ("local", "random", "round_robin", "least_loaded", "smcoedge", "myopic", "sequential_myopic")
 
 
 def run_episode(env: MECEnv, policy: Policy, seed: int) -> dict[str, float]:

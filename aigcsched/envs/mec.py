@@ -340,6 +340,12 @@ class MECEnv(ParallelEnv):
         start = np.maximum(arrive, self.free_at)
         return arrive, start, start + proc * x
 
+    def place(self, i: int, x: np.ndarray) -> dict:
+        """Book station i's current task split by x on the queues now, exactly as `step_shares` books
+        each station with a task (in station order, bs_0 first); its info. No checks, tally or slot
+        advance: for trying bookings out on a `copy.deepcopy` of the env (stations deciding in turn)."""
+        return self._place(i, x)
+
     def _place(self, i: int, x: np.ndarray) -> dict:
         """Queue station i's task on the servers with x_j > 0; its delay and parts."""
         now, inst = self.now, self.instance
