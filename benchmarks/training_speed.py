@@ -34,11 +34,15 @@ WIDE = {"resources.num_envs_per_env_runner": 64}
 # The project's config of each problem, with a shared policy where it is multi-agent.
 VARIANTS = {
     "edge": [
-        ("stock RLlib", "edge_ppo.yaml", {"algorithm.module": "default"}),
+        ("stock RLlib", "edge_ppo.yaml", {"algorithm.module": "default", "algorithm.anchor_scale": 0.0}),
         ("project", "edge_ppo.yaml", {}),
     ],
     "mec": [
-        ("stock RLlib", "mec_ppo.yaml", {"algorithm.module": "default", "resources.sampler": "multi_agent"}),
+        (
+            "stock RLlib",
+            "mec_ppo.yaml",
+            {"algorithm.module": "default", "algorithm.anchor_scale": 0.0, "resources.sampler": "multi_agent"},
+        ),
         ("multi_agent", "mec_ppo.yaml", {"resources.sampler": "multi_agent"}),
         ("agent_slots", "mec_ppo.yaml", {"resources.sampler": "agent_slots"}),
         ("agent_slots, 64 episodes", "mec_ppo.yaml", {"resources.sampler": "agent_slots", **WIDE}),
