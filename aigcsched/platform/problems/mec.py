@@ -28,7 +28,20 @@ class MECTrainedPolicy:
         self.info = trained.info
 
     def __call__(self, env: MECEnv, agent: str, obs):
-        return env.shares(agent, self.trained.act_agent(agent, obs))
+        return env.shares(agent, self.trained.act_agent(agent, self._as_trained(env, agent, obs)))
+
+    def _as_trained(self, env: MECEnv, agent: str, obs):
+        """The observation in the policy's layout: the look-ahead block (an observation, not part of
+        the scenario's dynamics) appended or dropped when the scenario's option differs."""
+        want, have = self.trained.cfg.observe_lookahead, env.cfg.observe_lookahead
+        if want == have:
+            return obs
+        n = env.action_space(agent).n
+        if have:
+            return obs[:-n]
+        has_task = obs[0] > 0
+        block = env.lookahead(env.possible_agents.index(agent)) if has_task else np.zeros(n)
+        return np.concatenate([obs, block]).astype(np.float32)
 
     def check_fits(self, cfg) -> None:
         self.trained.check_fits(cfg)
