@@ -69,10 +69,19 @@ SCENARIOS = [
     # 8-server subsets: the split's sums take the per-size path (numpy sums 8+ values pairwise)
     (4, {"reward_mode": "team", "n_servers": 9, "max_split": 8, "episode_slots": 15}),
     # the look-ahead block: every action's split for every station, computed in one batch
-    (4, {"reward_mode": "own", "observe_lookahead": True}),
-    (5, {"reward_mode": "team", "n_servers": 6, "max_split": 3, "observe_lookahead": True}),
-    (4, {"max_split": 3, "split_rules": ("finish_together",), "arrival_prob": 0.9, "observe_lookahead": True}),
-    (4, {"n_servers": 9, "max_split": 8, "episode_slots": 10, "observe_lookahead": True}),
+    (4, {"reward_mode": "own", "observe_lookahead": True, "episode_slots": 40}),
+    (5, {"reward_mode": "team", "n_servers": 6, "max_split": 3, "observe_lookahead": True, "episode_slots": 25}),
+    (
+        4,
+        {
+            "max_split": 3,
+            "split_rules": ("finish_together",),
+            "arrival_prob": 0.9,
+            "observe_lookahead": True,
+            "episode_slots": 30,
+        },
+    ),
+    (3, {"n_servers": 9, "max_split": 8, "episode_slots": 3, "observe_lookahead": True}),
 ]
 
 
