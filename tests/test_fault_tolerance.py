@@ -157,7 +157,9 @@ def test_driver_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
     sets = {**TINY, "tracking.checkpoint_every": 1, "tracking.experiment": "fault-driver", "tracking.model_name": "ft"}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    cmd = [sys.executable, "-m", "aigcsched.cli", "train", CONFIG, "--stop-iters", "4", *args]
+    # far more iterations than it lives for: on a fast machine a 4-iteration run could finish
+    # between the second checkpoint and the kill
+    cmd = [sys.executable, "-m", "aigcsched.cli", "train", CONFIG, "--stop-iters", "50", *args]
     client = mlflow.MlflowClient(uri)
     log = open(tmp_path / "first.log", "w")
     # Its own session: the driver and the local Ray it starts form one group to kill.
@@ -191,10 +193,12 @@ def test_driver_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
     assert not leftover, f"processes outlived the killed driver: {leftover}"
     assert first.returncode == -signal.SIGKILL and len(started) > 1
     checkpoint = _checkpoint_iteration(client, run_id)
-    assert 2 <= checkpoint < 4
+    assert 2 <= checkpoint < 50
+    total = checkpoint + 2  # the resumed run goes two iterations past its checkpoint
     assert client.get_run(run_id).info.status == "RUNNING"  # nobody closed it
 
-    resume = [sys.executable, "-m", "aigcsched.cli", "train", CONFIG, "--stop-iters", "4", *args, "--resume", run_id]
+    resume = [sys.executable, "-m", "aigcsched.cli", "train", CONFIG, "--stop-iters", str(total), *args]
+    resume += ["--resume", run_id]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
     second = subprocess.Popen(resume, env=env, cwd=tmp_path, start_new_session=True, **pipes)
     try:
@@ -204,14 +208,14 @@ def test_driver_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
             os.killpg(second.pid, signal.SIGKILL)
     assert second.returncode == 0, out[-3000:]
     assert f"resumed run {run_id}" in out and f"at iteration {checkpoint}" in out
-    assert f"run {run_id}: 4 iterations" in out.replace("\n", " ")
+    assert f"run {run_id}: {total} iterations" in out.replace("\n", " ")
     run = client.get_run(run_id)
-    assert run.info.status == "FINISHED" and run.data.tags[CHECKPOINT_TAG] == "checkpoints/iter_000004"
+    assert run.info.status == "FINISHED" and run.data.tags[CHECKPOINT_TAG] == f"checkpoints/iter_{total:06d}"
     # One iteration count across both processes: iterations after the checkpoint that the killed
     # driver had logged are logged again, with the steps counted on from the checkpoint.
     history = client.get_metric_history(run_id, "env_steps")
-    assert sorted({m.step for m in history}) == [1, 2, 3, 4]
+    assert sorted({m.step for m in history}) == list(range(1, total + 1))
     latest = {m.step: m.value for m in sorted(history, key=lambda m: m.timestamp)}
-    assert [latest[i] for i in range(1, 5)] == [256 * i for i in range(1, 5)]
+    assert [latest[i] for i in range(1, total + 1)] == [256 * i for i in range(1, total + 1)]
     # registered from the resumed run (promoted or not: see the promotion tests)
     assert [v.run_id for v in client.search_model_versions("name='ft'")] == [run_id]
