@@ -3,7 +3,7 @@ import pytest
 from pettingzoo.test import parallel_api_test
 from pydantic import ValidationError
 
-from aigcsched.algorithms.mec_heuristics import MEC_POLICIES, evaluate, finish_after, make_policy, myopic, run_episode
+from aigcsched.algorithms.mec_heuristics import MEC_POLICIES, evaluate, make_policy, myopic, run_episode
 from aigcsched.envs import MECConfig, MECEnv, MECInstance
 from aigcsched.envs.mec import finish_together_shares
 
@@ -101,7 +101,7 @@ def test_myopic_picks_the_action_whose_placement_finishes_first():
             placed = [
                 copy.deepcopy(env)._place(i, env.shares(agent, a))["delay"] for a in range(env.action_space(agent).n)
             ]
-            assert finish_after(env, i, myopic(env, agent, None)) == pytest.approx(min(placed))
+            assert env.finish_after(i, myopic(env, agent, None)) == pytest.approx(min(placed))
             checked += busy.any()
         env.step({a: env.action_space(a).sample() for a in env.agents})
     assert checked > 20  # most checks had queues to avoid

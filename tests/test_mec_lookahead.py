@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from aigcsched.algorithms.mec_heuristics import finish_after, myopic
+from aigcsched.algorithms.mec_heuristics import myopic
 from aigcsched.envs import MECConfig, MECEnv, MECVectorEnv
 
 
@@ -15,7 +15,7 @@ def first_earliest(env: MECEnv, i: int) -> int:
     """Myopic's rule written out independently: candidates in action order, Python's min keeps the first."""
     cfg = env.cfg
     splits = [env.split(i, s, r) for s in cfg.subsets() for r in cfg.split_rules]
-    return min(range(len(splits)), key=lambda a: finish_after(env, i, splits[a]))
+    return min(range(len(splits)), key=lambda a: env.finish_after(i, splits[a]))
 
 
 @pytest.mark.parametrize(

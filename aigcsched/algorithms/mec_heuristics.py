@@ -80,11 +80,6 @@ def make_smcoedge(k: int = 2) -> Policy:
     return smcoedge
 
 
-def finish_after(env: MECEnv, i: int, x: np.ndarray) -> float:
-    """Seconds from now until station i's task, split by shares x, would finish on the current queues."""
-    return env.finish_after(i, x)
-
-
 def myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
     """The split, among all the subset action's (server subsets of size <= max_split, each split
     rule), that finishes the station's own task earliest on the queues of the slot's start; ties:
