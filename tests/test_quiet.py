@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cli_runner import run_cli
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "edge_ppo.yaml")
@@ -36,17 +37,30 @@ LIBRARY_LINES = {
 LOG_RECORD = re.compile(r"Warning: |\b(DEBUG|INFO|WARNING)\b")
 
 
-def _train(tmp_path, *root_options):
+def _start(tmp_path, *root_options):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "PYTHONUNBUFFERED": "1"}
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
     cmd = [sys.executable, "-m", "aigcsched.cli", *root_options, "train", CONFIG, "--stop-iters", "1", *sets]
-    result = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_by_default_only_the_commands_own_output(tmp_path):
-    result = _train(tmp_path)
+@pytest.fixture(scope="module")
+def trainings(tmp_path_factory):
+    """Both trainings at once (each its own Ray instance and store): the suite waits for one, not two."""
+    started = {
+        name: _start(tmp_path_factory.mktemp(name), *opts)
+        for name, opts in (("quiet", ()), ("verbose", ("--verbose",)))
+    }
+    results = {}
+    for name, proc in started.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+        results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return results
+
+
+def test_by_default_only_the_commands_own_output(trainings):
+    result = trainings["quiet"]
     shown = {source: line for source, line in LIBRARY_LINES.items() if line in result.stderr}
     assert not shown, result.stderr
     # Ray's C++ core logs this advisory at ERROR straight to stderr, past Python's logging.
@@ -57,8 +71,8 @@ def test_by_default_only_the_commands_own_output(tmp_path):
     assert "1 iterations, 200 env steps" in result.stdout.replace("\n", " ")
 
 
-def test_verbose_shows_the_libraries_again(tmp_path):
-    result = _train(tmp_path, "--verbose")
+def test_verbose_shows_the_libraries_again(trainings):
+    result = trainings["verbose"]
     missing = {source: line for source, line in LIBRARY_LINES.items() if line not in result.stderr}
     assert not missing, result.stderr
     assert "registered aigcsched-edge version 1" in result.stderr
