@@ -15,6 +15,7 @@ from cli_runner import run_cli
 
 from aigcsched.envs import EdgeConfig
 from aigcsched.serve.client import EndpointError, SchedulerClient
+from aigcsched.serve.policy import default_model_uri
 
 
 @pytest.mark.parametrize(
@@ -23,6 +24,12 @@ from aigcsched.serve.client import EndpointError, SchedulerClient
         (["serve", "--policy", "random"], "unknown policy 'random'; choose from greedy, myopic"),
         (["serve", "--policy", "greedy", "--model", "models:/x@champion"], "not both"),
         (["serve", "--policy", "greedy", "--replicas", "3", "--max-replicas", "2"], "--max-replicas (2)"),
+        (["serve", "--problem", "cloud"], "unknown problem 'cloud'; choose from edge, datacenter, mec"),
+        (
+            ["serve", "--problem", "mec", "--policy", "greedy"],
+            "unknown mec policy 'greedy' to serve; choose from local",
+        ),
+        (["serve", "--problem", "datacenter", "--policy", "random"], "choose from local, handoff, arbitrage, combined"),
     ],
 )
 def test_bad_arguments_exit_2(capsys, monkeypatch, args, message):
@@ -63,11 +70,15 @@ def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch, tmp_pat
     assert not ray.is_initialized()
 
 
-def test_a_model_of_a_problem_without_an_api_exits_2_with_one_line(capsys, monkeypatch, tmp_path, register_policy):
+def test_a_mec_champion_is_served_as_mec_and_a_problem_it_is_not_exits_2(
+    capsys, monkeypatch, tmp_path, register_policy
+):
     import ray
 
     from aigcsched.envs import MECConfig
     from aigcsched.platform import registry
+    from aigcsched.serve.deployment import check_policy
+    from aigcsched.serve.policy import PolicySource
 
     monkeypatch.chdir(tmp_path)
     # absolute: MLflow caches a store by its URI, and a relative one named another test's store
@@ -75,9 +86,16 @@ def test_a_model_of_a_problem_without_an_api_exits_2_with_one_line(capsys, monke
     version = register_policy("aigcsched-mec", MECConfig(n_servers=3))
     registry.promote("aigcsched-mec", version)
     capsys.readouterr()
-    code, out, err = run_cli(capsys, monkeypatch, "serve", "--model", "models:/aigcsched-mec@champion")
+    served = check_policy(PolicySource(model_uri="models:/aigcsched-mec@champion"))  # what `serve --model` loads
+    info = served.model_info()
+    assert info["problem"] == "mec" and info["n_agents"] == 3 and info["version"] == version
+    # `--problem mec` alone serves that problem's champion
+    assert check_policy(PolicySource(model_uri=default_model_uri("mec"))).model_info() == info
+    code, out, err = run_cli(
+        capsys, monkeypatch, "serve", "--problem", "datacenter", "--model", "models:/aigcsched-mec@champion"
+    )
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert err.startswith("error: models:/aigcsched-mec@champion is a mec policy; the endpoint serves edge")
+    assert err == "error: models:/aigcsched-mec@champion is a mec policy, not a datacenter one\n"
     assert not ray.is_initialized()
 
 
