@@ -35,29 +35,32 @@ Price = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e4, le=1e5
 Jobs = Annotated[int, Field(strict=True, ge=0, le=MAX_JOBS)]
 HOURS_PER_DAY = 24
 
-EXAMPLE_PROVIDER = {
-    "id": "caiso",
-    "queue": {"by_class": [1200, 400, 150], "late": 0},
-    "busy_gpus": 18.5,
-    "battery_soc": 0.5,
-    "prices": {
-        "now_usd_mwh": 41.2,
-        "ahead_usd_mwh": [45.0, 52.3, 60.1],
-        "day_usd_mwh": [38.0] * 8 + [45.0] * 8 + [62.0] * 8,
-    },
-    "weather": {"temperature_c": 21.5, "renewable_kw": 14.2},
-    "local_hour": 13.25,
-    "arrivals": {"last_slot": 2650, "expected": 2700.0},
+
+def _example(pid: str, queue: list[int], busy: float, price: float, hour: float, last: int, expected: float) -> dict:
+    day = [round(price * f, 1) for f in (0.8,) * 7 + (1.1,) * 10 + (1.5,) * 4 + (0.9,) * 3]  # price: below the median
+    return {
+        "id": pid,
+        "queue": {"by_class": queue, "late": 0},
+        "busy_gpus": busy,
+        "battery_soc": 0.5,
+        "prices": {
+            "now_usd_mwh": price,
+            "ahead_usd_mwh": [round(price * f, 1) for f in (1.1, 1.3, 1.5)],
+            "day_usd_mwh": day,
+        },
+        "weather": {"temperature_c": 24.0, "renewable_kw": 14.2},
+        "local_hour": hour,
+        "arrivals": {"last_slot": last, "expected": expected},
+    }
+
+
+EXAMPLE = {
+    "providers": [
+        _example("caiso", [1200, 400, 150], 16.5, 38.5, 10.0, 2650, 2700.0),
+        _example("pjm", [700, 240, 90], 19.0, 52.0, 13.0, 1400, 1450.0),
+        _example("ercot", [1600, 520, 300], 32.0, 61.0, 12.0, 1500, 1480.0),
+    ]
 }
-
-
-def _provider_example(pid: str, scale: float) -> dict:
-    ex = {**EXAMPLE_PROVIDER, "id": pid}
-    ex["queue"] = {"by_class": [int(n * scale) for n in EXAMPLE_PROVIDER["queue"]["by_class"]], "late": 0}
-    return ex
-
-
-EXAMPLE = {"providers": [_provider_example("caiso", 1.0), _provider_example("pjm", 0.5), _provider_example("ercot", 2)]}
 
 
 class ProviderQueue(BaseModel):
