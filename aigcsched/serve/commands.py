@@ -17,7 +17,7 @@ def serve_command(
         str | None,
         typer.Option(
             help="registered model URI; the endpoint serves the model's problem "
-            "[default: models:/aigcsched-<problem>@champion]"
+            "(default models:/aigcsched-<problem>@champion, problem edge unless --problem)"
         ),
     ] = None,
     policy: Annotated[
