@@ -15,7 +15,6 @@ from cli_runner import run_cli
 
 from aigcsched.envs import EdgeConfig
 from aigcsched.serve.client import EndpointError, SchedulerClient
-from aigcsched.serve.policy import default_model_uri
 
 
 @pytest.mark.parametrize(
@@ -67,35 +66,6 @@ def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch, tmp_pat
     # The store the command read holds the model: only the alias was missing.
     served = check_policy(PolicySource(model_uri=f"models:/{name}/{version}"))
     assert served.model_info()["version"] == version and served.n_servers == 3
-    assert not ray.is_initialized()
-
-
-def test_a_mec_champion_is_served_as_mec_and_a_problem_it_is_not_exits_2(
-    capsys, monkeypatch, tmp_path, register_policy
-):
-    import ray
-
-    from aigcsched.envs import MECConfig
-    from aigcsched.platform import registry
-    from aigcsched.serve.deployment import check_policy
-    from aigcsched.serve.policy import PolicySource
-
-    monkeypatch.chdir(tmp_path)
-    # absolute: MLflow caches a store by its URI, and a relative one named another test's store
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    version = register_policy("aigcsched-mec", MECConfig(n_servers=3))
-    registry.promote("aigcsched-mec", version)
-    capsys.readouterr()
-    served = check_policy(PolicySource(model_uri="models:/aigcsched-mec@champion"))  # what `serve --model` loads
-    info = served.model_info()
-    assert info["problem"] == "mec" and info["n_agents"] == 3 and info["version"] == version
-    # `--problem mec` alone serves that problem's champion
-    assert check_policy(PolicySource(model_uri=default_model_uri("mec"))).model_info() == info
-    code, out, err = run_cli(
-        capsys, monkeypatch, "serve", "--problem", "datacenter", "--model", "models:/aigcsched-mec@champion"
-    )
-    assert code == 2 and out == "" and err.count("\n") == 1
-    assert err == "error: models:/aigcsched-mec@champion is a mec policy, not a datacenter one\n"
     assert not ray.is_initialized()
 
 

@@ -26,7 +26,7 @@ from aigcsched.serve.cluster import ClusterBook
 from aigcsched.serve.policy import PolicySource
 from aigcsched.serve.problems import ProblemDecider, load_decider
 
-MEC_MODEL, DC_MODEL = "mec-serve-test", "datacenter-serve-test"
+MEC_MODEL, DC_MODEL = "aigcsched-mec", "aigcsched-datacenter"  # the models `serve --problem P` loads by default
 MEC_SCENARIO = MECConfig(n_servers=3, observe_lookahead=True)  # the look-ahead block built from the body too
 DC_SCENARIO = DataCenterConfig(observe_lookahead=True, agent_id_in_obs=True)
 
@@ -185,6 +185,7 @@ def _station(**change) -> dict:
         ([_station(id="bs-1"), *MEC_EXAMPLE["stations"][1:]], "'bs-1' appears more than once"),
         ([_station(speed=3.0), *MEC_EXAMPLE["stations"][1:]], "speed"),
         (MEC_EXAMPLE["stations"][:1], "at least 2"),
+        ([_station()] * 21, "at most 20"),  # the myopic rules' work grows as N^3
     ],
 )
 def test_bad_mec_bodies_are_422_naming_the_field(stations, where):
@@ -347,6 +348,22 @@ def test_each_endpoint_answers_only_its_problem_and_documents_its_bodies():
             assert {"200", "401", "413", "422"} <= set(post["responses"])
         name = f"{'MEC' if problem == 'mec' else 'DataCenter'}DecideRequest"
         assert spec["components"]["schemas"][name]["examples"] == [example]
+
+
+def test_serve_loads_a_problems_champion_and_refuses_a_model_of_another_problem(models, capsys, monkeypatch):
+    import ray
+    from cli_runner import run_cli
+
+    from aigcsched.serve.deployment import check_policy
+    from aigcsched.serve.policy import default_model_uri
+
+    # what `aigcsched serve --problem mec` loads before starting Ray
+    served = check_policy(PolicySource(model_uri=default_model_uri("mec"), problem="mec"))
+    assert served.model_info()["problem"] == "mec" and served.label == f"{models[MEC_MODEL]} (version 1)"
+    args = ("serve", "--problem", "datacenter", "--model", models[MEC_MODEL])
+    code, out, err = run_cli(capsys, monkeypatch, *args)
+    assert (code, out) == (2, "") and err == f"error: {models[MEC_MODEL]} is a mec policy, not a datacenter one\n"
+    assert not ray.is_initialized()
 
 
 def test_unknown_problems_and_policies_and_mismatched_models_are_config_errors(models):

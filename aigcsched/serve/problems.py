@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from aigcsched.platform.config import ConfigError
 from aigcsched.platform.problems import DEFAULT_PROBLEM, PROBLEMS, Problem, get_problem, problem_of
-from aigcsched.platform.problems.serving import MAX_BATCH, BodyError
+from aigcsched.platform.problems.serving import BodyError
 from aigcsched.serve.policy import ApiError, Decider, PolicySource, policy_label
 
 
@@ -143,7 +143,7 @@ def problem_routes(service: Any) -> APIRouter:
 def _add_routes(router: APIRouter, service: Any, problem: Problem) -> None:
     serving = problem.serving()
     request_model = serving.request_model
-    batch = Annotated[list[request_model], Field(min_length=1, max_length=MAX_BATCH), Body()]
+    batch = Annotated[list[request_model], Field(min_length=1, max_length=serving.max_batch), Body()]
 
     def decider() -> ProblemDecider:
         d = service.decider
@@ -187,5 +187,5 @@ def _add_routes(router: APIRouter, service: Any, problem: Problem) -> None:
         responses=ERROR_RESPONSES,
         tags=tags,
         summary=f"{problem.name}: decide several independent slots",
-        description=f"Independent decisions for up to {MAX_BATCH} bodies, answered in order.",
+        description=f"Independent decisions for up to {serving.max_batch} bodies, answered in order.",
     )

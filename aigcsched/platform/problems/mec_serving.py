@@ -20,9 +20,11 @@ from aigcsched.envs.mec import MECConfig, MECEnv, MECInstance
 from aigcsched.platform.errors import ConfigError
 from aigcsched.platform.problems.serving import STRICT, BodyError, Ident, ProblemServing, finite, unique_ids
 
-# The papers evaluate 5 and 20 stations; the myopic rules try every subset of <= 2 servers with
-# each split rule, so the work per body grows as N^3: 32 bounds it (~1k actions per station).
-MAX_STATIONS = 32
+# The papers evaluate 5 and 20 stations. The myopic rules try every subset of <= 2 servers with
+# each split rule for every station, so the work per body grows as N^3: at 20 stations, all with a
+# task, a body takes about a second on one core; a batch holds at most 32 of them.
+MAX_STATIONS = 20
+MAX_BATCH = 32
 MAX_SECONDS = 1e6  # about 11.6 days of queue: any longer is a gateway bug
 MAX_MBIT = 1e5
 MAX_STEPS = 100_000
@@ -155,6 +157,7 @@ class MECServing(ProblemServing):
         f"stations (2-{MAX_STATIONS}), on the default scenario's rules (subsets of up to 2 servers)."
     )
     heuristics = ("local", "least_loaded", "smcoedge", "myopic", "sequential_myopic")
+    max_batch = MAX_BATCH
 
     def heuristic(self, name: str):
         if name not in self.heuristics:

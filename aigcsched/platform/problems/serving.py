@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-MAX_BATCH = 256  # bodies per decide-batch call
+MAX_BATCH = 256  # bodies per decide-batch call, unless a problem's are costlier
 
 # Strict: no bool or string coercion into numbers, no NaN or infinity, unknown fields rejected.
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -45,6 +45,7 @@ class ProblemServing:
     decision_model: type[BaseModel]  # every agent's decision for it
     summary: str  # one line for the OpenAPI docs
     heuristics: tuple[str, ...]  # deterministic and stateless across calls: worth serving
+    max_batch: int = MAX_BATCH  # bodies per decide-batch call
 
     def heuristic(self, name: str) -> Any:
         """The named heuristic in the form `decide` takes (ConfigError naming the choices otherwise)."""
