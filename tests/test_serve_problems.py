@@ -381,3 +381,40 @@ def test_unknown_problems_and_policies_and_mismatched_models_are_config_errors(m
     assert (
         status == 422 and answer["detail"] == "the policy heuristic:local takes 3 providers; the body has 2 providers"
     )
+
+
+def test_bodies_at_the_bounds_are_answered_with_finite_numbers():
+    """Every number at its extreme (the ones a fuzzer tries first): 200, never a 500 or a NaN."""
+    slow = {
+        "capacity_steps_per_s": 1e-3,
+        "backlog_s": 1e6,
+        "links_mbps": [1e-3, 1e6],
+        "task": {"mbit": 1e5, "steps": 100_000},
+    }
+    fast = {
+        "capacity_steps_per_s": 1e6,
+        "backlog_s": 0.0,
+        "links_mbps": [1e6, 1e-3],
+        "task": {"mbit": 1e-9, "steps": 1},
+    }
+    body = {"stations": [{"id": "a", **slow}, {"id": "b", **fast}, {"id": "c", **slow, "links_mbps": [1e6, 1e6]}]}
+    for heuristic in ("myopic", "sequential_myopic", "smcoedge", "least_loaded"):
+        app, _ = app_of(heuristic=heuristic, problem="mec")
+        status, answer = call(app, "POST", "/v1/mec/decide", body)
+        assert status == 200, answer
+        for station in answer["stations"]:
+            assert np.isfinite(station["expected_delay_s"]) and sum(station["shares"]) == pytest.approx(1.0)
+    huge = _provider(
+        queue={"by_class": [10**9] * 3, "late": 10**9},
+        busy_gpus=1e7,
+        battery_soc=1.0,
+        prices={"now_usd_mwh": -1e4, "ahead_usd_mwh": [1e5] * 3, "day_usd_mwh": [-1e4] * 12 + [1e5] * 12},
+        weather={"temperature_c": 70.0, "renewable_kw": 1e7},
+        arrivals={"last_slot": 10**9, "expected": 1e9},
+    )
+    for heuristic in ("local", "handoff", "arbitrage", "combined"):
+        app, _ = app_of(heuristic=heuristic, problem="datacenter")
+        status, answer = call(
+            app, "POST", "/v1/datacenter/decide", {"providers": [huge, *DATACENTER_EXAMPLE["providers"][1:]]}
+        )
+        assert status == 200 and len(answer["providers"]) == 3, answer

@@ -29,8 +29,9 @@ MAX_SECONDS = 1e6  # about 11.6 days of queue: any longer is a gateway bug
 MAX_MBIT = 1e5
 MAX_STEPS = 100_000
 MAX_RATE = 1e6  # Mbps and denoising steps/s
+MIN_RATE = 1e-3  # slower is no server or link; the times it implies stay finite
 
-LinkRate = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=MAX_RATE)]
+LinkRate = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=MIN_RATE, le=MAX_RATE)]
 
 EXAMPLE = {
     "stations": [
@@ -66,7 +67,7 @@ class Station(BaseModel):
 
     model_config = STRICT
     id: Ident
-    capacity_steps_per_s: float = finite(gt=0, le=MAX_RATE, description="its server's speed, denoising steps/s")
+    capacity_steps_per_s: float = finite(ge=MIN_RATE, le=MAX_RATE, description="its server's speed, denoising steps/s")
     backlog_s: float = finite(0.0, ge=0, le=MAX_SECONDS, description="seconds until its server's queue is empty")
     links_mbps: list[LinkRate] = Field(
         min_length=1,
