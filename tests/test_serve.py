@@ -198,6 +198,8 @@ def test_model_info_and_decisions_of_a_registered_model(endpoint):
         "uri": MODEL_URI,
         "policy": f"{MODEL_URI} (version {champion.version})",
         "n_servers": 3,
+        "problem": "edge",
+        "n_agents": None,
     }
     policy = EDGE.bind(registry.load_policy(MODEL_URI))
     bodies = random_bodies(40, seed=3, n_servers=3)

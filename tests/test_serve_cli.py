@@ -23,6 +23,12 @@ from aigcsched.serve.client import EndpointError, SchedulerClient
         (["serve", "--policy", "random"], "unknown policy 'random'; choose from greedy, myopic"),
         (["serve", "--policy", "greedy", "--model", "models:/x@champion"], "not both"),
         (["serve", "--policy", "greedy", "--replicas", "3", "--max-replicas", "2"], "--max-replicas (2)"),
+        (["serve", "--problem", "cloud"], "unknown problem 'cloud'; choose from edge, datacenter, mec"),
+        (
+            ["serve", "--problem", "mec", "--policy", "greedy"],
+            "unknown mec policy 'greedy' to serve; choose from local",
+        ),
+        (["serve", "--problem", "datacenter", "--policy", "random"], "choose from local, handoff, arbitrage, combined"),
     ],
 )
 def test_bad_arguments_exit_2(capsys, monkeypatch, args, message):
@@ -60,24 +66,6 @@ def test_missing_champion_exits_2_before_ray_starts(capsys, monkeypatch, tmp_pat
     # The store the command read holds the model: only the alias was missing.
     served = check_policy(PolicySource(model_uri=f"models:/{name}/{version}"))
     assert served.model_info()["version"] == version and served.n_servers == 3
-    assert not ray.is_initialized()
-
-
-def test_a_model_of_a_problem_without_an_api_exits_2_with_one_line(capsys, monkeypatch, tmp_path, register_policy):
-    import ray
-
-    from aigcsched.envs import MECConfig
-    from aigcsched.platform import registry
-
-    monkeypatch.chdir(tmp_path)
-    # absolute: MLflow caches a store by its URI, and a relative one named another test's store
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    version = register_policy("aigcsched-mec", MECConfig(n_servers=3))
-    registry.promote("aigcsched-mec", version)
-    capsys.readouterr()
-    code, out, err = run_cli(capsys, monkeypatch, "serve", "--model", "models:/aigcsched-mec@champion")
-    assert code == 2 and out == "" and err.count("\n") == 1
-    assert err.startswith("error: models:/aigcsched-mec@champion is a mec policy; the endpoint serves edge")
     assert not ray.is_initialized()
 
 

@@ -163,7 +163,8 @@ class MECEnv(ParallelEnv):
     the last slot, which pays minus the summed delays of all the agent's tasks of the episode.
 
     Start: capacities, links and all tasks are drawn from the seed at reset; queues are empty.
-    `reset(options={"instance": MECInstance(...)})` plays a given instance.
+    `reset(options={"instance": MECInstance(...)})` plays a given instance; `options={"backlog_s": b}`
+    starts the queues with servers busy for b_j seconds (one slot of a live system, as served).
     Episode end: truncated after `episode_slots` slots (a time limit); never terminated.
 
     Info per agent: delay, transfer, queueing and processing seconds of its task (the max over
@@ -207,6 +208,12 @@ class MECEnv(ParallelEnv):
         self.agents = list(self.possible_agents)
         self.slot = 0
         self.free_at = np.zeros(self.cfg.n_servers)  # absolute time each server's queue empties
+        backlog = (options or {}).get("backlog_s")
+        if backlog is not None:
+            backlog = np.asarray(backlog, dtype=np.float64)
+            if backlog.shape != (self.cfg.n_servers,) or not np.all((backlog >= 0) & np.isfinite(backlog)):
+                raise ValueError(f"backlog_s needs {self.cfg.n_servers} finite values >= 0, got {backlog}")
+            self.free_at = backlog.copy()
         self.assigned_steps = np.zeros(self.cfg.n_servers)  # work given to each server so far
         self.arrived_steps = 0.0
         # per agent over the episode so far: tasks, summed delay (s), summed parts

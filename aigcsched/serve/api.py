@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from aigcsched.serve.cluster import ClusterBook
 from aigcsched.serve.policy import ApiError, Decider
+from aigcsched.serve.problems import problem_routes
 from aigcsched.serve.schemas import (
     Booking,
     ClusterSpec,
@@ -181,6 +182,7 @@ def make_api(service: Service, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, dig
         """The request finished (now, or `finished_ago_s` ago): correct its server's queue."""
         return await service.clusters("done", cluster, request_id, (body or DoneReport()).finished_ago_s)
 
+    app.include_router(problem_routes(service))  # the multi-agent problems' /v1/<problem>/decide routes
     app.add_middleware(Guard, max_body_bytes=max_body_bytes, digest=digest)
     return app
 

@@ -3,6 +3,8 @@
     client = SchedulerClient("http://127.0.0.1:8000", token=os.environ.get("AIGCSCHED_API_TOKEN"))
     client.decide([{"id": "gpu-a", "capability": 15.2, "busy_for_s": 3.1}],
                   {"id": "r1", "due_in_s": 8.0, "penalty": "linear"})
+    client.decide_mec([...])          # an endpoint serving a mec policy: one dict per base station
+    client.decide_datacenter([...])   # a datacenter policy: one dict per provider
 
 Non-2xx answers raise `EndpointError` with the status and the server's `detail`.
 """
@@ -57,6 +59,18 @@ class SchedulerClient:
 
     def decide_batch(self, bodies: list[dict]) -> list[dict]:
         return self.request("POST", "/v1/edge/decide-batch", bodies)
+
+    def decide_mec(self, stations: list[dict]) -> dict:
+        """Each base station's servers and shares for its task (the endpoint must serve a mec policy)."""
+        return self.request("POST", "/v1/mec/decide", {"stations": stations})
+
+    def decide_datacenter(self, providers: list[dict]) -> dict:
+        """Each provider's action for the slot (the endpoint must serve a datacenter policy)."""
+        return self.request("POST", "/v1/datacenter/decide", {"providers": providers})
+
+    def decide_slots(self, problem: str, bodies: list[dict]) -> list[dict]:
+        """Independent decisions of a multi-agent problem (mec, datacenter) for several bodies, in order."""
+        return self.request("POST", f"/v1/{_quote(problem)}/decide-batch", bodies)
 
     def register_cluster(self, cluster: str, servers: list[dict]) -> dict:
         return self.request("PUT", f"/v1/clusters/{_quote(cluster)}", {"servers": servers})

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aigcsched.serve.policy import PENALTY_CODE, ApiError, Decider, PolicySource
+from aigcsched.serve.problems import load_decider
 
 CLUSTER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_CLUSTERS = 256
@@ -170,7 +171,7 @@ class ClusterActor:
     def use_policy(self, key: str, source: PolicySource) -> str:
         """Load the serving app's policy unless the one in use is the same (`key`)."""
         if key != self.policy_key:
-            self.decider = Decider(source.load())
+            self.decider = load_decider(source)
             self.policy_key = key
         return self.decider.label
 

@@ -15,9 +15,25 @@ from aigcsched.platform.config import ConfigError
 def serve_command(
     model: Annotated[
         str | None,
-        typer.Option(help="registered model URI [default: models:/aigcsched-edge@champion]"),
+        typer.Option(
+            help="registered model URI; the endpoint serves the model's problem "
+            "(default models:/aigcsched-<problem>@champion, problem edge unless --problem)"
+        ),
     ] = None,
-    policy: Annotated[str | None, typer.Option(help="serve a heuristic instead of a model: greedy or myopic")] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="serve a heuristic of --problem instead of a model: edge: greedy, myopic; mec: local, "
+            "least_loaded, smcoedge, myopic, sequential_myopic; datacenter: local, handoff, arbitrage, combined"
+        ),
+    ] = None,
+    problem: Annotated[
+        str | None,
+        typer.Option(
+            help="edge, mec or datacenter: the problem of --policy (default edge), or the one --model must "
+            "be of (routes: POST /v1/<problem>/decide)"
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port")] = 8000,
     replicas: Annotated[int, typer.Option(min=1, help="replicas (the minimum when autoscaling)")] = 1,
@@ -41,11 +57,21 @@ def serve_command(
 ) -> None:
     """Serve a scheduling policy over HTTP with Ray Serve (OpenAPI docs at /docs).
 
+    The endpoint serves one problem, the policy's (a model's own, or --problem for a heuristic):
+
+    edge: POST /v1/edge/decide (servers and a request in, server and steps out), /v1/clusters/...
+
+    mec: POST /v1/mec/decide (each base station's task and server queue in, its servers and shares out)
+
+    datacenter: POST /v1/datacenter/decide (each provider's queues, prices, battery, weather in; its action out)
+
+    A registered model takes the servers / stations / providers it was trained for; GET /v1/model names the problem.
+
     Set AIGCSCHED_API_TOKEN to require `Authorization: Bearer <token>` on every route but /healthz.
     """
     from aigcsched.serve.api import TOKEN_ENV, token_digest
     from aigcsched.serve.deployment import ServeOptions, check_policy, ray_env, replica_urls, start
-    from aigcsched.serve.policy import PolicySource, default_model_uri, local_tracking_uri
+    from aigcsched.serve.policy import PolicySource, default_model_uri, local_tracking_uri, servable_problems
 
     if model is not None and policy is not None:
         raise ConfigError("give --model or --policy, not both")
@@ -56,9 +82,12 @@ def serve_command(
     if max_replicas is not None and max_replicas < replicas:
         raise ConfigError(f"--max-replicas ({max_replicas}) must be >= --replicas ({replicas})")
     if policy:
-        source = PolicySource(heuristic=policy)
+        source = PolicySource(heuristic=policy, problem=problem)
     else:
-        source = PolicySource(model_uri=model or default_model_uri(), tracking_uri=local_tracking_uri())
+        if problem is not None and problem not in servable_problems():
+            raise ConfigError(f"unknown problem {problem!r}; choose from {', '.join(servable_problems())}")
+        uri = model or default_model_uri(problem)
+        source = PolicySource(model_uri=uri, tracking_uri=local_tracking_uri(), problem=problem)
     decider = check_policy(source)  # a missing model fails here, before Ray starts
     options = ServeOptions(
         host=host,

@@ -19,6 +19,7 @@ from ray.serve.schema import LoggingConfig
 from aigcsched.serve.api import DEFAULT_MAX_BODY_BYTES, make_api
 from aigcsched.serve.cluster import ACTOR_NAMESPACE, actor_name, cluster_actor
 from aigcsched.serve.policy import ApiError, Decider, PolicySource
+from aigcsched.serve.problems import load_decider
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Scheduler:
         max_batch_size: int,
         batch_wait_timeout_s: float,
     ):
-        self.decider = Decider(source.load())
+        self.decider = load_decider(source)
         self._source, self.app_name = source, app_name
         self._max_body_bytes, self._digest = max_body_bytes, digest
         self._decide_batched.set_max_batch_size(max_batch_size)
@@ -201,4 +202,4 @@ def replica_urls(options: ServeOptions, timeout_s: float = 0.5) -> list[str]:
 
 def check_policy(source: PolicySource) -> Decider:
     """Load the policy once here, so a missing model is an error before anything starts."""
-    return Decider(source.load())
+    return load_decider(source)

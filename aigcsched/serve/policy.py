@@ -44,10 +44,10 @@ def servable_problems() -> list[str]:
     return [p.name for p in PROBLEMS.values() if p.servable]
 
 
-def default_model_uri() -> str:
+def default_model_uri(problem: str | None = None) -> str:
     from aigcsched.platform.registry import CHAMPION  # here, not at the top: mlflow only when a model is served
 
-    return f"models:/{get_problem(servable_problems()[0]).experiment_name}@{CHAMPION}"
+    return f"models:/{get_problem(problem or servable_problems()[0]).experiment_name}@{CHAMPION}"
 
 
 def local_tracking_uri() -> str:
@@ -71,10 +71,13 @@ class PolicySource:
     heuristic: str | None = None
     edge_config: dict = field(default_factory=dict)
     tracking_uri: str | None = None
+    problem: str | None = None  # a heuristic's problem (default edge); a model's must be this one when set
 
     def __post_init__(self):
         if (self.model_uri is None) == (self.heuristic is None):
             raise ConfigError("give either a model URI (--model) or a heuristic (--policy), not both")
+        if self.problem is not None and self.problem not in servable_problems():
+            raise ConfigError(f"unknown problem {self.problem!r}; choose from {', '.join(servable_problems())}")
 
     def load(self):
         if self.heuristic is not None:

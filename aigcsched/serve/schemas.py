@@ -127,6 +127,10 @@ class ModelInfo(BaseModel):
     uri: str | None
     policy: str = Field(description="label sent with every decision")
     n_servers: int | None = Field(description="servers per decision the policy takes; null: any count")
+    problem: str = Field("edge", description="the problem served: its routes are /v1/<problem>/...")
+    n_agents: int | None = Field(
+        None, description="stations / providers per body a multi-agent model takes; null: edge, or any count"
+    )
 
 
 class Health(BaseModel):

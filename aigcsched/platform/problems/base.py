@@ -70,7 +70,7 @@ class Problem:
     # the progress bar's figures: (metric, label, format spec)
     progress_fields: tuple[tuple[str, str, str], ...]
     vectorize_mode: str = "sync"  # how RLlib steps several sub-envs (gymnasium's VectorEnv modes)
-    servable: bool = False  # the HTTP endpoint has an API for it
+    servable: bool = False  # the HTTP endpoint has an API for it (edge's own, or `serving()`'s)
     reproducible: bool = False  # `aigcsched reproduce` has the paper's figures for it
 
     # --- names
@@ -113,6 +113,11 @@ class Problem:
     def policy_makers(self) -> dict[str, Callable[[BaseModel, int | None], Any]]:
         """Named policies (heuristics and the like): name -> (cfg, seed) -> policy."""
         raise NotImplementedError
+
+    def serving(self) -> Any:
+        """The problem's `serving.ProblemServing` (request and decision bodies of its endpoint
+        routes), or None where the endpoint has none or its own (edge)."""
+        return None
 
     def bind(self, trained: Any) -> Any:
         """A trained policy (`registry.TrainedPolicy`) as a policy of this problem's evaluator."""

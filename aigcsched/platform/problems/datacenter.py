@@ -97,6 +97,7 @@ class DataCenterProblem(Problem):
         ("episode_energy_cost", "energy", ",.1f"),
         ("episode_violation_rate", "violations", ".3f"),
     )
+    servable = True
     fit_keys = ("n_asps", "obs_size", "step_levels", "keep_levels", "power_cap_levels")
 
     def training_scenario(self, cfg, shared_policy: bool):
@@ -129,6 +130,11 @@ class DataCenterProblem(Problem):
             name: (lambda cfg, seed, n=name: make_datacenter_heuristic(n, cfg, seed=seed))
             for name in DATACENTER_HEURISTICS
         }
+
+    def serving(self):
+        from aigcsched.platform.problems.datacenter_serving import DATACENTER_SERVING
+
+        return DATACENTER_SERVING
 
     def bind(self, trained):
         return trained  # already (observations by agent, state) -> actions by agent

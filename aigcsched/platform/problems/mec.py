@@ -27,6 +27,11 @@ class MECTrainedPolicy:
         self.trained = trained
         self.info = trained.info
 
+    @property
+    def cfg(self) -> MECConfig:
+        """The scenario it was trained on."""
+        return self.trained.cfg
+
     def __call__(self, env: MECEnv, agent: str, obs):
         return env.shares(agent, self.trained.act_agent(agent, self._as_trained(env, agent, obs)))
 
@@ -68,6 +73,7 @@ class MECProblem(Problem):
         ("episode_mean_parts", "parts", ".2f"),
         ("episode_return_mean", "return", ",.1f"),
     )
+    servable = True
     fit_keys = ("n_servers", "action_mode", "max_split", "split_rules", "weight_levels")
 
     def check_experiment(self, exp, scenario) -> None:
@@ -86,6 +92,11 @@ class MECProblem(Problem):
 
     def policy_makers(self) -> dict:
         return {name: (lambda cfg, seed, n=name: make_policy(n, seed=seed or 0)) for name in MEC_POLICIES}
+
+    def serving(self):
+        from aigcsched.platform.problems.mec_serving import MEC_SERVING
+
+        return MEC_SERVING
 
     def bind(self, trained) -> MECTrainedPolicy:
         return MECTrainedPolicy(trained)

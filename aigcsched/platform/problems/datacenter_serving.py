@@ -1,0 +1,294 @@
+"""The `datacenter` endpoint: each provider's slot state in (queues, prices, battery, weather),
+each provider's action out, in named fields.
+
+A body is the state `DataCenterEnv` shows its agents before a slot: the observations are built by
+the env's own `Observations` (and look-ahead plan) from it, and `DataCenterState` for the
+heuristics. A provider's constants (GPUs, model speed, power, battery size) are the scenario's:
+a registered model's training scenario, or the default scenario for a heuristic; so a body has as
+many providers, deadline classes and price forecasts as that scenario.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
+from aigcsched.envs import physics
+from aigcsched.envs.datacenter import BATTERY_ACTIONS, DataCenterConfig, DataCenterState
+from aigcsched.envs.datacenter.env import per_job_at_full_power
+from aigcsched.envs.datacenter.inputs import EpisodeInputs
+from aigcsched.envs.datacenter.lookahead import plan_one_hot
+from aigcsched.envs.datacenter.observation import Observations
+from aigcsched.platform.errors import ConfigError
+from aigcsched.platform.problems.serving import STRICT, BodyError, Ident, ProblemServing, finite, unique_ids
+
+MAX_PROVIDERS = 16
+MAX_JOBS = 10**9
+MAX_GPUS = 1e7
+MAX_KW = 1e7
+# Wholesale prices: ERCOT's offer cap is 5,000 USD/MWh; negative prices pay the buyer.
+Price = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e4, le=1e5)]
+Jobs = Annotated[int, Field(strict=True, ge=0, le=MAX_JOBS)]
+HOURS_PER_DAY = 24
+
+
+def _example(pid: str, queue: list[int], busy: float, price: float, hour: float, last: int, expected: float) -> dict:
+    day = [round(price * f, 1) for f in (0.8,) * 7 + (1.1,) * 10 + (1.5,) * 4 + (0.9,) * 3]  # price: below the median
+    return {
+        "id": pid,
+        "queue": {"by_class": queue, "late": 0},
+        "busy_gpus": busy,
+        "battery_soc": 0.5,
+        "prices": {
+            "now_usd_mwh": price,
+            "ahead_usd_mwh": [round(price * f, 1) for f in (1.1, 1.3, 1.5)],
+            "day_usd_mwh": day,
+        },
+        "weather": {"temperature_c": 24.0, "renewable_kw": 14.2},
+        "local_hour": hour,
+        "arrivals": {"last_slot": last, "expected": expected},
+    }
+
+
+EXAMPLE = {
+    "providers": [
+        _example("caiso", [1200, 400, 150], 16.5, 38.5, 10.0, 2650, 2700.0),
+        _example("pjm", [700, 240, 90], 19.0, 52.0, 13.0, 1400, 1450.0),
+        _example("ercot", [1600, 520, 300], 32.0, 61.0, 12.0, 1500, 1480.0),
+    ]
+}
+
+
+class ProviderQueue(BaseModel):
+    """Jobs waiting at the provider's data center."""
+
+    model_config = STRICT
+    by_class: list[Jobs] = Field(
+        min_length=1, max_length=64, description="jobs waiting, not yet late, per deadline class (scenario order)"
+    )
+    late: Jobs = Field(0, description="jobs waiting past their deadline")
+
+
+class ProviderPrices(BaseModel):
+    """The provider's grid region's day-ahead prices, USD/MWh."""
+
+    model_config = STRICT
+    now_usd_mwh: Price = Field(description="this slot's price")
+    ahead_usd_mwh: list[Price] = Field(
+        max_length=64, description="price at each of the scenario's forecast hours ahead (default 1, 2, 4 h)"
+    )
+    day_usd_mwh: list[Price] = Field(
+        min_length=HOURS_PER_DAY, max_length=HOURS_PER_DAY, description="the day's 24 hourly prices"
+    )
+
+
+class ProviderWeather(BaseModel):
+    model_config = STRICT
+    temperature_c: float = finite(ge=-90, le=70, description="outside temperature (sets the PUE)")
+    renewable_kw: float = finite(ge=0, le=MAX_KW, description="on-site PV + wind power now")
+
+
+class ProviderArrivals(BaseModel):
+    model_config = STRICT
+    last_slot: Jobs = Field(description="jobs that arrived at the provider in the last slot")
+    expected: float = finite(ge=0, le=MAX_JOBS, description="mean jobs expected this slot")
+
+
+class Provider(BaseModel):
+    """An AIGC service provider's data center before the slot."""
+
+    model_config = STRICT
+    id: Ident
+    queue: ProviderQueue
+    busy_gpus: float = finite(ge=0, le=MAX_GPUS, description="GPUs busy over the last slot (GPU-equivalents)")
+    battery_soc: float = finite(ge=0, le=1, description="battery state of charge, share of capacity")
+    prices: ProviderPrices
+    weather: ProviderWeather
+    local_hour: float = finite(ge=0, lt=HOURS_PER_DAY, description="local time of day, hours")
+    arrivals: ProviderArrivals
+
+
+class DataCenterDecideRequest(BaseModel):
+    model_config = ConfigDict(**STRICT, json_schema_extra={"examples": [EXAMPLE]})
+    providers: list[Provider] = Field(min_length=2, max_length=MAX_PROVIDERS)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataCenterDecideRequest:
+        unique_ids(self.providers, "provider")
+        return self
+
+
+class ProviderAction(BaseModel):
+    id: str
+    keep_share: float = Field(description="share of this slot's new jobs the provider keeps")
+    handoff_to: str | None = Field(description="the provider that gets the rest; null when all are kept")
+    steps: int = Field(description="inference steps of the jobs its data center runs this slot")
+    battery: Literal["discharge", "idle", "charge"] = Field(description="battery command, at full power")
+    power_cap: float = Field(description="GPU power cap, share of TDP")
+
+
+class DataCenterDecision(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "providers": [
+                        {
+                            "id": "caiso",
+                            "keep_share": 1.0,
+                            "handoff_to": None,
+                            "steps": 50,
+                            "battery": "discharge",
+                            "power_cap": 1.0,
+                        },
+                        {
+                            "id": "ercot",
+                            "keep_share": 0.75,
+                            "handoff_to": "pjm",
+                            "steps": 30,
+                            "battery": "charge",
+                            "power_cap": 1.0,
+                        },
+                    ],
+                    "policy": "heuristic:combined",
+                }
+            ]
+        }
+    )
+    providers: list[ProviderAction]
+    policy: str = Field(description="the policy that decided: model URI and version, or heuristic")
+
+
+@lru_cache(maxsize=8)
+def _constants(cfg: DataCenterConfig) -> tuple[Observations, np.ndarray, np.ndarray, np.ndarray]:
+    """The scenario's observation builder (for one slot), capacity and kWh per job at full power,
+    battery sizes."""
+    capacity, kwh_per_job = per_job_at_full_power(cfg)
+    battery = np.maximum(np.asarray(cfg.battery_kwh, dtype=np.float64), 1e-12)  # as the env divides
+    return Observations(cfg.model_copy(update={"episode_slots": 1})), capacity, kwh_per_job, battery
+
+
+def check_body(cfg: DataCenterConfig, body: DataCenterDecideRequest) -> None:
+    k, c, f = cfg.n_asps, len(cfg.deadline_slots), len(cfg.forecast_hours)
+    if len(body.providers) != k:
+        raise BodyError(f"the scenario has {k} providers, got {len(body.providers)}")
+    for p in body.providers:
+        if len(p.queue.by_class) != c:
+            raise BodyError(f"provider {p.id!r}: queue.by_class needs {c} counts (one per deadline class)")
+        if len(p.prices.ahead_usd_mwh) != f:
+            raise BodyError(
+                f"provider {p.id!r}: prices.ahead_usd_mwh needs {f} prices (at {list(cfg.forecast_hours)} h ahead)"
+            )
+
+
+def observe(cfg: DataCenterConfig, body: DataCenterDecideRequest) -> tuple[np.ndarray, DataCenterState]:
+    """Every provider's observation (K, obs_size) and the heuristics' state, as the env has them
+    before a slot in the state the body describes."""
+    check_body(cfg, body)
+    builder, capacity, kwh_per_job, battery = _constants(cfg)
+    ps = body.providers
+    k, c = cfg.n_asps, len(cfg.deadline_slots)
+
+    def column(values) -> np.ndarray:  # (K, 1): one slot of per-slot inputs
+        return np.array(values, dtype=np.float64)[:, None]
+
+    price = np.array([p.prices.now_usd_mwh for p in ps])
+    pue = physics.pue(
+        np.array([p.weather.temperature_c for p in ps]), cfg.pue_min, cfg.pue_free_cooling_c, cfg.pue_slope_per_c
+    )
+    inputs = EpisodeInputs(
+        day=0,
+        price=price[:, None],
+        forecast=np.array([p.prices.ahead_usd_mwh for p in ps], dtype=np.float64)[:, None, :],
+        day_prices=np.array([p.prices.day_usd_mwh for p in ps], dtype=np.float64),
+        rate=column([p.arrivals.expected for p in ps]),
+        pue=pue[:, None],
+        renewable_kw=column([p.weather.renewable_kw for p in ps]),
+        grid_renewable=np.zeros((k, 1)),
+        carbon=np.zeros((k, 1)),
+        local_hour=column([p.local_hour for p in ps]),
+    )
+    # the env's queue layout [executor, bucket, class, origin]: late jobs in bucket 0, the others
+    # in any later bucket (observations and state count them per class)
+    q = np.zeros((k, max(cfg.deadline_slots) + 1, c, k), dtype=np.int64)
+    q[:, 1, :, 0] = [p.queue.by_class for p in ps]
+    q[:, 0, 0, 0] = [p.queue.late for p in ps]
+    soc = np.array([p.battery_soc for p in ps])
+    obs = builder.at_slot(
+        builder.known_in_advance(inputs)[0],
+        q,
+        [p.busy_gpus for p in ps],
+        (soc * battery).tolist(),
+        [p.arrivals.last_slot for p in ps],
+    )
+    state = DataCenterState(
+        slot=0,
+        queue=q.sum(axis=(1, 2, 3)),
+        expected_arrivals=inputs.rate[:, 0].copy(),
+        capacity=capacity.copy(),
+        kwh_per_job=kwh_per_job * pue[:, None],
+        price=price,
+        day_prices=inputs.day_prices,
+        soc=soc,
+        handoff_fee=cfg.handoff_fee,
+    )
+    if cfg.observe_lookahead:
+        obs[:, obs.shape[1] - sum(cfg.action_nvec) :] = plan_one_hot(cfg, state)
+    return obs, state
+
+
+class DataCenterServing(ProblemServing):
+    problem = "datacenter"
+    agent_noun = "providers"
+    request_model = DataCenterDecideRequest
+    decision_model = DataCenterDecision
+    summary = (
+        "What each provider keeps, hands over, how many steps it runs and how it uses its battery. The "
+        "providers' constants (GPUs, model speed, power, battery size) are the policy's scenario: a model's "
+        "training scenario, the default one (3 providers) for a heuristic."
+    )
+    heuristics = tuple(name for name in DATACENTER_HEURISTICS if name != "random")
+
+    def heuristic(self, name: str):
+        if name not in self.heuristics:
+            raise ConfigError(f"unknown datacenter policy {name!r} to serve; choose from {', '.join(self.heuristics)}")
+        return make_datacenter_heuristic(name, DataCenterConfig())
+
+    def agent_count(self, body: DataCenterDecideRequest) -> int:
+        return len(body.providers)
+
+    def model_agent_count(self, cfg: DataCenterConfig) -> int:
+        return cfg.n_asps
+
+    def heuristic_agent_count(self) -> int:
+        return DataCenterConfig().n_asps  # their constants (GPUs, speed, power) are the default scenario's
+
+    def decide(self, policy, cfg: DataCenterConfig | None, body: DataCenterDecideRequest) -> dict:
+        cfg = cfg or DataCenterConfig()  # a heuristic's providers are the default scenario's
+        obs, state = observe(cfg, body)
+        agents = [f"asp_{i}" for i in range(cfg.n_asps)]
+        actions = policy(dict(zip(agents, obs, strict=True)), state)
+        ids = [p.id for p in body.providers]
+        out = []
+        for i, agent in enumerate(agents):
+            keep, target, level, battery, cap = (int(v) for v in np.asarray(actions[agent]).reshape(5))
+            others = [pid for j, pid in enumerate(ids) if j != i]  # hand-off targets in index order
+            keep_share = float(cfg.keep_levels[keep])
+            out.append(
+                {
+                    "id": ids[i],
+                    "keep_share": keep_share,
+                    "handoff_to": others[target] if keep_share < 1.0 else None,
+                    "steps": int(cfg.step_levels[level]),
+                    "battery": BATTERY_ACTIONS[battery],
+                    "power_cap": float(cfg.power_cap_levels[cap]),
+                }
+            )
+        return {"providers": out}
+
+
+DATACENTER_SERVING = DataCenterServing()
