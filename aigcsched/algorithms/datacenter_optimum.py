@@ -1,0 +1,388 @@
+"""The `datacenter` day solved in hindsight: an upper bound on any policy's utility, and a schedule.
+
+With the whole episode known in advance (prices, weather, PUE, every arrival), one linear
+program (LP) plans all providers and slots jointly on the env's own accounting, and its schedule
+is played through `DataCenterEnv`. `solve` returns both figures: `bound`, the LP's optimum, above
+the utility of every policy on that day; `utility`, the replayed schedule's, a policy's utility
+and so below the day's true optimum. The optimum lies in [utility, bound].
+
+Why an LP (GLOP, dual simplex) and not a MILP or CP-SAT: a day is 288 slots x 3 providers with
+thousands of jobs each. Job counts are continuous in the model (an error of a job or two per
+slot, against ~1,800), and each slot's discrete choices (step level x power cap, keep level x
+target, battery command) become their convex hull. What the env does exactly but a solver
+cannot do fast is first-come-first-served service over ~21 (bucket, class) places per data
+center and slot: as integer logic that is ~20,000 prefix binaries with big-M products on top of
+~30,000 choice binaries, hopeless within a minute. The LP solves a day in seconds on one core.
+
+What the LP keeps exactly, read off the env: revenue = revenue_per_quality x Q(executor's model,
+steps) per job served; a job of class c arriving at slot a (a hand-off landing `handoff_delay_slots`
+later, at the receiver) is on time if served in slots a .. a + d_c - 1, else it pays late_penalty[c]
+once, joins a late backlog served later (revenue still earned), or is settled unserved at the end;
+GPU seconds per slot G x slot at seconds_per_job(level, cap); IT power = G x host + busy GPU
+seconds x capped TDP + idle GPU seconds x idle power, x PUE; renewables first; the battery's
+power and state-of-charge limits, its sqrt(efficiency) loss each way and wear per kWh
+discharged; energy bought = max(0, load - renewables - discharge + charge) at the slot's price;
+hand-off fees (they cancel in the sum over providers, the figure scored).
+
+What the LP relaxes (each makes its feasible set larger, never smaller, so `bound` stays an upper
+bound on every schedule the env can play):
+- service order: any waiting job may be served, not only the FCFS prefix (late jobs first);
+- a slot may mix step levels, power caps and battery power (the convex hull of the choices), and a
+  provider may split its hand-off over several targets (the env: one keep level, one target);
+- job counts are fractional; the env's rounding is covered by slack: hand-offs per class within
+  +-0.5 of share x arrivals (the env rounds to nearest), one job more than G x slot / seconds per
+  job (the carry of a partly done job) and busy GPU seconds down to (jobs - 1) x seconds per job;
+- busy GPU seconds may lie anywhere between the work done and the whole slot (the env: the whole
+  slot when jobs remain, the work done otherwise);
+- no constraint that the battery discharge only into the site's load; simultaneous charge and
+  discharge allowed;
+- at negative prices energy bought, max(0, balance), is bounded above by its chord over the
+  slot's range of balance (a concave envelope) instead of being equal to it.
+
+The schedule: the env is stepped slot by slot; each provider hands off to track the LP's
+cumulative hand-offs (one target per slot, nearest keep level), runs at each slot the step level
+and cap of best value per job (revenue - energy at the slot's price) among those whose capacity
+serves at least the LP's planned jobs of the slot, never fewer than the jobs that would go late
+after this slot (FCFS prefix), and picks the battery command whose state of charge is closest to
+the LP's. Its utility is the env's ledger, so `bound - utility` (`gap`) is the LP's relaxation plus
+what rounding it to the env's discrete, FCFS actions lost: an upper bound on how far the schedule
+is from the day's optimum, not the distance itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.linear_solver import pywraplp
+
+from aigcsched.envs.datacenter import BATTERY_ACTIONS, DataCenterConfig, DataCenterEnv, make_config
+
+DEFAULT_TIME_LIMIT_S = 300.0  # a day takes ~20 s of CPU; wall time on a busy machine is more
+DISCHARGE, IDLE, CHARGE = (BATTERY_ACTIONS.index(a) for a in ("discharge", "idle", "charge"))
+# Objective in milli-USD: per-job terms of ~1e-4 USD would sit near the solver's tolerances.
+SCALE = 1000.0
+SOLVER = "GLOP"
+
+
+@dataclass(frozen=True)
+class DataCenterOptimumResult:
+    """The hindsight plan of one episode and what the LP proved about it."""
+
+    actions: np.ndarray  # (T, K, 5) env actions per slot and provider
+    utility: float  # the schedule's utility (all providers) replayed through DataCenterEnv, USD
+    bound: float  # LP optimum: no schedule of this day earns more (nan unless status OPTIMAL)
+    status: str  # the LP solver's: OPTIMAL, or why not (time limit: NOT_SOLVED / FEASIBLE)
+    day: int
+    solve_s: float  # LP build and solve
+    wall_s: float  # all of it, replay included
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "OPTIMAL"
+
+    @property
+    def gap(self) -> float:
+        """(bound - utility) / |bound|: the most the day's optimum can lie above `utility`."""
+        return (self.bound - self.utility) / max(abs(self.bound), 1e-12)
+
+
+class _LP:
+    """Builds rows as (lower, upper, {variable: coefficient}); pywraplp's expression objects are
+    far slower at this size."""
+
+    def __init__(self, time_limit_s: float):
+        self.solver = pywraplp.Solver.CreateSolver(SOLVER)
+        self.solver.SetTimeLimit(int(time_limit_s * 1000))
+        self.solver.SetNumThreads(1)
+        self.objective = self.solver.Objective()
+        self.inf = self.solver.infinity()
+
+    def var(self, lb: float, ub: float, cost: float = 0.0):
+        v = self.solver.NumVar(float(lb), float(ub), "")
+        if cost:
+            self.objective.SetCoefficient(v, float(cost) * SCALE)
+        return v
+
+    def row(self, lb: float, ub: float, terms) -> None:
+        r = self.solver.Constraint(float(lb), float(ub))
+        for v, coef in terms:
+            r.SetCoefficient(v, r.GetCoefficient(v) + float(coef))
+
+
+def _check(cfg: DataCenterConfig, time_limit_s: float) -> None:
+    if not time_limit_s > 0:
+        raise ValueError(f"time_limit_s must be > 0, got {time_limit_s}")
+    if cfg.episode_slots > 2016:  # a week of 5-minute slots: the LP grows with slots x deadlines
+        raise ValueError(f"episode_slots={cfg.episode_slots} is too long for the hindsight LP (at most 2016)")
+
+
+def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tuple[dict[str, np.ndarray], str, float]:
+    """Solve the hindsight LP of the episode `env` was just reset to. Returns (plan, status,
+    objective in USD): plan["handed"] (T, K, K-1) jobs each origin hands to each other provider
+    (targets in index order), plan["served"] (T, K) jobs served, plan["soc"] (T + 1, K) battery kWh."""
+    cfg = env.cfg
+    _check(cfg, time_limit_s)
+    inputs, arrivals = env.hindsight()  # arrivals (T, origin, class)
+    T, K, C = cfg.episode_slots, cfg.n_asps, len(cfg.deadline_slots)
+    L, P = len(cfg.step_levels), len(cfg.power_cap_levels)
+    D, deadline = cfg.handoff_delay_slots, cfg.deadline_slots
+    slot_s, hours = cfg.slot_minutes * 60.0, cfg.slot_minutes / 60.0
+    gpus = np.asarray(cfg.n_gpus, dtype=np.float64)
+    sec = cfg.seconds_per_job()  # (K, L, P)
+    revenue = cfg.revenue_per_quality * cfg.quality()  # (K, L)
+    busy_extra_w = (
+        np.asarray(cfg.power_cap_levels)[None, :] * np.asarray(cfg.gpu_power_w)[:, None]
+        - np.asarray(cfg.gpu_idle_w)[:, None]
+    )  # (K, P): a busy GPU second over an idle one
+    base_w = gpus * (cfg.host_power_w + np.asarray(cfg.gpu_idle_w))  # every GPU idle
+    eta = float(np.sqrt(cfg.battery_efficiency))
+    battery_kw = np.asarray(cfg.battery_kw, dtype=np.float64)
+    soc_lo, soc_hi = (np.asarray(cfg.battery_kwh) * f for f in (cfg.battery_soc_min, cfg.battery_soc_max))
+    max_share = 1.0 - min(cfg.keep_levels)
+    others = [[j for j in range(K) if j != o] for o in range(K)]
+    pen = np.asarray(cfg.late_penalty)
+
+    lp = _LP(time_limit_s)
+    # hand-offs: share[o][t][jj] of origin o's slot-t arrivals to others[o][jj]; handed per class
+    share = [[[lp.var(0.0, max_share) for _ in range(K - 1)] for _ in range(T)] for _ in range(K)]
+    handed = {}  # (o, t, c, jj) -> var
+    for o in range(K):
+        for t in range(T):
+            if K > 2:
+                lp.row(-lp.inf, max_share, [(s, 1.0) for s in share[o][t]])
+            for c in range(C):
+                n = float(arrivals[t, o, c])
+                if n == 0:
+                    continue
+                for jj in range(K - 1):
+                    h = handed[o, t, c, jj] = lp.var(0.0, n)
+                    lp.row(-0.5, 0.5, [(h, 1.0), (share[o][t][jj], -n)])  # the env rounds n x share
+                lp.row(-lp.inf, n, [(handed[o, t, c, jj], 1.0) for jj in range(K - 1)])
+
+    # on-time service: x of the group (executor e, arrival slot a, class c, own or received) in slot t
+    served_at = [[[] for _ in range(T)] for _ in range(K)]  # terms (var, 1) of jobs served on time
+    late_at = [[[] for _ in range(T)] for _ in range(K)]  # terms of jobs going late after slot t
+    for e in range(K):
+        for a in range(T):
+            for c in range(C):
+                last = a + deadline[c] - 1
+                senders = [(o, others[o].index(e)) for o in others[e]]
+                kept = [(handed[e, a, c, jj], -1.0) for jj in range(K - 1) if (e, a, c, jj) in handed]
+                received = [(handed[o, a, c, jj], 1.0) for o, jj in senders if (o, a, c, jj) in handed]
+                groups = ((kept, a, arrivals[a, e, c]), (received, a + D, 0.0))  # (size terms, first slot, size)
+                for size_terms, first, size_const in groups:
+                    if not size_terms and size_const == 0:
+                        continue
+                    xs = [lp.var(0.0, lp.inf, pen[c]) for _ in range(first, min(last, T - 1) + 1)]
+                    for t, x in zip(range(first, T), xs, strict=False):
+                        served_at[e][t].append((x, 1.0))
+                    # sum x <= size; the rest is late (penalty counted as -pen x size + pen x sum x)
+                    lp.row(-lp.inf, size_const, [*((x, 1.0) for x in xs), *((v, -k) for v, k in size_terms)])
+                    if last < T - 1:  # late jobs join the backlog, served from slot last + 1
+                        late_at[e][last] += [*size_terms, *((x, -1.0) for x in xs)]  # late = size - sum x
+                        late_at[e][last].append((None, size_const))
+    objective_const = -float((pen * arrivals.sum(axis=(0, 1))).sum())
+
+    served_total = [[None] * T for _ in range(K)]
+    soc = [[None] * (T + 1) for _ in range(K)]
+    for e in range(K):
+        backlog = lp.var(0.0, 0.0)
+        soc[e][0] = lp.var(*(2 * (cfg.battery_kwh[e] * cfg.battery_soc_init,)))
+        for t in range(T):
+            late_served = lp.var(0.0, lp.inf)
+            lp.row(-lp.inf, 0.0, [(late_served, 1.0), (backlog, -1.0)])
+            if t < T - 1:  # backlog(t + 1) = backlog(t) - late_served(t) + going late after t
+                nxt = lp.var(0.0, lp.inf)
+                const = sum(k for v, k in late_at[e][t] if v is None)
+                lp.row(const, const, [(nxt, 1.0), (backlog, -1.0), (late_served, 1.0)]
+                       + [(v, -k) for v, k in late_at[e][t] if v is not None])  # fmt: skip
+                backlog = nxt
+            # modes (level l, cap p): jobs[p][l] served at that level and cap; a mix of modes shares
+            # the slot's GPU time (the convex hull of the env's pure choices, plus one job of carry)
+            jobs = [[lp.var(0.0, lp.inf, revenue[e, level]) for level in range(L)] for _ in range(P)]
+            served_total[e][t] = [n for row in jobs for n in row]
+            lp.row(0.0, 0.0, [*((n, 1.0) for n in served_total[e][t]), (late_served, -1.0),
+                              *((x, -1.0) for x, _ in served_at[e][t])])  # fmt: skip
+            lp.row(-lp.inf, 1.0, [(jobs[p][lv], sec[e, lv, p] / (gpus[e] * slot_s + sec[e, lv, p]))
+                                  for p in range(P) for lv in range(L)])  # fmt: skip
+            busy = [lp.var(0.0, gpus[e] * slot_s) for _ in range(P)]  # busy GPU seconds at each cap
+            for p in range(P):  # busy >= (jobs - 1) x seconds per job, the env's (jobs - carry)
+                work = [(jobs[p][lv], -sec[e, lv, p]) for lv in range(L)]
+                lp.row(-sec[e, :, p].max(), lp.inf, [(busy[p], 1.0), *work])
+            lp.row(-lp.inf, gpus[e] * slot_s, [(b, 1.0) for b in busy])
+            # energy: balance kW = load - renewables + charge - discharge; bought kWh >= balance x h
+            pue, ren, price = (float(x[e, t]) for x in (inputs.pue, inputs.renewable_kw, inputs.price))
+            charge = lp.var(0.0, battery_kw[e])
+            discharge = lp.var(0.0, battery_kw[e], cfg.battery_wear_usd_per_kwh * hours * -1.0)
+            soc[e][t + 1] = lp.var(soc_lo[e], soc_hi[e])
+            flows = [(charge, -eta * hours), (discharge, hours / eta)]
+            lp.row(0.0, 0.0, [(soc[e][t + 1], 1.0), (soc[e][t], -1.0), *flows])
+            bought = lp.var(0.0, lp.inf, -price / 1000.0)
+            load_per_busy_s = [pue * busy_extra_w[e, p] / slot_s / 1000.0 for p in range(P)]  # kW per busy GPU s
+            base_kw = pue * base_w[e] / 1000.0 - ren
+            balance = [*((busy[p], load_per_busy_s[p]) for p in range(P)), (charge, 1.0), (discharge, -1.0)]
+            lp.row(base_kw * hours, lp.inf, [(bought, 1.0), *((v, -k * hours) for v, k in balance)])
+            if price < 0:  # bought = max(0, balance) x h, convex: bounded by its chord when buying pays
+                lo = base_kw - battery_kw[e]
+                hi = base_kw + pue * gpus[e] * busy_extra_w[e].max() / 1000.0 + battery_kw[e]
+                if hi <= 0:
+                    lp.row(-lp.inf, 0.0, [(bought, 1.0)])
+                elif lo < 0:  # bought <= hi (balance - lo) / (hi - lo) x h
+                    slope = hi / (hi - lo) * hours
+                    lp.row(-lp.inf, slope * (base_kw - lo), [(bought, 1.0), *((v, -k * slope) for v, k in balance)])
+    lp.objective.SetMaximization()
+    code = lp.solver.Solve()
+    status = {pywraplp.Solver.OPTIMAL: "OPTIMAL", pywraplp.Solver.FEASIBLE: "FEASIBLE"}.get(code, "NOT_SOLVED")
+    if status != "OPTIMAL":
+        return {}, status, float("nan")
+    value = lambda v: v.solution_value()  # noqa: E731
+    result = {
+        "handed": np.array(
+            [
+                [
+                    [
+                        sum(value(handed[o, t, c, jj]) for c in range(C) if (o, t, c, jj) in handed)
+                        for jj in range(K - 1)
+                    ]
+                    for o in range(K)
+                ]
+                for t in range(T)
+            ]
+        ),  # fmt: skip
+        "served": np.array([[sum(value(n) for n in served_total[e][t]) for e in range(K)] for t in range(T)]),
+        "soc": np.array([[value(soc[e][t]) for e in range(K)] for t in range(T + 1)]),
+    }
+    return result, status, lp.objective.Value() / SCALE + objective_const
+
+
+class _Tracker:
+    """Env actions slot by slot that follow an LP plan (see the module docstring)."""
+
+    def __init__(self, cfg: DataCenterConfig, lp_plan: dict[str, np.ndarray]):
+        self.cfg, self.plan = cfg, lp_plan
+        k = cfg.n_asps
+        self.deficit = np.zeros((k, k - 1))  # jobs the plan handed and we have not yet
+        self.shares = 1.0 - np.asarray(cfg.keep_levels)
+        sec = cfg.seconds_per_job()
+        slot_s = cfg.slot_minutes * 60.0
+        self.capacity = np.floor(np.asarray(cfg.n_gpus)[:, None, None] * slot_s / sec)  # (K, L, P), no carry
+        busy_w = np.asarray(cfg.power_cap_levels)[None, :] * np.asarray(cfg.gpu_power_w)[:, None]
+        self.kwh_per_job = sec * (busy_w - np.asarray(cfg.gpu_idle_w)[:, None])[:, None, :] / 3.6e6  # at PUE 1
+        self.revenue = cfg.revenue_per_quality * cfg.quality()
+        newest = max(cfg.deadline_slots)
+        self.due = np.zeros((newest + 1, len(cfg.deadline_slots)), dtype=bool)  # late after this slot's service
+        self.due[0] = True
+        for c, d in enumerate(cfg.deadline_slots):
+            self.due[1 + newest - d, c] = True
+        self.eta = float(np.sqrt(cfg.battery_efficiency))
+
+    def routing(self, t: int, arrivals: np.ndarray) -> tuple[list[int], list[int]]:
+        keep, target = [], []
+        handed = self.plan["handed"][t] if self.plan else np.zeros_like(self.deficit)
+        for o, n in enumerate(arrivals.sum(axis=1)):
+            self.deficit[o] = np.minimum(self.deficit[o] + handed[o], max(n, 1))  # a slot's arrivals at most
+            jj = int(np.argmax(self.deficit[o]))
+            want = self.deficit[o, jj] / n if n > 0 else 0.0
+            keep.append(int(np.argmin(np.abs(self.shares - want))))
+            target.append(jj)
+        return keep, target
+
+    def handed(self, target: list[int], handed_out: np.ndarray) -> None:
+        for o, jj in enumerate(target):
+            self.deficit[o, jj] -= handed_out[o]
+
+    def service(self, t: int, queue: np.ndarray, pue: np.ndarray, price: np.ndarray) -> tuple[list[int], list[int]]:
+        levels, caps = [], []
+        for e in range(len(queue)):
+            waiting = queue[e].sum(axis=-1)  # (bucket, class), serving order
+            flat = waiting.ravel()
+            due = np.flatnonzero(self.due.ravel() & (flat > 0))
+            needed = int(flat[: due[-1] + 1].sum()) if len(due) else 0
+            total = int(flat.sum())
+            planned = int(round(self.plan["served"][t, e])) if self.plan else 0
+            goal = min(max(planned, needed), total)
+            served = np.minimum(self.capacity[e], total)
+            per_job = self.revenue[e][:, None] - self.kwh_per_job[e] * pue[e] * price[e] / 1000.0
+            ok = served >= goal
+            if not ok.any():  # nothing serves the goal: serve the most, best value among those
+                ok = served == served.max()
+            level, cap = np.unravel_index(np.argmax(np.where(ok, per_job, -np.inf)), per_job.shape)
+            levels.append(int(level))
+            caps.append(int(cap))
+        return levels, caps
+
+    def battery(self, t: int, soc_kwh: np.ndarray) -> list[int]:
+        if not self.plan:
+            return [IDLE] * len(soc_kwh)
+        cfg, h, eta = self.cfg, self.cfg.slot_minutes / 60.0, self.eta
+        out = []
+        for e, soc in enumerate(soc_kwh):
+            hi, lo = cfg.battery_kwh[e] * cfg.battery_soc_max, cfg.battery_kwh[e] * cfg.battery_soc_min
+            after = {
+                CHARGE: soc + max(0.0, min(cfg.battery_kw[e], (hi - soc) / (eta * h))) * eta * h,
+                IDLE: soc,
+                DISCHARGE: soc - max(0.0, min(cfg.battery_kw[e], (soc - lo) * eta / h)) * h / eta,
+            }
+            goal = self.plan["soc"][t + 1, e]
+            out.append(min((IDLE, CHARGE, DISCHARGE), key=lambda a: abs(after[a] - goal)))
+        return out
+
+
+def solve(
+    config: DataCenterConfig | dict | None = None, seed: int = 0, time_limit_s: float = DEFAULT_TIME_LIMIT_S
+) -> DataCenterOptimumResult:
+    """The hindsight plan of the episode `DataCenterEnv(config).reset(seed=seed)` plays (the same
+    day and arrivals as every policy evaluated with that seed)."""
+    cfg = make_config(config, {})
+    _check(cfg, time_limit_s)
+    started = time.perf_counter()
+    env = DataCenterEnv(cfg)
+    env.reset(seed=seed)
+    lp_plan, status, bound = plan(env, time_limit_s)
+    solve_s = time.perf_counter() - started
+    tracker = _Tracker(cfg, lp_plan)  # without a plan (time limit): serve what is due at the most steps
+    _, arrivals = env.hindsight()
+    inputs = env.hindsight()[0]
+    actions = np.zeros((cfg.episode_slots, cfg.n_asps, 5), dtype=np.int64)
+    battery_kwh = np.asarray(cfg.battery_kwh, dtype=np.float64)
+    for t in range(cfg.episode_slots):
+        keep, target = tracker.routing(t, arrivals[t])
+        levels, caps = tracker.service(t, env.service_queue(keep, target), inputs.pue[:, t], inputs.price[:, t])
+        battery = tracker.battery(t, env.state().soc * battery_kwh)
+        actions[t] = np.stack([keep, target, levels, battery, caps], axis=1)
+        env.step(dict(zip(env.agents, actions[t], strict=True)))
+        tracker.handed(target, env.ledger["handed_out"][t])
+    return DataCenterOptimumResult(
+        actions=actions,
+        utility=float(env.ledger["utility"].sum()),
+        bound=bound,
+        status=status,
+        day=env.day,
+        solve_s=solve_s,
+        wall_s=time.perf_counter() - started,
+    )
+
+
+class DataCenterOptimumPolicy:
+    """The hindsight plan as a policy for the evaluation loop: `begin(seed)` solves the episode
+    that seed resets to; each call then plays that plan's actions of the slot. `results` keeps
+    each episode's `DataCenterOptimumResult` (its bound in particular)."""
+
+    def __init__(self, cfg: DataCenterConfig, time_limit_s: float = DEFAULT_TIME_LIMIT_S):
+        _check(cfg, time_limit_s)
+        self.cfg = cfg
+        self.time_limit_s = time_limit_s
+        self.results: list[DataCenterOptimumResult] = []
+        self._actions: np.ndarray | None = None
+
+    def begin(self, seed: int) -> None:
+        result = solve(self.cfg, seed, self.time_limit_s)
+        self.results.append(result)
+        self._actions = result.actions
+
+    def __call__(self, obs: dict, state) -> dict:
+        if self._actions is None or state.slot >= len(self._actions):
+            raise RuntimeError("DataCenterOptimumPolicy: call begin(seed) after each reset")
+        return {f"asp_{i}": a for i, a in enumerate(self._actions[state.slot])}
