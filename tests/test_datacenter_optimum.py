@@ -77,6 +77,7 @@ def test_time_limit_without_a_plan_still_plays_a_schedule():
     result = solve(cfg, 0, time_limit_s=1e-3)
     assert not result.optimal
     assert np.isnan(result.bound)
+
     def play(obs, state):
         return {f"asp_{i}": a for i, a in enumerate(result.actions[state.slot])}
 
