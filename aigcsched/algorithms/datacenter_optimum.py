@@ -64,6 +64,10 @@ DISCHARGE, IDLE, CHARGE = (BATTERY_ACTIONS.index(a) for a in ("discharge", "idle
 # Objective in milli-USD: per-job terms of ~1e-4 USD would sit near the solver's tolerances.
 SCALE = 1000.0
 SOLVER = "GLOP"
+PARTS = ("revenue", "penalty", "energy_cost", "degradation")  # of the utility, as the ledger books them
+# Roundings of the LP plan tried (see _Tracker): (slots of arrivals a target may be owed, extra
+# slots of deadlines the service must cover).
+ROUNDINGS = ((1, 0), (2, 0), (1, 1), (2, 1))
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,10 @@ class DataCenterOptimumResult:
     day: int
     solve_s: float  # LP build and solve
     wall_s: float  # all of it, replay included
+    # USD per day of revenue, penalty, energy_cost, degradation (as the ledger books them, costs
+    # positive): the LP's plan's (empty without a plan) and the replayed schedule's
+    model_parts: dict[str, float]
+    replay_parts: dict[str, float]
 
     @property
     def optimal(self) -> bool:
@@ -98,12 +106,18 @@ class _LP:
         self.solver.SetNumThreads(1)
         self.objective = self.solver.Objective()
         self.inf = self.solver.infinity()
+        self.parts: dict[str, list] = {}
 
-    def var(self, lb: float, ub: float, cost: float = 0.0):
+    def var(self, lb: float, ub: float, cost: float = 0.0, part: str = ""):
+        """A variable; `cost` (USD per unit) enters the objective and the utility part `part`."""
         v = self.solver.NumVar(float(lb), float(ub), "")
         if cost:
             self.objective.SetCoefficient(v, float(cost) * SCALE)
+            self.parts.setdefault(part, []).append((v, float(cost)))
         return v
+
+    def part_values(self) -> dict[str, float]:
+        return {name: sum(v.solution_value() * cost for v, cost in terms) for name, terms in self.parts.items()}
 
     def row(self, lb: float, ub: float, terms) -> None:
         r = self.solver.Constraint(float(lb), float(ub))
@@ -121,7 +135,8 @@ def _check(cfg: DataCenterConfig, time_limit_s: float) -> None:
 def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tuple[dict[str, np.ndarray], str, float]:
     """Solve the hindsight LP of the episode `env` was just reset to. Returns (plan, status,
     objective in USD): plan["handed"] (T, K, K-1) jobs each origin hands to each other provider
-    (targets in index order), plan["served"] (T, K) jobs served, plan["soc"] (T + 1, K) battery kWh."""
+    (targets in index order), plan["level_jobs"] (T, K, L) jobs served at each step level,
+    plan["soc"] (T + 1, K) battery kWh, plan["parts"] the plan's utility in PARTS (USD)."""
     cfg = env.cfg
     _check(cfg, time_limit_s)
     inputs, arrivals = env.hindsight()  # arrivals (T, origin, class)
@@ -175,7 +190,7 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
                 for size_terms, first, size_const in groups:
                     if not size_terms and size_const == 0:
                         continue
-                    xs = [lp.var(0.0, lp.inf, pen[c]) for _ in range(first, min(last, T - 1) + 1)]
+                    xs = [lp.var(0.0, lp.inf, pen[c], "penalty") for _ in range(first, min(last, T - 1) + 1)]
                     for t, x in zip(range(first, T), xs, strict=False):
                         served_at[e][t].append((x, 1.0))
                     # sum x <= size; the rest is late (penalty counted as -pen x size + pen x sum x)
@@ -201,9 +216,9 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
                 backlog = nxt
             # modes (level l, cap p): jobs[p][l] served at that level and cap; a mix of modes shares
             # the slot's GPU time (the convex hull of the env's pure choices, plus one job of carry)
-            jobs = [[lp.var(0.0, lp.inf, revenue[e, level]) for level in range(L)] for _ in range(P)]
-            served_total[e][t] = [n for row in jobs for n in row]
-            lp.row(0.0, 0.0, [*((n, 1.0) for n in served_total[e][t]), (late_served, -1.0),
+            jobs = [[lp.var(0.0, lp.inf, revenue[e, level], "revenue") for level in range(L)] for _ in range(P)]
+            served_total[e][t] = jobs
+            lp.row(0.0, 0.0, [*((n, 1.0) for row in jobs for n in row), (late_served, -1.0),
                               *((x, -1.0) for x, _ in served_at[e][t])])  # fmt: skip
             lp.row(-lp.inf, 1.0, [(jobs[p][lv], sec[e, lv, p] / (gpus[e] * slot_s + sec[e, lv, p]))
                                   for p in range(P) for lv in range(L)])  # fmt: skip
@@ -215,11 +230,11 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
             # energy: balance kW = load - renewables + charge - discharge; bought kWh >= balance x h
             pue, ren, price = (float(x[e, t]) for x in (inputs.pue, inputs.renewable_kw, inputs.price))
             charge = lp.var(0.0, battery_kw[e])
-            discharge = lp.var(0.0, battery_kw[e], cfg.battery_wear_usd_per_kwh * hours * -1.0)
+            discharge = lp.var(0.0, battery_kw[e], -cfg.battery_wear_usd_per_kwh * hours, "degradation")
             soc[e][t + 1] = lp.var(soc_lo[e], soc_hi[e])
             flows = [(charge, -eta * hours), (discharge, hours / eta)]
             lp.row(0.0, 0.0, [(soc[e][t + 1], 1.0), (soc[e][t], -1.0), *flows])
-            bought = lp.var(0.0, lp.inf, -price / 1000.0)
+            bought = lp.var(0.0, lp.inf, -price / 1000.0, "energy_cost")
             load_per_busy_s = [pue * busy_extra_w[e, p] / slot_s / 1000.0 for p in range(P)]  # kW per busy GPU s
             base_kw = pue * base_w[e] / 1000.0 - ren
             balance = [*((busy[p], load_per_busy_s[p]) for p in range(P)), (charge, 1.0), (discharge, -1.0)]
@@ -251,8 +266,21 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
                 for t in range(T)
             ]
         ),  # fmt: skip
-        "served": np.array([[sum(value(n) for n in served_total[e][t]) for e in range(K)] for t in range(T)]),
+        "level_jobs": np.array(
+            [
+                [[sum(value(row[lv]) for row in served_total[e][t]) for lv in range(L)] for e in range(K)]
+                for t in range(T)
+            ]
+        ),  # fmt: skip
         "soc": np.array([[value(soc[e][t]) for e in range(K)] for t in range(T + 1)]),
+    }
+    parts = lp.part_values()
+    # as signed parts of the utility, like the ledger's (penalty: minus all jobs' plus the on-time ones')
+    result["parts"] = {
+        "revenue": parts.get("revenue", 0.0),
+        "penalty": -(objective_const + parts.get("penalty", 0.0)),
+        "energy_cost": -parts.get("energy_cost", 0.0),
+        "degradation": -parts.get("degradation", 0.0),
     }
     return result, status, lp.objective.Value() / SCALE + objective_const
 
@@ -260,8 +288,9 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
 class _Tracker:
     """Env actions slot by slot that follow an LP plan (see the module docstring)."""
 
-    def __init__(self, cfg: DataCenterConfig, lp_plan: dict[str, np.ndarray]):
+    def __init__(self, cfg: DataCenterConfig, lp_plan: dict[str, np.ndarray], backlog_slots: int, margin_slots: int):
         self.cfg, self.plan = cfg, lp_plan
+        self.backlog_slots = backlog_slots  # hand-offs owed to a target: at most this many slots' arrivals
         k = cfg.n_asps
         self.deficit = np.zeros((k, k - 1))  # jobs the plan handed and we have not yet
         self.shares = 1.0 - np.asarray(cfg.keep_levels)
@@ -272,17 +301,19 @@ class _Tracker:
         self.kwh_per_job = sec * (busy_w - np.asarray(cfg.gpu_idle_w)[:, None])[:, None, :] / 3.6e6  # at PUE 1
         self.revenue = cfg.revenue_per_quality * cfg.quality()
         newest = max(cfg.deadline_slots)
-        self.due = np.zeros((newest + 1, len(cfg.deadline_slots)), dtype=bool)  # late after this slot's service
+        # jobs late after the service of this slot or of the next margin_slots ones: the queue's late
+        # bucket, and per class the buckets up to its deadline bucket (older ones hold no such class)
+        self.due = np.zeros((newest + 1, len(cfg.deadline_slots)), dtype=bool)
         self.due[0] = True
         for c, d in enumerate(cfg.deadline_slots):
-            self.due[1 + newest - d, c] = True
+            self.due[1 + newest - d : 2 + newest - d + margin_slots, c] = True
         self.eta = float(np.sqrt(cfg.battery_efficiency))
 
     def routing(self, t: int, arrivals: np.ndarray) -> tuple[list[int], list[int]]:
         keep, target = [], []
         handed = self.plan["handed"][t] if self.plan else np.zeros_like(self.deficit)
         for o, n in enumerate(arrivals.sum(axis=1)):
-            self.deficit[o] = np.minimum(self.deficit[o] + handed[o], max(n, 1))  # a slot's arrivals at most
+            self.deficit[o] = np.minimum(self.deficit[o] + handed[o], self.backlog_slots * max(n, 1))
             jj = int(np.argmax(self.deficit[o]))
             want = self.deficit[o, jj] / n if n > 0 else 0.0
             keep.append(int(np.argmin(np.abs(self.shares - want))))
@@ -301,7 +332,7 @@ class _Tracker:
             due = np.flatnonzero(self.due.ravel() & (flat > 0))
             needed = int(flat[: due[-1] + 1].sum()) if len(due) else 0
             total = int(flat.sum())
-            planned = int(round(self.plan["served"][t, e])) if self.plan else 0
+            planned = int(round(self.plan["level_jobs"][t, e].sum())) if self.plan else 0
             goal = min(max(planned, needed), total)
             served = np.minimum(self.capacity[e], total)
             per_job = self.revenue[e][:, None] - self.kwh_per_job[e] * pue[e] * price[e] / 1000.0
@@ -330,6 +361,24 @@ class _Tracker:
         return out
 
 
+def _play(env: DataCenterEnv, seed: int, tracker: _Tracker) -> tuple[np.ndarray, float, dict[str, float]]:
+    """The tracker's actions over the episode of `seed`, their utility in the env and its parts."""
+    cfg = env.cfg
+    env.reset(seed=seed)
+    inputs, arrivals = env.hindsight()
+    actions = np.zeros((cfg.episode_slots, cfg.n_asps, 5), dtype=np.int64)
+    battery_kwh = np.asarray(cfg.battery_kwh, dtype=np.float64)
+    for t in range(cfg.episode_slots):
+        keep, target = tracker.routing(t, arrivals[t])
+        levels, caps = tracker.service(t, env.service_queue(keep, target), inputs.pue[:, t], inputs.price[:, t])
+        battery = tracker.battery(t, env.state().soc * battery_kwh)
+        actions[t] = np.stack([keep, target, levels, battery, caps], axis=1)
+        env.step(dict(zip(env.agents, actions[t], strict=True)))
+        tracker.handed(target, env.ledger["handed_out"][t])
+    ledger = env.ledger
+    return actions, float(ledger["utility"].sum()), {name: float(ledger[name].sum()) for name in PARTS}
+
+
 def solve(
     config: DataCenterConfig | dict | None = None, seed: int = 0, time_limit_s: float = DEFAULT_TIME_LIMIT_S
 ) -> DataCenterOptimumResult:
@@ -342,26 +391,18 @@ def solve(
     env.reset(seed=seed)
     lp_plan, status, bound = plan(env, time_limit_s)
     solve_s = time.perf_counter() - started
-    tracker = _Tracker(cfg, lp_plan)  # without a plan (time limit): serve what is due at the most steps
-    _, arrivals = env.hindsight()
-    inputs = env.hindsight()[0]
-    actions = np.zeros((cfg.episode_slots, cfg.n_asps, 5), dtype=np.int64)
-    battery_kwh = np.asarray(cfg.battery_kwh, dtype=np.float64)
-    for t in range(cfg.episode_slots):
-        keep, target = tracker.routing(t, arrivals[t])
-        levels, caps = tracker.service(t, env.service_queue(keep, target), inputs.pue[:, t], inputs.price[:, t])
-        battery = tracker.battery(t, env.state().soc * battery_kwh)
-        actions[t] = np.stack([keep, target, levels, battery, caps], axis=1)
-        env.step(dict(zip(env.agents, actions[t], strict=True)))
-        tracker.handed(target, env.ledger["handed_out"][t])
+    # a few roundings of the plan, each played through the env; the best is the schedule
+    actions, utility, parts = max((_play(env, seed, _Tracker(cfg, lp_plan, *v)) for v in ROUNDINGS), key=lambda r: r[1])
     return DataCenterOptimumResult(
         actions=actions,
-        utility=float(env.ledger["utility"].sum()),
+        utility=utility,
         bound=bound,
         status=status,
         day=env.day,
         solve_s=solve_s,
         wall_s=time.perf_counter() - started,
+        model_parts=lp_plan.get("parts", {}),
+        replay_parts=parts,
     )
 
 
