@@ -1,7 +1,9 @@
 import functools
+import json
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
 from aigcsched.algorithms.datacenter_optimum import DataCenterOptimumPolicy, solve
@@ -43,6 +45,10 @@ def test_schedule_beats_every_heuristic_and_the_bound_holds(k, seed):
     assert result.actions.shape == (cfg.episode_slots, k, 5)
     assert result.utility <= result.bound + 1e-9
     assert result.bound - result.utility <= REPLAY_SHARE * result.bound
+    # the parts of both figures add up to them, as the ledger's add up to the utility
+    for total, parts in ((result.bound, result.model_parts), (result.utility, result.replay_parts)):
+        revenue, penalty, energy, wear = (parts[k] for k in ("revenue", "penalty", "energy_cost", "degradation"))
+        assert revenue - penalty - energy - wear == pytest.approx(total, rel=1e-6)
     for name in DATACENTER_HEURISTICS:
         h = utility(cfg, make_datacenter_heuristic(name, cfg, seed=0), seed)
         assert h <= result.utility, name
@@ -102,3 +108,14 @@ def test_bad_time_limit_variable(monkeypatch):
     monkeypatch.setenv("AIGCSCHED_OPTIMUM_TIME_LIMIT_S", "soon")
     with pytest.raises(ConfigError, match="AIGCSCHED_OPTIMUM_TIME_LIMIT_S"):
         resolve_policy("optimum", small(2, 4), seed=0)
+
+
+def test_evaluate_command_offers_optimum_and_bound(capsys, monkeypatch):
+    args = ["evaluate", "datacenter", "-p", "local", "-p", "optimum", "--episodes", "1", "--seed", "3", "--bound"]
+    code, out, err = run_cli(
+        capsys, monkeypatch, *args, "--set", "episode_slots=12", "--set", "data_dir=embedded", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["local"]["utility"] <= result["optimum"]["utility"] <= result["upper bound"]["utility"] + 1e-9
+    assert result["optimum"]["solver_bound"] == pytest.approx(result["upper bound"]["utility"])

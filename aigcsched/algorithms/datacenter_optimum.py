@@ -6,13 +6,14 @@ is played through `DataCenterEnv`. `solve` returns both figures: `bound`, the LP
 the utility of every policy on that day; `utility`, the replayed schedule's, a policy's utility
 and so below the day's true optimum. The optimum lies in [utility, bound].
 
-Why an LP (GLOP, dual simplex) and not a MILP or CP-SAT: a day is 288 slots x 3 providers with
-thousands of jobs each. Job counts are continuous in the model (an error of a job or two per
+Why an LP (GLOP, OR-Tools' simplex) and not a MILP or CP-SAT: a day is 288 slots x 3 providers
+with thousands of jobs each. Job counts are continuous in the model (an error of a job or two per
 slot, against ~1,800), and each slot's discrete choices (step level x power cap, keep level x
 target, battery command) become their convex hull. What the env does exactly but a solver
 cannot do fast is first-come-first-served service over ~21 (bucket, class) places per data
 center and slot: as integer logic that is ~20,000 prefix binaries with big-M products on top of
-~30,000 choice binaries, hopeless within a minute. The LP solves a day in seconds on one core.
+~30,000 choice binaries, hopeless within a minute. The LP (~56,000 variables, ~22,000 rows for
+the default day) takes ~20-30 s of one core; `time_limit_s` caps it (wall clock).
 
 What the LP keeps exactly, read off the env: revenue = revenue_per_quality x Q(executor's model,
 steps) per job served; a job of class c arriving at slot a (a hand-off landing `handoff_delay_slots`
@@ -22,7 +23,8 @@ GPU seconds per slot G x slot at seconds_per_job(level, cap); IT power = G x hos
 seconds x capped TDP + idle GPU seconds x idle power, x PUE; renewables first; the battery's
 power and state-of-charge limits, its sqrt(efficiency) loss each way and wear per kWh
 discharged; energy bought = max(0, load - renewables - discharge + charge) at the slot's price;
-hand-off fees (they cancel in the sum over providers, the figure scored).
+hand-off fees (they cancel in the sum over providers, the figure scored). Like the env, the LP
+gives the battery's charge at the end of the day no value, so its plan ends the day drained.
 
 What the LP relaxes (each makes its feasible set larger, never smaller, so `bound` stays an upper
 bound on every schedule the env can play):
@@ -40,13 +42,17 @@ bound on every schedule the env can play):
   slot's range of balance (a concave envelope) instead of being equal to it.
 
 The schedule: the env is stepped slot by slot; each provider hands off to track the LP's
-cumulative hand-offs (one target per slot, nearest keep level), runs at each slot the step level
-and cap of best value per job (revenue - energy at the slot's price) among those whose capacity
-serves at least the LP's planned jobs of the slot, never fewer than the jobs that would go late
-after this slot (FCFS prefix), and picks the battery command whose state of charge is closest to
-the LP's. Its utility is the env's ledger, so `bound - utility` (`gap`) is the LP's relaxation plus
-what rounding it to the env's discrete, FCFS actions lost: an upper bound on how far the schedule
-is from the day's optimum, not the distance itself.
+cumulative hand-offs (one target per slot, the nearest keep level, at most `backlog` slots of
+arrivals owed to a target), runs at each slot the step level and cap of best value per job
+(revenue - energy at the slot's price) among those whose capacity serves at least the LP's
+planned jobs of the slot and never fewer than the jobs that would go late within `margin` slots
+(their FCFS prefix), and picks the battery command whose state of charge is closest to the LP's.
+A few such roundings (ROUNDINGS) are played and the best is kept. Its utility is the env's ledger,
+so `bound - utility` (`gap`) is the LP's relaxation plus what rounding it to the env's discrete,
+FCFS actions lost: an upper bound on how far the schedule is from the day's optimum, not the
+distance itself. `model_parts` and `replay_parts` split both figures into revenue, penalty,
+energy and battery wear, to show where they differ. Where nothing is relaxed in effect (no jobs,
+or capacity to spare), the two agree to ~0.05% (tests/test_datacenter_optimum.py).
 """
 
 from __future__ import annotations
