@@ -258,27 +258,16 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
     status = {pywraplp.Solver.OPTIMAL: "OPTIMAL", pywraplp.Solver.FEASIBLE: "FEASIBLE"}.get(code, "NOT_SOLVED")
     if status != "OPTIMAL":
         return {}, status, float("nan")
-    value = lambda v: v.solution_value()  # noqa: E731
+    handed_jobs = np.zeros((T, K, K - 1))
+    for (o, t, _, jj), h in handed.items():
+        handed_jobs[t, o, jj] += h.solution_value()
+    level_jobs = np.zeros((T, K, L))
+    for e, t, p, lv in np.ndindex(K, T, P, L):
+        level_jobs[t, e, lv] += served_total[e][t][p][lv].solution_value()
     result = {
-        "handed": np.array(
-            [
-                [
-                    [
-                        sum(value(handed[o, t, c, jj]) for c in range(C) if (o, t, c, jj) in handed)
-                        for jj in range(K - 1)
-                    ]
-                    for o in range(K)
-                ]
-                for t in range(T)
-            ]
-        ),  # fmt: skip
-        "level_jobs": np.array(
-            [
-                [[sum(value(row[lv]) for row in served_total[e][t]) for lv in range(L)] for e in range(K)]
-                for t in range(T)
-            ]
-        ),  # fmt: skip
-        "soc": np.array([[value(soc[e][t]) for e in range(K)] for t in range(T + 1)]),
+        "handed": handed_jobs,
+        "level_jobs": level_jobs,
+        "soc": np.array([[soc[e][t].solution_value() for e in range(K)] for t in range(T + 1)]),
     }
     parts = lp.part_values()
     # as signed parts of the utility, like the ledger's (penalty: minus all jobs' plus the on-time ones')
