@@ -146,67 +146,112 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
     cfg = env.cfg
     _check(cfg, time_limit_s)
     inputs, arrivals = env.hindsight()  # arrivals (T, origin, class)
-    T, K, C = cfg.episode_slots, cfg.n_asps, len(cfg.deadline_slots)
-    L, P = len(cfg.step_levels), len(cfg.power_cap_levels)
-    D, deadline = cfg.handoff_delay_slots, cfg.deadline_slots
-    slot_s, hours = cfg.slot_minutes * 60.0, cfg.slot_minutes / 60.0
-    gpus = np.asarray(cfg.n_gpus, dtype=np.float64)
-    sec = cfg.seconds_per_job()  # (K, L, P)
-    revenue = cfg.revenue_per_quality * cfg.quality()  # (K, L)
-    busy_extra_w = (
-        np.asarray(cfg.power_cap_levels)[None, :] * np.asarray(cfg.gpu_power_w)[:, None]
-        - np.asarray(cfg.gpu_idle_w)[:, None]
-    )  # (K, P): a busy GPU second over an idle one
-    base_w = gpus * (cfg.host_power_w + np.asarray(cfg.gpu_idle_w))  # every GPU idle
-    eta = float(np.sqrt(cfg.battery_efficiency))
-    battery_kw = np.asarray(cfg.battery_kw, dtype=np.float64)
-    soc_lo, soc_hi = (np.asarray(cfg.battery_kwh) * f for f in (cfg.battery_soc_min, cfg.battery_soc_max))
-    max_share = 1.0 - min(cfg.keep_levels)
-    others = [[j for j in range(K) if j != o] for o in range(K)]
-    pen = np.asarray(cfg.late_penalty)
-
+    T, K, L = cfg.episode_slots, cfg.n_asps, len(cfg.step_levels)
     lp = _LP(time_limit_s)
-    # hand-offs: share[o][t][jj] of origin o's slot-t arrivals to others[o][jj]; handed per class
-    share = [[[lp.var(0.0, max_share) for _ in range(K - 1)] for _ in range(T)] for _ in range(K)]
-    handed = {}  # (o, t, c, jj) -> var
+    handed = _handoffs(lp, cfg, arrivals)
+    served_at, late_at, penalty_const = _deadlines(lp, cfg, arrivals, handed)
+    jobs, soc = _sites(lp, cfg, inputs, served_at, late_at)
+    lp.objective.SetMaximization()
+    code = lp.solver.Solve()
+    status = {pywraplp.Solver.OPTIMAL: "OPTIMAL", pywraplp.Solver.FEASIBLE: "FEASIBLE"}.get(code, "NOT_SOLVED")
+    if status != "OPTIMAL":
+        return {}, status, float("nan")
+    handed_jobs = np.zeros((T, K, K - 1))
+    for (o, t, _, jj), h in handed.items():
+        handed_jobs[t, o, jj] += h.solution_value()
+    level_jobs = np.zeros((T, K, L))
+    for e, t, p, lv in np.ndindex(K, T, len(cfg.power_cap_levels), L):
+        level_jobs[t, e, lv] += jobs[e][t][p][lv].solution_value()
+    parts = lp.part_values()
+    result = {
+        "handed": handed_jobs,
+        "level_jobs": level_jobs,
+        "soc": np.array([[soc[e][t].solution_value() for e in range(K)] for t in range(T + 1)]),
+        # as the ledger books them (penalty: all jobs' minus the on-time ones')
+        "parts": {
+            "revenue": parts.get("revenue", 0.0),
+            "penalty": -(penalty_const + parts.get("penalty", 0.0)),
+            "energy_cost": -parts.get("energy_cost", 0.0),
+            "degradation": -parts.get("degradation", 0.0),
+        },
+    }
+    return result, status, lp.objective.Value() / SCALE + penalty_const
+
+
+def _handoffs(lp: _LP, cfg: DataCenterConfig, arrivals: np.ndarray) -> dict:
+    """{(origin o, slot t, class c, jj): jobs o hands to its jj-th other provider}: a share of the
+    slot's arrivals per target (all classes alike, as the env's keep level), within +-0.5 jobs of
+    share x arrivals per class (the env rounds to nearest)."""
+    T, K, C = cfg.episode_slots, cfg.n_asps, len(cfg.deadline_slots)
+    max_share = 1.0 - min(cfg.keep_levels)
+    handed = {}
     for o in range(K):
         for t in range(T):
-            if K > 2:
-                lp.row(-lp.inf, max_share, [(s, 1.0) for s in share[o][t]])
+            share = [lp.var(0.0, max_share) for _ in range(K - 1)]
+            if K > 2:  # split over several targets: the convex hull of one target at a time
+                lp.row(-lp.inf, max_share, [(s, 1.0) for s in share])
             for c in range(C):
                 n = float(arrivals[t, o, c])
                 if n == 0:
                     continue
                 for jj in range(K - 1):
                     h = handed[o, t, c, jj] = lp.var(0.0, n)
-                    lp.row(-0.5, 0.5, [(h, 1.0), (share[o][t][jj], -n)])  # the env rounds n x share
+                    lp.row(-0.5, 0.5, [(h, 1.0), (share[jj], -n)])
                 lp.row(-lp.inf, n, [(handed[o, t, c, jj], 1.0) for jj in range(K - 1)])
+    return handed
 
-    # on-time service: x of the group (executor e, arrival slot a, class c, own or received) in slot t
-    served_at = [[[] for _ in range(T)] for _ in range(K)]  # terms (var, 1) of jobs served on time
-    late_at = [[[] for _ in range(T)] for _ in range(K)]  # terms of jobs going late after slot t
+
+def _deadlines(lp: _LP, cfg: DataCenterConfig, arrivals: np.ndarray, handed: dict) -> tuple[list, list, float]:
+    """On-time service of every group of jobs (executor e, arrival slot a, class c, kept or
+    received): a variable per slot of its window, in any order. Returns (served_at[e][t]: the
+    variables served on time at e in slot t; late_at[e][t]: terms (variable or None for a
+    constant, coefficient) of the jobs going late at e after slot t, served later from its backlog;
+    the penalty's constant part: -late_penalty x every job, on-time service earning it back)."""
+    T, K, C = cfg.episode_slots, cfg.n_asps, len(cfg.deadline_slots)
+    others = [[j for j in range(K) if j != o] for o in range(K)]
+    pen = np.asarray(cfg.late_penalty)
+    served_at = [[[] for _ in range(T)] for _ in range(K)]
+    late_at = [[[] for _ in range(T)] for _ in range(K)]
     for e in range(K):
+        senders = [(o, others[o].index(e)) for o in others[e]]
         for a in range(T):
             for c in range(C):
-                last = a + deadline[c] - 1
-                senders = [(o, others[o].index(e)) for o in others[e]]
+                last = a + cfg.deadline_slots[c] - 1
                 kept = [(handed[e, a, c, jj], -1.0) for jj in range(K - 1) if (e, a, c, jj) in handed]
                 received = [(handed[o, a, c, jj], 1.0) for o, jj in senders if (o, a, c, jj) in handed]
-                groups = ((kept, a, arrivals[a, e, c]), (received, a + D, 0.0))  # (size terms, first slot, size)
-                for size_terms, first, size_const in groups:
+                # (size: terms and constant, first slot it can be served in)
+                for size_terms, size_const, first in (
+                    (kept, float(arrivals[a, e, c]), a),
+                    (received, 0.0, a + cfg.handoff_delay_slots),
+                ):
                     if not size_terms and size_const == 0:
                         continue
                     xs = [lp.var(0.0, lp.inf, pen[c], "penalty") for _ in range(first, min(last, T - 1) + 1)]
                     for t, x in zip(range(first, T), xs, strict=False):
-                        served_at[e][t].append((x, 1.0))
-                    # sum x <= size; the rest is late (penalty counted as -pen x size + pen x sum x)
+                        served_at[e][t].append(x)
                     lp.row(-lp.inf, size_const, [*((x, 1.0) for x in xs), *((v, -k) for v, k in size_terms)])
-                    if last < T - 1:  # late jobs join the backlog, served from slot last + 1
-                        late_at[e][last] += [*size_terms, *((x, -1.0) for x in xs)]  # late = size - sum x
-                        late_at[e][last].append((None, size_const))
-    objective_const = -float((pen * arrivals.sum(axis=(0, 1))).sum())
+                    if last < T - 1:  # late = size - sum x joins the backlog; at the end it is settled
+                        late_at[e][last] += [*size_terms, *((x, -1.0) for x in xs), (None, size_const)]
+    return served_at, late_at, -float((pen * arrivals.sum(axis=(0, 1))).sum())
 
-    served_total = [[None] * T for _ in range(K)]
+
+def _sites(lp: _LP, cfg: DataCenterConfig, inputs, served_at: list, late_at: list) -> tuple[list, list]:
+    """Each data center's slots: its late backlog, the step levels and power caps its GPUs serve
+    the slot's jobs at, and its energy balance and battery. Returns (jobs[e][t][cap][level], soc[e][t]
+    in kWh, t = 0..T)."""
+    T, K = cfg.episode_slots, cfg.n_asps
+    L, P = len(cfg.step_levels), len(cfg.power_cap_levels)
+    slot_s, hours = cfg.slot_minutes * 60.0, cfg.slot_minutes / 60.0
+    gpus = np.asarray(cfg.n_gpus, dtype=np.float64)
+    sec = cfg.seconds_per_job()  # (K, L, P)
+    revenue = cfg.revenue_per_quality * cfg.quality()  # (K, L)
+    cap_w = np.asarray(cfg.power_cap_levels)[None, :] * np.asarray(cfg.gpu_power_w)[:, None]
+    busy_extra_w = cap_w - np.asarray(cfg.gpu_idle_w)[:, None]  # (K, P): a busy GPU over an idle one
+    base_w = gpus * (cfg.host_power_w + np.asarray(cfg.gpu_idle_w))  # every GPU idle
+    eta = float(np.sqrt(cfg.battery_efficiency))
+    battery_kw = np.asarray(cfg.battery_kw, dtype=np.float64)
+    soc_lo, soc_hi = (np.asarray(cfg.battery_kwh) * f for f in (cfg.battery_soc_min, cfg.battery_soc_max))
+    jobs = [[None] * T for _ in range(K)]
     soc = [[None] * (T + 1) for _ in range(K)]
     for e in range(K):
         backlog = lp.var(0.0, 0.0)
@@ -217,21 +262,21 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
             if t < T - 1:  # backlog(t + 1) = backlog(t) - late_served(t) + going late after t
                 nxt = lp.var(0.0, lp.inf)
                 const = sum(k for v, k in late_at[e][t] if v is None)
-                lp.row(const, const, [(nxt, 1.0), (backlog, -1.0), (late_served, 1.0)]
-                       + [(v, -k) for v, k in late_at[e][t] if v is not None])  # fmt: skip
+                going_late = [(v, -k) for v, k in late_at[e][t] if v is not None]
+                lp.row(const, const, [(nxt, 1.0), (backlog, -1.0), (late_served, 1.0), *going_late])
                 backlog = nxt
-            # modes (level l, cap p): jobs[p][l] served at that level and cap; a mix of modes shares
+            # modes (cap p, level l): n[p][l] jobs served at that cap and level; a mix of modes shares
             # the slot's GPU time (the convex hull of the env's pure choices, plus one job of carry)
-            jobs = [[lp.var(0.0, lp.inf, revenue[e, level], "revenue") for level in range(L)] for _ in range(P)]
-            served_total[e][t] = jobs
-            lp.row(0.0, 0.0, [*((n, 1.0) for row in jobs for n in row), (late_served, -1.0),
-                              *((x, -1.0) for x, _ in served_at[e][t])])  # fmt: skip
-            lp.row(-lp.inf, 1.0, [(jobs[p][lv], sec[e, lv, p] / (gpus[e] * slot_s + sec[e, lv, p]))
-                                  for p in range(P) for lv in range(L)])  # fmt: skip
+            n = jobs[e][t] = [[lp.var(0.0, lp.inf, revenue[e, lv], "revenue") for lv in range(L)] for _ in range(P)]
+            on_time = [(x, -1.0) for x in served_at[e][t]]
+            lp.row(0.0, 0.0, [*((v, 1.0) for row in n for v in row), (late_served, -1.0), *on_time])
+            gpu_share = [
+                (n[p][lv], sec[e, lv, p] / (gpus[e] * slot_s + sec[e, lv, p])) for p in range(P) for lv in range(L)
+            ]
+            lp.row(-lp.inf, 1.0, gpu_share)
             busy = [lp.var(0.0, gpus[e] * slot_s) for _ in range(P)]  # busy GPU seconds at each cap
             for p in range(P):  # busy >= (jobs - 1) x seconds per job, the env's (jobs - carry)
-                work = [(jobs[p][lv], -sec[e, lv, p]) for lv in range(L)]
-                lp.row(-sec[e, :, p].max(), lp.inf, [(busy[p], 1.0), *work])
+                lp.row(-sec[e, :, p].max(), lp.inf, [(busy[p], 1.0), *((n[p][lv], -sec[e, lv, p]) for lv in range(L))])
             lp.row(-lp.inf, gpus[e] * slot_s, [(b, 1.0) for b in busy])
             # energy: balance kW = load - renewables + charge - discharge; bought kWh >= balance x h
             pue, ren, price = (float(x[e, t]) for x in (inputs.pue, inputs.renewable_kw, inputs.price))
@@ -241,9 +286,9 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
             flows = [(charge, -eta * hours), (discharge, hours / eta)]
             lp.row(0.0, 0.0, [(soc[e][t + 1], 1.0), (soc[e][t], -1.0), *flows])
             bought = lp.var(0.0, lp.inf, -price / 1000.0, "energy_cost")
-            load_per_busy_s = [pue * busy_extra_w[e, p] / slot_s / 1000.0 for p in range(P)]  # kW per busy GPU s
             base_kw = pue * base_w[e] / 1000.0 - ren
-            balance = [*((busy[p], load_per_busy_s[p]) for p in range(P)), (charge, 1.0), (discharge, -1.0)]
+            load = [(busy[p], pue * busy_extra_w[e, p] / slot_s / 1000.0) for p in range(P)]  # kW per busy GPU s
+            balance = [*load, (charge, 1.0), (discharge, -1.0)]
             lp.row(base_kw * hours, lp.inf, [(bought, 1.0), *((v, -k * hours) for v, k in balance)])
             if price < 0:  # bought = max(0, balance) x h, convex: bounded by its chord when buying pays
                 lo = base_kw - battery_kw[e]
@@ -253,31 +298,7 @@ def plan(env: DataCenterEnv, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> tupl
                 elif lo < 0:  # bought <= hi (balance - lo) / (hi - lo) x h
                     slope = hi / (hi - lo) * hours
                     lp.row(-lp.inf, slope * (base_kw - lo), [(bought, 1.0), *((v, -k * slope) for v, k in balance)])
-    lp.objective.SetMaximization()
-    code = lp.solver.Solve()
-    status = {pywraplp.Solver.OPTIMAL: "OPTIMAL", pywraplp.Solver.FEASIBLE: "FEASIBLE"}.get(code, "NOT_SOLVED")
-    if status != "OPTIMAL":
-        return {}, status, float("nan")
-    handed_jobs = np.zeros((T, K, K - 1))
-    for (o, t, _, jj), h in handed.items():
-        handed_jobs[t, o, jj] += h.solution_value()
-    level_jobs = np.zeros((T, K, L))
-    for e, t, p, lv in np.ndindex(K, T, P, L):
-        level_jobs[t, e, lv] += served_total[e][t][p][lv].solution_value()
-    result = {
-        "handed": handed_jobs,
-        "level_jobs": level_jobs,
-        "soc": np.array([[soc[e][t].solution_value() for e in range(K)] for t in range(T + 1)]),
-    }
-    parts = lp.part_values()
-    # as signed parts of the utility, like the ledger's (penalty: minus all jobs' plus the on-time ones')
-    result["parts"] = {
-        "revenue": parts.get("revenue", 0.0),
-        "penalty": -(objective_const + parts.get("penalty", 0.0)),
-        "energy_cost": -parts.get("energy_cost", 0.0),
-        "degradation": -parts.get("degradation", 0.0),
-    }
-    return result, status, lp.objective.Value() / SCALE + objective_const
+    return jobs, soc
 
 
 class _Tracker:
