@@ -65,11 +65,11 @@ from ortools.linear_solver import pywraplp
 
 from aigcsched.envs.datacenter import BATTERY_ACTIONS, DataCenterConfig, DataCenterEnv, make_config
 
-DEFAULT_TIME_LIMIT_S = 300.0  # a day takes ~20 s of CPU; wall time on a busy machine is more
+DEFAULT_TIME_LIMIT_S = 300.0  # a day takes ~20-30 s of CPU; wall time on a busy machine is more
 DISCHARGE, IDLE, CHARGE = (BATTERY_ACTIONS.index(a) for a in ("discharge", "idle", "charge"))
 # Objective in milli-USD: per-job terms of ~1e-4 USD would sit near the solver's tolerances.
 SCALE = 1000.0
-SOLVER = "GLOP"
+SOLVER = "GLOP"  # on 24-96 slots faster than HiGHS (simplex or barrier), CLP and PDLP
 PARTS = ("revenue", "penalty", "energy_cost", "degradation")  # of the utility, as the ledger books them
 # Roundings of the LP plan tried (see _Tracker): (slots of arrivals a target may be owed, extra
 # slots of deadlines the service must cover).
@@ -103,8 +103,8 @@ class DataCenterOptimumResult:
 
 
 class _LP:
-    """Builds rows as (lower, upper, {variable: coefficient}); pywraplp's expression objects are
-    far slower at this size."""
+    """The LP, built row by row from (variable, coefficient) terms: pywraplp's expression objects
+    are far slower at this size. Objective in milli-USD, with each term booked to a utility part."""
 
     def __init__(self, time_limit_s: float):
         self.solver = pywraplp.Solver.CreateSolver(SOLVER)
