@@ -21,8 +21,9 @@ def _policy_help() -> str:
     defaults = "; ".join(f"{p.name}: {', '.join(p.default_evaluate)}" for p in PROBLEMS.values())
     return (
         f"policy to evaluate; repeat for several. Each problem's own: {own}; every problem also takes "
-        f"{', '.join(TRAINED_FORMS)}. Default: {defaults}. `optimum` is the best schedule in hindsight, solved "
-        f"exactly per episode (small episodes only, e.g. --set n_requests=20; ${TIME_LIMIT_ENV} s each)"
+        f"{', '.join(TRAINED_FORMS)}. Default: {defaults}. `optimum` is the best schedule in hindsight: on edge "
+        f"solved exactly per episode (small episodes only, e.g. --set n_requests=20), on datacenter the plan of "
+        f"a hindsight LP played through the env (its LP bound with --bound); ${TIME_LIMIT_ENV} s each"
     )
 
 
@@ -41,7 +42,7 @@ def evaluate(
         typer.Option(
             "--bound",
             help="add an upper bound on any policy's score where the problem has one (edge: each request "
-            "alone on idle servers); a bound, not a policy",
+            "alone on idle servers; datacenter: the hindsight LP, ~20 s of CPU per day); a bound, not a policy",
         ),
     ] = False,
 ) -> None:

@@ -13,7 +13,7 @@ from aigcsched.envs.datacenter.arrivals import Arrivals
 from aigcsched.envs.datacenter.config import DataCenterConfig, make_config, split_days
 from aigcsched.envs.datacenter.deadlines import Deadlines
 from aigcsched.envs.datacenter.energy import EnergyBalance, per_slot
-from aigcsched.envs.datacenter.inputs import episode_inputs, load_traces
+from aigcsched.envs.datacenter.inputs import EpisodeInputs, episode_inputs, load_traces
 from aigcsched.envs.datacenter.ledger import Ledger
 from aigcsched.envs.datacenter.lookahead import plan_one_hot
 from aigcsched.envs.datacenter.observation import Observations
@@ -210,6 +210,21 @@ class DataCenterEnv(ParallelEnv):
             soc=np.array(self._soc) / self._battery_kwh,
             handoff_fee=cfg.handoff_fee,
         )
+
+    def hindsight(self) -> tuple[EpisodeInputs, np.ndarray]:
+        """The whole episode's inputs and arrivals (slot, origin, class), drawn at reset: what an
+        offline planner with perfect foresight knows (`aigcsched.algorithms.datacenter_optimum`)."""
+        if not hasattr(self, "_inputs"):
+            raise RuntimeError("call reset() before hindsight()")
+        return self._inputs, np.array(self._episode_arrivals, dtype=np.int64)
+
+    def service_queue(self, keep: list[int], target: list[int]) -> np.ndarray:
+        """The queues (executor, bucket, class, origin) that the next slot's service would see with
+        these keep levels and hand-off targets (this slot's arrivals and landing hand-offs added);
+        a copy, the env is unchanged. For planners that size a slot's service to its queue."""
+        q, transit = self._q.copy(), self._transit.copy()
+        self._arrivals.route(q, transit, self._episode_arrivals[self._t], list(keep), list(target), self._t)
+        return q
 
     def queued_jobs(self) -> int:
         """Jobs not yet served: waiting at a data center or in transit."""

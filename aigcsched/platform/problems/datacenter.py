@@ -4,17 +4,22 @@ Scored by the day's utility of all providers, on held-out days."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
+from aigcsched.algorithms import datacenter_optimum
 from aigcsched.algorithms.datacenter_heuristics import (
     DATACENTER_HEURISTICS,
     DataCenterPolicy,
     make_datacenter_heuristic,
 )
+from aigcsched.algorithms.datacenter_optimum import DataCenterOptimumPolicy
 from aigcsched.envs import DataCenterConfig, DataCenterEnv
 from aigcsched.envs.data import DataError
 from aigcsched.platform.errors import ConfigError
 from aigcsched.platform.problems.base import Column, Problem, Score
+from aigcsched.platform.problems.edge import OPTIMUM, TIME_LIMIT_ENV, optimum_time_limit
 
 METRICS = (
     "reward",  # episode return summed over agents (reward_mode as configured)
@@ -32,8 +37,12 @@ DAY_METRICS = ("utility", "energy_cost", "violation_rate", "renewable_share", "h
 
 
 def run_episode(env: DataCenterEnv, policy: DataCenterPolicy, seed: int) -> tuple[dict[str, np.ndarray], float]:
-    """One episode; returns the env's ledger (per slot and provider) and the summed return."""
+    """One episode; returns the env's ledger (per slot and provider) and the summed return. A
+    policy with a `begin(seed)` method (a hindsight planner) is first told the episode's seed."""
     obs, _ = env.reset(seed=seed)
+    begin = getattr(policy, "begin", None)
+    if begin is not None:
+        begin(seed)
     total = 0.0
     while env.agents:
         obs, rewards, _, _, _ = env.step(policy(obs, env.state()))
@@ -66,6 +75,43 @@ def evaluate_datacenter(
     env = DataCenterEnv(cfg)
     rows = [episode_metrics(*run_episode(env, policy, seed + i)) for i in range(episodes)]
     return {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
+
+
+def make_optimum(cfg: DataCenterConfig, seed: int | None = None) -> DataCenterOptimumPolicy:
+    try:
+        return DataCenterOptimumPolicy(cfg, time_limit_s=optimum_time_limit(datacenter_optimum.DEFAULT_TIME_LIMIT_S))
+    except ValueError as e:
+        raise ConfigError(f"optimum: {e}") from None
+
+
+def optimum_summary(policy: DataCenterOptimumPolicy) -> dict:
+    """The LP's bound over the episodes played; a note on stderr where the LP did not finish."""
+    results = policy.results
+    unsolved = [r for r in results if not r.optimal]
+    if unsolved:
+        print(
+            f"note: {OPTIMUM}: the hindsight LP did not finish within {policy.time_limit_s:g} s on "
+            f"{len(unsolved)} of {len(results)} days: no bound for them, and their schedules follow no plan "
+            f"(the due jobs served at the most steps); raise ${TIME_LIMIT_ENV}",
+            file=sys.stderr,
+        )
+    return {
+        "solver_bound": float(np.mean([r.bound for r in results])),  # nan where a day has none
+        "max_gap": float(max(r.gap for r in results)),
+    }
+
+
+def mean_upper_bound(cfg: DataCenterConfig, episodes: int, seed: int) -> float:
+    """The hindsight LP's bound on the utility of any policy, averaged over the episodes."""
+    limit = optimum_time_limit(datacenter_optimum.DEFAULT_TIME_LIMIT_S)
+    bounds = []
+    for i in range(episodes):
+        env = DataCenterEnv(cfg)
+        env.reset(seed=seed + i)
+        bounds.append(datacenter_optimum.plan(env, limit)[2])
+    if np.isnan(bounds).any():
+        raise ConfigError(f"--bound: the hindsight LP did not finish within {limit:g} s; raise ${TIME_LIMIT_ENV}")
+    return float(np.mean(bounds))
 
 
 class DataCenterProblem(Problem):
@@ -126,10 +172,11 @@ class DataCenterProblem(Problem):
         return int(sum(cfg.action_nvec)) if cfg.observe_lookahead else 0
 
     def policy_makers(self) -> dict:
-        return {
+        makers = {
             name: (lambda cfg, seed, n=name: make_datacenter_heuristic(n, cfg, seed=seed))
             for name in DATACENTER_HEURISTICS
         }
+        return {**makers, OPTIMUM: make_optimum}
 
     def serving(self):
         from aigcsched.platform.problems.datacenter_serving import DATACENTER_SERVING
@@ -141,8 +188,17 @@ class DataCenterProblem(Problem):
 
     def evaluate(self, policy, cfg, episodes, seed) -> dict[str, float]:
         try:
-            return evaluate_datacenter(policy, cfg, episodes, seed)
+            result = evaluate_datacenter(policy, cfg, episodes, seed)
         except DataError as e:  # a trace file named by data_dir is missing or malformed
+            raise ConfigError(str(e)) from None
+        if isinstance(policy, DataCenterOptimumPolicy):
+            result.update(optimum_summary(policy))
+        return result
+
+    def upper_bound(self, cfg, episodes: int, seed: int) -> float:
+        try:
+            return mean_upper_bound(cfg, episodes, seed)
+        except DataError as e:
             raise ConfigError(str(e)) from None
 
     has_batched_env = True

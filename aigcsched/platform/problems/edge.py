@@ -88,11 +88,12 @@ def mean_upper_bound(cfg: EdgeConfig, episodes: int, seed: int) -> float:
 # --- policies ------------------------------------------------------------------------------------
 
 
-def optimum_time_limit() -> float:
-    """Seconds CP-SAT may spend per episode: $AIGCSCHED_OPTIMUM_TIME_LIMIT_S, default 60."""
+def optimum_time_limit(default: float = DEFAULT_TIME_LIMIT_S) -> float:
+    """Seconds the solver may spend per episode: $AIGCSCHED_OPTIMUM_TIME_LIMIT_S, else `default`
+    (edge's CP-SAT: 60)."""
     raw = os.environ.get(TIME_LIMIT_ENV, "")
     if not raw.strip():
-        return DEFAULT_TIME_LIMIT_S
+        return default
     try:
         value = float(raw)
     except ValueError:

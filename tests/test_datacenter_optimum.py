@@ -1,0 +1,121 @@
+import functools
+import json
+
+import numpy as np
+import pytest
+from cli_runner import run_cli
+
+from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
+from aigcsched.algorithms.datacenter_optimum import DataCenterOptimumPolicy, solve
+from aigcsched.envs.datacenter import PER_ASP_FIELDS, DataCenterConfig, DataCenterEnv
+from aigcsched.platform.errors import ConfigError
+from aigcsched.platform.policies import resolve_policy
+from aigcsched.platform.problems.datacenter import DATACENTER, run_episode
+
+FULL = DataCenterConfig()
+# Where the LP's relaxations (fractional jobs, mixed modes, any service order) cannot matter, its
+# optimum is the env's: the relaxations' slack (one job of carry per slot, +-0.5 jobs of hand-off
+# rounding, one job's busy seconds) is worth well under this share of the day.
+EXACT_SHARE = 0.002
+# On the busy small instances below, the schedule played through the env (one hand-off target per
+# slot, one step level, FCFS) is within this share of the LP's bound (measured: 1-10%).
+REPLAY_SHARE = 0.12
+
+
+def small(k: int, slots: int, **fields) -> DataCenterConfig:
+    """The first k providers of the default scenario, `slots` slots, the embedded typical days."""
+    base = {f: getattr(FULL, f)[:k] for f in ("regions", *PER_ASP_FIELDS)}
+    return DataCenterConfig(**{**base, "episode_slots": slots, "data_dir": "embedded", **fields})
+
+
+@functools.cache
+def solved(k: int, seed: int):
+    cfg = small(k, 24)
+    return cfg, solve(cfg, seed)
+
+
+def utility(cfg: DataCenterConfig, policy, seed: int) -> float:
+    return float(run_episode(DataCenterEnv(cfg), policy, seed)[0]["utility"].sum())
+
+
+@pytest.mark.parametrize(("k", "seed"), [(2, 0), (3, 1)])
+def test_schedule_beats_every_heuristic_and_the_bound_holds(k, seed):
+    cfg, result = solved(k, seed)
+    assert result.optimal
+    assert result.actions.shape == (cfg.episode_slots, k, 5)
+    assert result.utility <= result.bound + 1e-9
+    assert result.bound - result.utility <= REPLAY_SHARE * result.bound
+    # the parts of both figures add up to them, as the ledger's add up to the utility
+    for total, parts in ((result.bound, result.model_parts), (result.utility, result.replay_parts)):
+        revenue, penalty, energy, wear = (parts[k] for k in ("revenue", "penalty", "energy_cost", "degradation"))
+        assert revenue - penalty - energy - wear == pytest.approx(total, rel=1e-6)
+    for name in DATACENTER_HEURISTICS:
+        h = utility(cfg, make_datacenter_heuristic(name, cfg, seed=0), seed)
+        assert h <= result.utility, name
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"base_rate": (0.0, 0.0), "battery_kw": (0.0, 0.0)},  # energy only: idle GPUs, PUE, renewables, prices
+        {"n_gpus": (400, 400)},  # capacity to spare: revenue, hand-offs, battery
+    ],
+)
+def test_bound_is_the_env_utility_where_nothing_is_relaxed(fields):
+    result = solve(small(2, 12, **fields), 0)
+    assert result.optimal
+    assert result.utility <= result.bound + 1e-9
+    assert result.bound - result.utility <= EXACT_SHARE * abs(result.bound)
+
+
+def test_policy_replays_the_schedule_in_evaluation():
+    cfg, result = solved(2, 0)
+    policy = resolve_policy("optimum", cfg, seed=0)
+    assert isinstance(policy, DataCenterOptimumPolicy)
+    metrics = DATACENTER.evaluate(policy, cfg, episodes=1, seed=0)
+    assert metrics["utility"] == pytest.approx(result.utility, abs=1e-9)
+    assert metrics["solver_bound"] == pytest.approx(result.bound, abs=1e-9)
+    assert DATACENTER.upper_bound(cfg, episodes=1, seed=0) == pytest.approx(result.bound, abs=1e-9)
+
+
+def test_time_limit_without_a_plan_still_plays_a_schedule():
+    cfg = small(2, 24)
+    result = solve(cfg, 0, time_limit_s=1e-3)
+    assert not result.optimal
+    assert np.isnan(result.bound)
+
+    def play(obs, state):
+        return {f"asp_{i}": a for i, a in enumerate(result.actions[state.slot])}
+
+    assert result.utility == pytest.approx(utility(cfg, play, 0), abs=1e-9)
+
+
+def test_bad_input():
+    cfg = small(2, 4)
+    with pytest.raises(ValueError, match="time_limit_s"):
+        solve(cfg, 0, time_limit_s=0)
+    with pytest.raises(ValueError, match="too long"):
+        solve(cfg.model_copy(update={"episode_slots": 5000}), 0)
+    with pytest.raises(RuntimeError, match="reset"):
+        DataCenterEnv(cfg).hindsight()
+    env = DataCenterEnv(cfg)
+    env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="begin"):
+        DataCenterOptimumPolicy(cfg)({}, env.state())
+
+
+def test_bad_time_limit_variable(monkeypatch):
+    monkeypatch.setenv("AIGCSCHED_OPTIMUM_TIME_LIMIT_S", "soon")
+    with pytest.raises(ConfigError, match="AIGCSCHED_OPTIMUM_TIME_LIMIT_S"):
+        resolve_policy("optimum", small(2, 4), seed=0)
+
+
+def test_evaluate_command_offers_optimum_and_bound(capsys, monkeypatch):
+    args = ["evaluate", "datacenter", "-p", "local", "-p", "optimum", "--episodes", "1", "--seed", "3", "--bound"]
+    code, out, err = run_cli(
+        capsys, monkeypatch, *args, "--set", "episode_slots=12", "--set", "data_dir=embedded", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["local"]["utility"] <= result["optimum"]["utility"] <= result["upper bound"]["utility"] + 1e-9
+    assert result["optimum"]["solver_bound"] == pytest.approx(result["upper bound"]["utility"])
