@@ -11,6 +11,7 @@ from cli_runner import run_cli
 
 from aigcsched.platform.config import ConfigError
 from aigcsched.platform.study import curve_band, load_study, mean_ci, run_study, steps_to_reach, wants_log_scale
+from aigcsched.platform.trials import code_version
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = {
@@ -70,8 +71,10 @@ def test_study_trains_every_variant_and_seed_and_reports(store, tmp_path, capsys
         finals.append(np.mean([p.value for p in history[-3:]]))
     assert result["target"] == pytest.approx(np.mean(finals) / 0.9)
     assert "diffusion" in out and "mlp" in out and result["seeds_done"] == 2
-    # a study run again (e.g. after an interruption) reuses the finished runs of the same experiment
-    again = run_study(path, tmp_path / "again", seeds=2)
+    # every run carries the code version that trained it, and the report the robust statistics
+    assert all(r.data.tags["aigcsched.code_version"] == code_version() for r in runs)
+    # a study run again (e.g. after an interruption) restores Tune's state: no trial trains again
+    again = run_study(path, tmp_path / "out", seeds=2)
     assert {n: r["runs"] for n, r in again["variants"].items()} == {n: r["runs"] for n, r in result["variants"].items()}
     trained = mlflow.search_runs(experiment_names=["study-tiny"], filter_string="tags.mlflow.runName LIKE '%-seed%'")
     assert len(trained) == 4
@@ -94,20 +97,6 @@ def test_bad_studies_are_one_line_errors(tmp_path):
         load_study(write_study(tmp_path, colour="red"))
     with pytest.raises(ConfigError, match="study file not found"):
         load_study(tmp_path / "missing.yaml")
-
-
-def test_a_finished_run_is_reused_when_it_predates_a_key_left_at_its_default(store):
-    from aigcsched.platform.config import load_experiment
-    from aigcsched.platform.study import _finished_run
-
-    greedy = load_experiment(CONFIGS / "mec_ppo.yaml", {"evaluation.actions": "greedy"})
-    mlflow.set_experiment(greedy.tracking.experiment)
-    with mlflow.start_run(run_name="old-seed0") as run:  # logged before evaluation.actions existed
-        mlflow.log_params({k: v for k, v in greedy.flat().items() if k != "evaluation.actions"})
-        mlflow.log_metric("eval.trained.mean_delay", 2.0)
-    assert _finished_run(greedy, "old-seed0", "mean_delay") == run.info.run_id
-    sampled = load_experiment(CONFIGS / "mec_ppo.yaml", {"evaluation.actions": "sampled"})
-    assert _finished_run(sampled, "old-seed0", "mean_delay") is None
 
 
 def test_curve_band_stays_within_the_seeds_and_diverged_runs_get_a_log_axis():

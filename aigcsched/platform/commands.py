@@ -195,11 +195,20 @@ def study(
         typer.Option("--set", help="override KEY=VALUE for every variant, e.g. --set stop.env_steps=20000"),
     ] = None,
     out: Annotated[str | None, typer.Option(help="folder for report.md [default: outputs/study-NAME]")] = None,
+    address: Annotated[str | None, typer.Option(help="run the trials on this Ray cluster, e.g. 10.0.0.5:6379")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(min=1, help="trials at once [default: as many as the cluster's resources hold]")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="start over instead of resuming the unfinished study in --out")
+    ] = False,
 ) -> None:
-    """Train each variant of a study with several seeds (same env-step budget, one MLflow run each),
-    evaluate on the same held-out episodes, and report the score per variant (mean and 95% CI over
-    seeds, ratio to the best heuristic), learning curves and, with a reference variant, the env
-    steps each needed to reach a share of the reference's final performance."""
+    """Train each variant of a study with several seeds (same env-step budget), each (variant, seed)
+    a Ray Tune trial and one MLflow run, as many at once as the cluster holds; evaluate on the same
+    held-out episodes; report per variant the score (mean and 95% t interval, IQM with stratified
+    bootstrap interval, probability of beating the best heuristic), learning curves, performance
+    profiles and, with a reference variant, the env steps each needed to reach a share of the
+    reference's final performance. Run again after a crash or Ctrl-C: finished trials are kept."""
     from aigcsched.platform.study import load_study, run_study
 
     values = parse_overrides(overrides)
@@ -208,10 +217,20 @@ def study(
     console = Console(stderr=True)
     n = seeds or spec.seeds
     console.print(f"study {spec.name}: {len(experiments)} variants x {n} seeds -> {folder}")
-    result = run_study(path, folder, values, seeds, log=console.log)
+    result = run_study(
+        path, folder, values, seeds, log=console.log, address=address, max_concurrent=max_concurrent, restart=restart
+    )
     metric = result["score"]["metric"]
     table = Table(title=f"{spec.name}: held-out {metric}, {n} seeds")
-    for col in ("variant", "mean", "95% CI +-", "vs best heuristic", "steps to target"):
+    for col in (
+        "variant",
+        "mean",
+        "95% CI +-",
+        "IQM [95% CI]",
+        "P(beats best heuristic)",
+        "vs best heuristic",
+        "steps to target",
+    ):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for name, r in result["variants"].items():
         steps = r.get("steps_to_target_mean")
@@ -219,6 +238,8 @@ def study(
             name,
             f"{r['score_mean']:.4g}",
             f"{r['score_ci95']:.3g}",
+            f"{r['score_iqm']:.4g} [{r['score_iqm_ci95'][0]:.4g}, {r['score_iqm_ci95'][1]:.4g}]",
+            f"{r['p_improvement']:.2f}" if "p_improvement" in r else "-",
             f"{r['vs_best_heuristic']:.3f}x" if "vs_best_heuristic" in r else "-",
             "-" if steps is None else f"{steps:,.0f} ({r['reached']}/{len(r['scores'])})",
         )
