@@ -117,23 +117,43 @@ def train(
 
 def submit(
     ctx: typer.Context,
-    config: Annotated[str, typer.Argument(help="experiment YAML, e.g. configs/edge_ppo.yaml")],
+    config: Annotated[
+        str, typer.Argument(help="experiment YAML (e.g. configs/edge_ppo.yaml), study YAML or sweep YAML")
+    ],
     address: Annotated[str, typer.Option(help="the cluster's job server, e.g. http://127.0.0.1:8265")],
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="override KEY=VALUE with dotted keys, as for train")
     ] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="return after submitting; print how to follow")] = False,
+    out: Annotated[
+        str | None,
+        typer.Option(help="study / sweep: report folder on the head [default: outputs/NAME in its home directory]"),
+    ] = None,
+    max_concurrent: Annotated[int | None, typer.Option(min=1, help="study / sweep: trials at once")] = None,
 ) -> None:
-    """Run `aigcsched train` as a Ray job on an existing cluster: the validated config and the
-    aigcsched package travel in the job's runtime environment, MLFLOW_TRACKING_URI is passed on
-    (local paths made absolute), logs stream here, and the exit code is the job's. With
-    `aigcsched --verbose submit`, the job shows the libraries' warnings and logs too."""
-    from aigcsched.platform.jobs import submit_training
+    """Run `aigcsched train` (an experiment file), `aigcsched study` (a study file) or `aigcsched
+    tune` (a sweep file) as a Ray job on an existing cluster: the validated files and the aigcsched
+    package travel in the job's runtime environment, MLFLOW_TRACKING_URI is passed on (local paths
+    made absolute), logs stream here, and the exit code is the job's. A study's or sweep's report is
+    also logged to MLflow. With `aigcsched --verbose submit`, the job shows the libraries' warnings
+    and logs too."""
+    from aigcsched.platform.jobs import file_kind, submit_file, submit_training
 
-    exp = load_experiment(config, parse_overrides(overrides))
+    values = parse_overrides(overrides)
     verbose = bool(ctx.find_root().params.get("verbose"))
     echo = lambda *a, **k: print(*a, **k, flush=True)  # noqa: E731
-    code = submit_training(exp, address, wait=not no_wait, echo=echo, verbose=verbose)
+    kind = file_kind(config)
+    if kind == "train":
+        if out is not None or max_concurrent is not None:
+            raise ConfigError("--out and --max-concurrent are for a study or a sweep, not a training")
+        exp = load_experiment(config, values)
+        code = submit_training(exp, address, wait=not no_wait, echo=echo, verbose=verbose)
+    else:
+        args = [
+            *(["--out", out] if out else []),
+            *(["--max-concurrent", str(max_concurrent)] if max_concurrent else []),
+        ]
+        code = submit_file(kind, config, values, address, args, wait=not no_wait, echo=echo, verbose=verbose)
     raise typer.Exit(code)
 
 
@@ -243,8 +263,51 @@ def study(
             f"{r['vs_best_heuristic']:.3f}x" if "vs_best_heuristic" in r else "-",
             "-" if steps is None else f"{steps:,.0f} ({r['reached']}/{len(r['scores'])})",
         )
-    Console().print(table)
-    Console().print(f"report: {folder}/report.md")
+    console = Console()
+    console.width = max(console.width, 150)  # seven columns: the intervals must not wrap
+    console.print(table)
+    console.print(f"report: {folder}/report.md")
+
+
+def tune(
+    path: Annotated[str, typer.Argument(help="sweep YAML: a config, the keys to search and their ranges")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override KEY=VALUE for every trial, e.g. --set stop.env_steps=8192"),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="folder for report.md and best.yaml [default: outputs/sweep-NAME]")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="run the trials on this Ray cluster, e.g. 10.0.0.5:6379")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(min=1, help="trials at once [default: as many as the cluster's resources hold]")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="start over instead of resuming the unfinished sweep in --out")
+    ] = False,
+) -> None:
+    """Search hyperparameters: Optuna samples values for the sweep file's config keys, each trial a
+    `train` run (a Ray Tune trial, one MLflow run in experiment sweep-NAME), ASHA stops trials that
+    fall behind on the learning curve. The finished trial with the best held-out score is written
+    out as best.yaml (an experiment config for `aigcsched train`) and its policy registered, and
+    promoted by the usual rule. Run again after a crash or Ctrl-C: finished trials are kept."""
+    from aigcsched.platform.sweep import load_sweep, run_sweep
+
+    values = parse_overrides(overrides)
+    spec, _ = load_sweep(path, values)  # every searched key is checked before the first trial
+    folder = out or f"outputs/sweep-{spec.name}"
+    console = Console(stderr=True)
+    console.print(f"sweep {spec.name}: {spec.trials} trials -> {folder}")
+    summary = run_sweep(
+        path, folder, values, address=address, max_concurrent=max_concurrent, restart=restart, log=console.log
+    )
+    best = summary["best"]
+    console = Console()
+    console.print(f"best held-out {summary['score_metric']} {best['score']:.4g} with {best['params']}")
+    console.print(f"config: {folder}/best.yaml  report: {folder}/report.md")
+    if summary["registered"]:
+        r = summary["registered"]
+        console.print(f"model {r['model']} version {r['version']}: {r['reason']}")
 
 
 models_app = typer.Typer(help="The model registry: list versions, promote one to champion.", no_args_is_help=True)
@@ -303,6 +366,7 @@ def register(app: typer.Typer) -> None:
     app.command()(reproduce)
     app.command()(submit)
     app.command()(study)
+    app.command()(tune)
     app.add_typer(models_app, name="models")
 
 

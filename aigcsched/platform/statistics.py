@@ -20,59 +20,61 @@ REPS = 10_000  # bootstrap resamples
 
 
 def as_runs_by_tasks(scores) -> np.ndarray:
+    """Scores as (..., runs, tasks): a flat list is runs of one task; leading axes are resamples."""
     s = np.asarray(scores, dtype=np.float64)
     return s[:, None] if s.ndim == 1 else s
 
 
-def iqm(scores) -> float:
-    """Mean of the middle 50% of all (run, task) scores (scipy's 25% trimmed mean, as rliable)."""
-    return float(stats.trim_mean(as_runs_by_tasks(scores), 0.25, axis=None))
+def iqm(scores):
+    """Mean of the middle 50% of all (run, task) scores (scipy's 25% trimmed mean, as rliable);
+    one value per resample when given (resamples, runs, tasks)."""
+    s = as_runs_by_tasks(scores)
+    out = stats.trim_mean(s.reshape(*s.shape[:-2], -1), 0.25, axis=-1)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def stratified_bootstrap(
-    statistic: Callable[..., float], *samples, reps: int = REPS, level: float = 0.95, seed: int = 0
+    statistic: Callable, *samples, reps: int = REPS, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile interval of `statistic(*samples)`: each sample's runs are resampled with
-    replacement within each task (the strata), independently per sample."""
+    replacement within each task (the strata), independently per sample. `statistic` takes
+    arrays (resamples, runs, tasks) and returns one value per resample."""
     rng = np.random.default_rng(seed)
-    arrays = [as_runs_by_tasks(s) for s in samples]
-    values = np.empty(reps)
-    for i in range(reps):
-        resampled = []
-        for a in arrays:
-            rows = rng.integers(0, a.shape[0], size=a.shape)  # a run index per (draw, task)
-            resampled.append(np.take_along_axis(a, rows, axis=0))
-        values[i] = statistic(*resampled)
+    resampled = []
+    for s in samples:
+        a = as_runs_by_tasks(s)
+        runs, tasks = a.shape
+        rows = rng.integers(0, runs, size=(reps, runs, tasks))  # a run index per (resample, draw, task)
+        resampled.append(a[rows, np.arange(tasks)])
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
+    low, high = np.percentile(statistic(*resampled), [tail, 100 - tail])
     return float(low), float(high)
 
 
-def probability_of_improvement(x, y, sign: float = 1.0) -> float:
+def probability_of_improvement(x, y, sign: float = 1.0):
     """P(X > Y): the chance that a run of X scores better than a run of Y on the same task (ties
     count half; `sign` -1 when lower is better), averaged over tasks (the Mann-Whitney statistic)."""
     x, y = sign * as_runs_by_tasks(x), sign * as_runs_by_tasks(y)
-    better = (x[:, None, :] > y[None, :, :]).astype(np.float64) + 0.5 * (x[:, None, :] == y[None, :, :])
-    return float(better.mean(axis=(0, 1)).mean())
+    xs, ys = x[..., :, None, :], y[..., None, :, :]
+    better = (xs > ys) + 0.5 * (xs == ys)
+    out = better.mean(axis=(-3, -2)).mean(axis=-1)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def performance_profile(scores, taus: np.ndarray, sign: float = 1.0) -> np.ndarray:
-    """Share of (run, task) scores at least as good as each threshold tau."""
-    s = sign * as_runs_by_tasks(scores).ravel()
-    return (s[None, :] >= sign * np.asarray(taus)[:, None]).mean(axis=1)
+    """Share of (run, task) scores at least as good as each threshold tau (per resample when
+    given (resamples, runs, tasks))."""
+    s = as_runs_by_tasks(scores)
+    s = sign * s.reshape(*s.shape[:-2], 1, -1)
+    return (s >= sign * np.asarray(taus)[:, None]).mean(axis=-1)
 
 
 def profile_band(scores, taus: np.ndarray, sign: float = 1.0, reps: int = 2000, seed: int = 0) -> np.ndarray:
     """95% stratified-bootstrap band (2, len(taus)) of a performance profile."""
-    rng = np.random.default_rng(seed)
     a = as_runs_by_tasks(scores)
-    curves = np.stack(
-        [
-            performance_profile(np.take_along_axis(a, rng.integers(0, a.shape[0], size=a.shape), axis=0), taus, sign)
-            for _ in range(reps)
-        ]
-    )
-    return np.percentile(curves, [2.5, 97.5], axis=0)
+    runs, tasks = a.shape
+    rows = np.random.default_rng(seed).integers(0, runs, size=(reps, runs, tasks))
+    return np.percentile(performance_profile(a[rows, np.arange(tasks)], taus, sign), [2.5, 97.5], axis=0)
 
 
 def summarize(scores, sign: float, best_heuristic: float | None) -> dict:
@@ -82,9 +84,9 @@ def summarize(scores, sign: float, best_heuristic: float | None) -> dict:
     out = {"score_iqm": iqm(scores), "score_iqm_ci95": list(stratified_bootstrap(iqm, scores))}
     if best_heuristic is not None:
         reference = np.full((1, scores.shape[1]), best_heuristic)
-        poi = lambda s: probability_of_improvement(s, reference, sign)  # noqa: E731
-        out["p_improvement"] = poi(scores)
-        out["p_improvement_ci95"] = list(stratified_bootstrap(poi, scores))
+        out["p_improvement"] = probability_of_improvement(scores, reference, sign)
+        interval = stratified_bootstrap(lambda s: probability_of_improvement(s, reference, sign), scores)
+        out["p_improvement_ci95"] = list(interval)
     return out
 
 

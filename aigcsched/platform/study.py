@@ -153,14 +153,13 @@ def run_study(
     from aigcsched.platform import tracking
     from aigcsched.platform.jobs import resolve_tracking_uri
     from aigcsched.platform.promotion import held_out_results
-    from aigcsched.platform.training import _start_ray
-    from aigcsched.platform.trials import CODE_TAG, code_version, run_trials, train_trial, trial_resources
+    from aigcsched.platform.training import leave_job_working_dir, start_ray
+    from aigcsched.platform.trials import CODE_TAG, run_trials, train_trial, trial_resources, version_tags
 
     study, experiments = load_study(path, overrides)
     if seeds is not None:
         study.seeds = seeds
-    folder, out = Path(path).parent, Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(path).resolve().parent
     problem = next(iter(experiments.values())).problem
     key = problem.score.metric
     evaluation = _experiment(folder, study, next(iter(study.variants)), 0, heuristics=True)
@@ -170,16 +169,20 @@ def run_study(
         for seed in range(study.seeds)
         for name in study.variants
     }
-    _start_ray(evaluation, address)
+    leave_job_working_dir()  # every file is read: a job's `out` goes to the home directory
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start_ray(evaluation, address)
     tracking_uri = resolve_tracking_uri(mlflow.get_tracking_uri())
     mlflow.set_tracking_uri(tracking_uri)
     tracking.use_experiment(f"study-{study.name}")  # made here: its artifact root is the driver's
-    version = code_version()
+    versions = version_tags()
+    version = versions[CODE_TAG]
     spec = {"study": study.name, "trials": {run: exp.model_dump(mode="json") for run, exp in trials.items()}}
     resources = {run: trial_resources(exp) for run, exp in trials.items()}
     log(f"{len(trials)} trials, each {resources[next(iter(trials))].bundles} (code {version})")
     heuristics = {b: r[key] for b, r in held_out_results(evaluation).items()}
-    tags = {"aigcsched.study": study.name, CODE_TAG: version}
+    tags = {"aigcsched.study": study.name, **versions}
     grid = run_trials(
         tune.with_parameters(train_trial, experiments=trials, tracking_uri=tracking_uri, tags=tags),
         folder=out / "tune",

@@ -45,7 +45,7 @@ class TrainOutcome:
     promotion_reason: str = ""
 
 
-def _start_ray(exp: ExperimentConfig, address: str | None) -> None:
+def start_ray(exp: ExperimentConfig, address: str | None) -> None:
     import ray
 
     if ray.is_initialized():
@@ -58,7 +58,7 @@ def _start_ray(exp: ExperimentConfig, address: str | None) -> None:
         ray.init(address="local", num_cpus=exp.resources.num_cpus, include_dashboard=False)
 
 
-def _leave_job_working_dir() -> None:
+def leave_job_working_dir() -> None:
     """A Ray job driver runs in the job's working_dir, whose files Ray replaces while the job runs
     (ray-project/ray#49313), leaving the process in a deleted directory. The config is read by
     now, so continue from the home directory (relative MLflow paths then land there too)."""
@@ -102,8 +102,8 @@ def train(
     from aigcsched.platform.rllib_setup import algorithm_config
 
     console = console or Console(stderr=True)
-    _leave_job_working_dir()
-    _start_ray(exp, address)
+    leave_job_working_dir()
+    start_ray(exp, address)
     tracking.use_experiment(exp.tracking.experiment)
     resume_from = tracking.checkpoint_of(resume_run_id) if resume_run_id else None
     with mlflow.start_run(run_id=resume_run_id, run_name=run_name, tags=tags) as run:

@@ -24,26 +24,40 @@ from aigcsched.platform.config import ConfigError, ExperimentConfig
 
 TRIAL_TAG = "aigcsched.tune_trial"
 CODE_TAG = "aigcsched.code_version"
+GIT_TAG = "aigcsched.git_commit"
 SPEC_FILE = "aigcsched-trials.json"  # what the Tune experiment was started with
 
 
 def code_version() -> str:
-    """`<git commit>[+dirty]-<hash of the package's source>`, or the hash alone outside a checkout:
-    the source hash tells apart code that git does not (uncommitted edits, an installed copy)."""
+    """A hash of the package's source files: the same code gives the same version in a git
+    checkout, an installed copy or the copy a Ray job ships, and any edit (committed or not) a new
+    one."""
     package = Path(aigcsched.__file__).parent
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    source = digest.hexdigest()[:12]
+    return digest.hexdigest()[:12]
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout the package runs from (`+dirty` with uncommitted edits), if any."""
+    package = str(Path(aigcsched.__file__).parent)
     try:
-        git = ["git", "-C", str(package)]
-        commit = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return source
-    if commit.returncode != 0:
-        return source
-    return f"{commit.stdout.strip()}{'+dirty' if dirty.stdout.strip() else ''}-{source}"
+        head = subprocess.run(["git", "-C", package, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "-C", package, "status", "--porcelain", "--", "."], capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def version_tags() -> dict:
+    """The tags that say which code trained a run."""
+    commit = git_commit()
+    return {CODE_TAG: code_version(), **({GIT_TAG: commit} if commit else {})}
 
 
 def trial_resources(exp: ExperimentConfig):
@@ -69,26 +83,29 @@ def _run_of_trial(trial_id: str, run_name: str) -> tuple[str | None, bool]:
 
 
 def train_trial(config: dict, *, experiments: dict, tracking_uri: str, tags: dict) -> None:
-    """The Tune trainable: train `experiments[config["run"]]` (a sweep adds `config["set"]`),
-    reporting each iteration's metrics, then the held-out score and the run id."""
+    """The Tune trainable: train `experiments[config["run"]]` as the MLflow run of that name (a
+    sweep: `experiments[""]` with `config["set"]`, as run trial-ID), reporting each iteration's
+    metrics, then the held-out score and the run id."""
     import ray.tune
 
     from aigcsched.platform import tracking
     from aigcsched.platform.config import load_experiment
     from aigcsched.platform.training import train
 
-    run_name = config["run"]
-    exp = experiments[run_name]
+    exp = experiments[config.get("run", "")]
     if config.get("set"):
         exp = load_experiment(None, {**exp.model_dump(mode="json"), **config["set"]})
     mlflow.set_tracking_uri(tracking_uri)  # a trial runs in its own directory, maybe on another node
     trial_id = ray.tune.get_context().get_trial_id()
+    run_name = config.get("run") or f"trial-{trial_id}"
     run_id, finished = _run_of_trial(trial_id, run_name)
     key = f"eval.trained.{exp.problem.score.metric}"
     if not finished:
 
         def report(metrics: dict) -> None:
-            ray.tune.report({**metrics, "run_id": mlflow.active_run().info.run_id})
+            # a sweep steers by the curve metric: an iteration before the first finished episode has none
+            if exp.problem.curve in metrics:
+                ray.tune.report({**metrics, "run_id": mlflow.active_run().info.run_id})
 
         checkpoint = None
         if run_id is not None:
@@ -106,9 +123,8 @@ def train_trial(config: dict, *, experiments: dict, tracking_uri: str, tags: dic
         ).run_id
     run = mlflow.MlflowClient().get_run(run_id)
     final = {"run_id": run_id, "score": run.data.metrics.get(key, float("nan")), "finished": True}
-    for name in ("env_steps", exp.problem.curve):
-        if name in run.data.metrics:
-            final[name] = run.data.metrics[name]
+    final["env_steps"] = run.data.metrics.get("env_steps", 0.0)
+    final[exp.problem.curve] = run.data.metrics.get(exp.problem.curve, float("nan"))
     ray.tune.report(final)
 
 
