@@ -229,7 +229,7 @@ def study(
     bootstrap interval, probability of beating the best heuristic), learning curves, performance
     profiles and, with a reference variant, the env steps each needed to reach a share of the
     reference's final performance. Run again after a crash or Ctrl-C: finished trials are kept."""
-    from aigcsched.platform.study import load_study, run_study
+    from aigcsched.platform.study import StudyFailed, load_study, run_study
 
     values = parse_overrides(overrides)
     spec, experiments = load_study(path, values)  # every variant is checked before the first run
@@ -237,9 +237,20 @@ def study(
     console = Console(stderr=True)
     n = seeds or spec.seeds
     console.print(f"study {spec.name}: {len(experiments)} variants x {n} seeds -> {folder}")
-    result = run_study(
-        path, folder, values, seeds, log=console.log, address=address, max_concurrent=max_concurrent, restart=restart
-    )
+    try:
+        result = run_study(
+            path,
+            folder,
+            values,
+            seeds,
+            log=console.log,
+            address=address,
+            max_concurrent=max_concurrent,
+            restart=restart,
+        )
+    except StudyFailed as e:
+        console.print(f"error: {e}")
+        raise typer.Exit(1) from None
     metric = result["score"]["metric"]
     table = Table(title=f"{spec.name}: held-out {metric}, {n} seeds")
     for col in (

@@ -195,6 +195,8 @@ def run_study(
     )
     done = {r.config["run"]: r.metrics["run_id"] for r in grid if r.error is None and r.metrics.get("finished")}
     failed = {r.config["run"]: r.error for r in grid if r.error is not None}
+    # Ctrl-C: Tune saves its state and returns; the trials it stopped have not finished
+    unfinished = [r.config["run"] for r in grid if r.error is None and not r.metrics.get("finished")]
     client = mlflow.MlflowClient()
     runs: dict[str, list[dict]] = {name: [] for name in study.variants}
     for run_name in (r for r in trials if r in done):
@@ -212,7 +214,7 @@ def run_study(
         log(f"{run_name}: {key} {score:.4g} (run {run_id})")
     if any(not rs for rs in runs.values()):
         missing = ", ".join(n for n, rs in runs.items() if not rs)
-        raise StudyFailed(f"no finished run of {missing}; {_failures(failed, out)}")
+        raise StudyFailed(f"no finished run of {missing}; {_failures(failed, unfinished, out)}")
     result = _write_results(study, evaluation, heuristics, runs, out)
     mlflow.set_experiment(f"study-{study.name}")
     with mlflow.start_run(run_name=f"study-{study.name}", tags=tags):
@@ -221,23 +223,25 @@ def run_study(
         mlflow.log_metrics({f"{n}.score_iqm": r["score_iqm"] for n, r in result["variants"].items()})
         for name in REPORT_FILES:
             mlflow.log_artifact(str(out / name), "study")
-    if failed:
-        raise StudyFailed(f"report written for the finished runs; {_failures(failed, out)}")
+    if failed or unfinished:
+        raise StudyFailed(f"report written for the finished runs; {_failures(failed, unfinished, out)}")
     return result
 
 
-class StudyFailed(ConfigError):
-    """Some trials failed (their errors are in Tune's trial folders); the finished ones are reported."""
+class StudyFailed(RuntimeError):
+    """Some trials failed or were stopped (Ctrl-C); the finished ones are reported."""
 
 
-def _failures(failed: dict, out: Path) -> str:
-    if not failed:
-        return "no trial failed"
-    reason = str(next(iter(failed.values()))).strip().splitlines()[-1]
-    return (
-        f"{len(failed)} trial(s) failed ({', '.join(failed)}): {reason}; their errors are under {out / 'tune'}; "
-        "run the same command again to retry them"
-    )
+def _failures(failed: dict, unfinished: list, out: Path) -> str:
+    parts = []
+    if failed:
+        reason = str(next(iter(failed.values()))).strip().splitlines()[-1]
+        parts.append(
+            f"{len(failed)} trial(s) failed ({', '.join(failed)}): {reason}; their errors are under {out / 'tune'}"
+        )
+    if unfinished:
+        parts.append(f"{len(unfinished)} trial(s) stopped before the end ({', '.join(unfinished)})")
+    return "; ".join(parts) + "; run the same command again to go on"
 
 
 def _write_results(study: StudyConfig, evaluation: ExperimentConfig, heuristics: dict, runs: dict, out: Path) -> dict:
