@@ -175,7 +175,9 @@ def run_trials(
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, **(tune_config or {})),
+            # a finished trial's process takes the next trial of the same resources: no new
+            # process that imports torch and RLlib again (seconds per trial)
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True, **(tune_config or {})),
             run_config=tune.RunConfig(
                 name=folder.name,
                 storage_path=str(folder.parent),
