@@ -13,11 +13,13 @@ A study file (YAML) names the variants; each is an experiment config plus overri
     threshold: 0.9
 
 Every (variant, seed) is one `train` run (MLflow experiment `study-<name>`, run `<variant>-seed<k>`,
-experiment seed k); the heuristics of the first variant's evaluation run once on the same
-held-out episodes. The report gives, per variant, the held-out score (mean and 95% t interval over
-seeds), its ratio to the best heuristic, the learning curve of the sampled episodes (mean and
-interval over seeds against env steps), and with a reference, the env steps each run needed for
-its smoothed curve to reach `threshold` of the reference's final value.
+experiment seed k) in a Ray Tune trial of its own (`trials`), as many at once as the cluster holds;
+the heuristics of the first variant's evaluation run once on the same held-out episodes. The
+report gives, per variant, the held-out score (mean and 95% t interval over seeds; IQM with its
+stratified-bootstrap interval and the probability of beating the best heuristic, see
+`statistics`), its ratio to the best heuristic, the learning curve of the sampled episodes (mean and
+interval over seeds against env steps), performance profiles, and with a reference, the env steps
+each run needed for its smoothed curve to reach `threshold` of the reference's final value.
 """
 
 from __future__ import annotations
