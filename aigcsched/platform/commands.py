@@ -127,7 +127,7 @@ def submit(
     no_wait: Annotated[bool, typer.Option("--no-wait", help="return after submitting; print how to follow")] = False,
     out: Annotated[
         str | None,
-        typer.Option(help="study / sweep: report folder on the head [default: outputs/NAME in its home directory]"),
+        typer.Option(help="study / sweep: report folder on the head (default: outputs/NAME in its home directory)"),
     ] = None,
     max_concurrent: Annotated[int | None, typer.Option(min=1, help="study / sweep: trials at once")] = None,
 ) -> None:
@@ -217,7 +217,7 @@ def study(
     out: Annotated[str | None, typer.Option(help="folder for report.md [default: outputs/study-NAME]")] = None,
     address: Annotated[str | None, typer.Option(help="run the trials on this Ray cluster, e.g. 10.0.0.5:6379")] = None,
     max_concurrent: Annotated[
-        int | None, typer.Option(min=1, help="trials at once [default: as many as the cluster's resources hold]")
+        int | None, typer.Option(min=1, help="trials at once (default: as many as the cluster's resources hold)")
     ] = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="start over instead of resuming the unfinished study in --out")
@@ -287,11 +287,11 @@ def tune(
         typer.Option("--set", help="override KEY=VALUE for every trial, e.g. --set stop.env_steps=8192"),
     ] = None,
     out: Annotated[
-        str | None, typer.Option(help="folder for report.md and best.yaml [default: outputs/sweep-NAME]")
+        str | None, typer.Option(help="folder for report.md and best.yaml (default: outputs/sweep-NAME)")
     ] = None,
     address: Annotated[str | None, typer.Option(help="run the trials on this Ray cluster, e.g. 10.0.0.5:6379")] = None,
     max_concurrent: Annotated[
-        int | None, typer.Option(min=1, help="trials at once [default: as many as the cluster's resources hold]")
+        int | None, typer.Option(min=1, help="trials at once (default: as many as the cluster's resources hold)")
     ] = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="start over instead of resuming the unfinished sweep in --out")
