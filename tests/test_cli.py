@@ -86,6 +86,12 @@ def test_help_explains_evaluate(capsys, monkeypatch):
         (["evaluate", "edge", "-p", "models:nobody"], "unknown policy 'models:nobody'"),
         (["evaluate", "edge", "-p", "checkpoint:/no/such/dir"], "checkpoint not found: /no/such/dir"),
         (["models", "promote", "nobody", "1"], "model 'nobody' has no version 1"),
+        (["tune", "no-such.yaml"], "sweep file not found: no-such.yaml"),
+        (["submit", "no-such.yaml", "--address", "http://127.0.0.1:1"], "file not found: no-such.yaml"),
+        (
+            ["submit", "configs/edge_ppo.yaml", "--address", "http://127.0.0.1:1", "--out", "x"],
+            "--out and --max-concurrent are for a study or a sweep, not a training",
+        ),
     ],
 )
 def test_platform_commands_bad_input(capsys, monkeypatch, tmp_path, args, message):

@@ -32,3 +32,20 @@ def test_the_job_is_as_verbose_as_the_submitting_command():
 
     assert entrypoint() == f"python -m aigcsched.cli train {EXPERIMENT_FILE}"
     assert entrypoint(verbose=True) == f"python -m aigcsched.cli --verbose train {EXPERIMENT_FILE}"
+
+
+def test_a_submitted_study_carries_its_configs_and_the_overrides(tmp_path):
+    from aigcsched.platform.jobs import file_kind, write_study_job
+    from aigcsched.platform.study import load_study
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    study = configs / "studies" / "edge_actors.yaml"
+    overrides = {"stop.env_steps": 4096}
+    job = tmp_path / "job"
+    job.mkdir()
+    name = write_study_job(study, overrides, job)
+    assert file_kind(job / name) == "study" and file_kind(configs / "edge_ppo.yaml") == "train"
+    _, here = load_study(study, overrides)
+    _, there = load_study(job / name)  # what the job reads, from its own folder only
+    assert {k: e.model_dump() for k, e in there.items()} == {k: e.model_dump() for k, e in here.items()}
+    assert all(e.stop.env_steps == 4096 for e in there.values())

@@ -121,7 +121,13 @@ def cluster(tmp_path_factory):
         wait_for(two_nodes, 120, "the second node")
         out = subprocess.run(status, env=env, capture_output=True, text=True).stdout
         node_ids = set(re.findall(r"node_([0-9a-f]+)", out))
-        yield {"env": env, "address": f"http://127.0.0.1:{dashboard}", "root": root, "node_ids": node_ids}
+        yield {
+            "env": env,
+            "address": f"http://127.0.0.1:{dashboard}",
+            "gcs": f"127.0.0.1:{gcs}",
+            "root": root,
+            "node_ids": node_ids,
+        }
     finally:
         for node in reversed(nodes):  # ending the --block processes stops each node
             node.send_signal(signal.SIGTERM)
@@ -234,3 +240,68 @@ def test_aigcsched_submit_fails_when_the_job_fails(cluster, tmp_path):
     client = mlflow.MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("aigcsched-datacenter").experiment_id])
     assert run.info.status == "FAILED"  # the training itself failed, in the job
+
+
+STUDY_TRAINING = {
+    "env.config.n_requests": 32,
+    "resources.num_envs_per_env_runner": 2,
+    "algorithm.train_batch_size": 64,
+    "algorithm.minibatch_size": 64,
+    "algorithm.num_epochs": 1,
+    "algorithm.hidden": 8,
+    "evaluation.episodes": 1,
+    "tracking.checkpoint_every": 1,
+    "stop": {"iterations": 2},
+}
+
+
+def test_a_study_runs_its_trials_on_both_nodes_and_resumes_after_its_driver_is_killed(cluster, tmp_path):
+    """2 variants x 2 seeds, one trial per node at a time (each needs 1 CPU); the driver is killed
+    once the first trials finished, and the study submitted as a job to the same folder then
+    finishes it without training any finished trial again."""
+    study = {
+        "name": "multinode",
+        "seeds": 2,
+        "set": STUDY_TRAINING,
+        "variants": {
+            "scored": {"config": str(ROOT / "configs" / "edge_ppo.yaml")},
+            "mlp": {
+                "config": str(ROOT / "configs" / "edge_ppo.yaml"),
+                "set": {"algorithm.module": "mlp", "algorithm.anchor_scale": 0.0},
+            },
+        },
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    uri = f"sqlite:///{tmp_path}/study.db"
+    env = {**cluster["env"], "MLFLOW_TRACKING_URI": uri}
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "aigcsched.cli", "study", str(path), "--address", cluster["gcs"], "--out", str(out)]
+    client = mlflow.MlflowClient(uri)
+
+    def finished():
+        experiment = client.get_experiment_by_name("study-multinode")
+        if experiment is None:
+            return []
+        return client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'")
+
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: len(finished()) >= 2 or first.poll() is not None, 300, "two finished trials")
+    finally:
+        first.kill()  # the driver only: its trials end with it
+        first.wait()
+    before = {r.info.run_name: r.info.run_id for r in finished()}
+    assert 2 <= len(before) < 4, (tmp_path / "first.log").read_text()[-3000:]
+
+    submit = [sys.executable, "-m", "aigcsched.cli", "submit", str(path), "--address", cluster["address"]]
+    again = subprocess.run([*submit, "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "SUCCEEDED" in again.stdout and "resuming the Tune experiment" in again.stdout
+    result = json.loads((out / "study.json").read_text())
+    ran = {f"{name}-seed{k}": run for name, row in result["variants"].items() for k, run in enumerate(row["runs"])}
+    assert len(ran) == 4 and all(ran[name] == run_id for name, run_id in before.items())
+    runs = [r for r in finished() if r.info.run_name in ran]
+    assert sorted(r.info.run_name for r in runs) == sorted(ran)  # one finished run per trial: none repeated
+    assert {r.data.tags["aigcsched.env_runner_nodes"] for r in runs} == cluster["node_ids"]

@@ -9,8 +9,10 @@ import pytest
 import yaml
 from cli_runner import run_cli
 
-from aigcsched.platform.config import ConfigError
+from aigcsched.platform.config import ConfigError, load_experiment
 from aigcsched.platform.study import curve_band, load_study, mean_ci, run_study, steps_to_reach, wants_log_scale
+from aigcsched.platform.sweep import load_sweep
+from aigcsched.platform.trials import code_version
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = {
@@ -70,8 +72,10 @@ def test_study_trains_every_variant_and_seed_and_reports(store, tmp_path, capsys
         finals.append(np.mean([p.value for p in history[-3:]]))
     assert result["target"] == pytest.approx(np.mean(finals) / 0.9)
     assert "diffusion" in out and "mlp" in out and result["seeds_done"] == 2
-    # a study run again (e.g. after an interruption) reuses the finished runs of the same experiment
-    again = run_study(path, tmp_path / "again", seeds=2)
+    # every run carries the code version that trained it, and the report the robust statistics
+    assert all(r.data.tags["aigcsched.code_version"] == code_version() for r in runs)
+    # a study run again (e.g. after an interruption) restores Tune's state: no trial trains again
+    again = run_study(path, tmp_path / "out", seeds=2)
     assert {n: r["runs"] for n, r in again["variants"].items()} == {n: r["runs"] for n, r in result["variants"].items()}
     trained = mlflow.search_runs(experiment_names=["study-tiny"], filter_string="tags.mlflow.runName LIKE '%-seed%'")
     assert len(trained) == 4
@@ -94,20 +98,6 @@ def test_bad_studies_are_one_line_errors(tmp_path):
         load_study(write_study(tmp_path, colour="red"))
     with pytest.raises(ConfigError, match="study file not found"):
         load_study(tmp_path / "missing.yaml")
-
-
-def test_a_finished_run_is_reused_when_it_predates_a_key_left_at_its_default(store):
-    from aigcsched.platform.config import load_experiment
-    from aigcsched.platform.study import _finished_run
-
-    greedy = load_experiment(CONFIGS / "mec_ppo.yaml", {"evaluation.actions": "greedy"})
-    mlflow.set_experiment(greedy.tracking.experiment)
-    with mlflow.start_run(run_name="old-seed0") as run:  # logged before evaluation.actions existed
-        mlflow.log_params({k: v for k, v in greedy.flat().items() if k != "evaluation.actions"})
-        mlflow.log_metric("eval.trained.mean_delay", 2.0)
-    assert _finished_run(greedy, "old-seed0", "mean_delay") == run.info.run_id
-    sampled = load_experiment(CONFIGS / "mec_ppo.yaml", {"evaluation.actions": "sampled"})
-    assert _finished_run(sampled, "old-seed0", "mean_delay") is None
 
 
 def test_curve_band_stays_within_the_seeds_and_diverged_runs_get_a_log_axis():
@@ -138,3 +128,54 @@ def test_a_section_set_by_one_variant_does_not_leak_into_the_next(tmp_path):
     _, experiments = load_study(path)
     assert experiments["diffusion"].stop.minutes == 1
     assert experiments["mlp"].stop.minutes is None and experiments["mlp"].stop.iterations == 3
+
+
+def test_tune_samples_configs_writes_the_best_and_registers_its_run(store, tmp_path, capsys, monkeypatch):
+    (tmp_path / "mec_ppo.yaml").write_text((CONFIGS / "mec_ppo.yaml").read_text())
+    sweep = {
+        "name": "tiny",
+        "config": "mec_ppo.yaml",
+        "set": {**TINY, "tracking.model_name": "sweep-tiny"},
+        "trials": 2,
+        "search": {"algorithm.lr": {"loguniform": [1.0e-4, 1.0e-2]}, "algorithm.hidden": {"choice": [8, 16]}},
+        "early_stopping": {"grace": 1, "reduction_factor": 2},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    code, out, err = run_cli(capsys, monkeypatch, "tune", str(path), "--out", str(tmp_path / "sweep"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert len(summary["trials"]) == 2 and summary["trials"][0] == summary["best"]
+    client = mlflow.MlflowClient()
+    for row in summary["trials"]:
+        assert 1e-4 <= row["params"]["algorithm.lr"] <= 1e-2 and row["params"]["algorithm.hidden"] in (8, 16)
+        run = client.get_run(row["run_id"])
+        assert run.data.params["algorithm.lr"] == str(row["params"]["algorithm.lr"])
+        # ASHA may stop the worse trial after its first iteration: its run is closed as such
+        assert (row["status"], run.info.status) in {("finished", "FINISHED"), ("stopped early", "KILLED")}
+    best = summary["best"]
+    assert best["score"] == pytest.approx(client.get_run(best["run_id"]).data.metrics["eval.trained.mean_delay"])
+    written = load_experiment(tmp_path / "sweep" / "best.yaml")
+    assert (
+        written.algorithm.lr == best["params"]["algorithm.lr"]
+        and written.algorithm.hidden == best["params"]["algorithm.hidden"]
+    )
+    assert written.tracking.register_model and written.stop.iterations == 3
+    (version,) = client.search_model_versions("name='sweep-tiny'")
+    assert version.run_id == best["run_id"] and summary["registered"]["version"] == str(version.version)
+
+
+def test_bad_sweeps_are_one_line_errors(tmp_path):
+    (tmp_path / "mec_ppo.yaml").write_text((CONFIGS / "mec_ppo.yaml").read_text())
+
+    def sweep(**search):
+        path = tmp_path / "sweep.yaml"
+        path.write_text(yaml.safe_dump({"name": "bad", "config": "mec_ppo.yaml", "search": search}))
+        return path
+
+    with pytest.raises(ConfigError, match="algorithm.lr: loguniform takes \\[low, high\\] with low < high"):
+        load_sweep(sweep(**{"algorithm.lr": {"loguniform": [0.1, 0.01]}}))
+    with pytest.raises(ConfigError, match="search algorithm.colour=1: .*unknown key"):
+        load_sweep(sweep(**{"algorithm.colour": {"choice": [1, 2]}}))
+    with pytest.raises(ConfigError, match="resources are fixed"):
+        load_sweep(sweep(**{"resources.num_env_runners": {"int": [0, 2]}}))

@@ -118,23 +118,43 @@ def train(
 
 def submit(
     ctx: typer.Context,
-    config: Annotated[str, typer.Argument(help="experiment YAML, e.g. configs/edge_ppo.yaml")],
+    config: Annotated[
+        str, typer.Argument(help="experiment YAML (e.g. configs/edge_ppo.yaml), study YAML or sweep YAML")
+    ],
     address: Annotated[str, typer.Option(help="the cluster's job server, e.g. http://127.0.0.1:8265")],
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="override KEY=VALUE with dotted keys, as for train")
     ] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="return after submitting; print how to follow")] = False,
+    out: Annotated[
+        str | None,
+        typer.Option(help="study / sweep: report folder on the head (default: outputs/NAME in its home directory)"),
+    ] = None,
+    max_concurrent: Annotated[int | None, typer.Option(min=1, help="study / sweep: trials at once")] = None,
 ) -> None:
-    """Run `aigcsched train` as a Ray job on an existing cluster: the validated config and the
-    aigcsched package travel in the job's runtime environment, MLFLOW_TRACKING_URI is passed on
-    (local paths made absolute), logs stream here, and the exit code is the job's. With
-    `aigcsched --verbose submit`, the job shows the libraries' warnings and logs too."""
-    from aigcsched.platform.jobs import submit_training
+    """Run `aigcsched train` (an experiment file), `aigcsched study` (a study file) or `aigcsched
+    tune` (a sweep file) as a Ray job on an existing cluster: the validated files and the aigcsched
+    package travel in the job's runtime environment, MLFLOW_TRACKING_URI is passed on (local paths
+    made absolute), logs stream here, and the exit code is the job's. A study's or sweep's report is
+    also logged to MLflow. With `aigcsched --verbose submit`, the job shows the libraries' warnings
+    and logs too."""
+    from aigcsched.platform.jobs import file_kind, submit_file, submit_training
 
-    exp = load_experiment(config, parse_overrides(overrides))
+    values = parse_overrides(overrides)
     verbose = bool(ctx.find_root().params.get("verbose"))
     echo = lambda *a, **k: print(*a, **k, flush=True)  # noqa: E731
-    code = submit_training(exp, address, wait=not no_wait, echo=echo, verbose=verbose)
+    kind = file_kind(config)
+    if kind == "train":
+        if out is not None or max_concurrent is not None:
+            raise ConfigError("--out and --max-concurrent are for a study or a sweep, not a training")
+        exp = load_experiment(config, values)
+        code = submit_training(exp, address, wait=not no_wait, echo=echo, verbose=verbose)
+    else:
+        args = [
+            *(["--out", out] if out else []),
+            *(["--max-concurrent", str(max_concurrent)] if max_concurrent else []),
+        ]
+        code = submit_file(kind, config, values, address, args, wait=not no_wait, echo=echo, verbose=verbose)
     raise typer.Exit(code)
 
 
@@ -196,12 +216,21 @@ def study(
         typer.Option("--set", help="override KEY=VALUE for every variant, e.g. --set stop.env_steps=20000"),
     ] = None,
     out: Annotated[str | None, typer.Option(help="folder for report.md [default: outputs/study-NAME]")] = None,
+    address: Annotated[str | None, typer.Option(help="run the trials on this Ray cluster, e.g. 10.0.0.5:6379")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(min=1, help="trials at once (default: as many as the cluster's resources hold)")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="start over instead of resuming the unfinished study in --out")
+    ] = False,
 ) -> None:
-    """Train each variant of a study with several seeds (same env-step budget, one MLflow run each),
-    evaluate on the same held-out episodes, and report the score per variant (mean and 95% CI over
-    seeds, ratio to the best heuristic), learning curves and, with a reference variant, the env
-    steps each needed to reach a share of the reference's final performance."""
-    from aigcsched.platform.study import load_study, run_study
+    """Train each variant of a study with several seeds (same env-step budget), each (variant, seed)
+    a Ray Tune trial and one MLflow run, as many at once as the cluster holds; evaluate on the same
+    held-out episodes; report per variant the score (mean and 95% t interval, IQM with stratified
+    bootstrap interval, probability of beating the best heuristic), learning curves, performance
+    profiles and, with a reference variant, the env steps each needed to reach a share of the
+    reference's final performance. Run again after a crash or Ctrl-C: finished trials are kept."""
+    from aigcsched.platform.study import StudyFailed, load_study, run_study
 
     values = parse_overrides(overrides)
     spec, experiments = load_study(path, values)  # every variant is checked before the first run
@@ -209,10 +238,31 @@ def study(
     console = Console(stderr=True)
     n = seeds or spec.seeds
     console.print(f"study {spec.name}: {len(experiments)} variants x {n} seeds -> {folder}")
-    result = run_study(path, folder, values, seeds, log=console.log)
+    try:
+        result = run_study(
+            path,
+            folder,
+            values,
+            seeds,
+            log=console.log,
+            address=address,
+            max_concurrent=max_concurrent,
+            restart=restart,
+        )
+    except StudyFailed as e:
+        console.print(f"error: {e}")
+        raise typer.Exit(1) from None
     metric = result["score"]["metric"]
     table = Table(title=f"{spec.name}: held-out {metric}, {n} seeds")
-    for col in ("variant", "mean", "95% CI +-", "vs best heuristic", "steps to target"):
+    for col in (
+        "variant",
+        "mean",
+        "95% CI +-",
+        "IQM [95% CI]",
+        "P(beats best heuristic)",
+        "vs best heuristic",
+        "steps to target",
+    ):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for name, r in result["variants"].items():
         steps = r.get("steps_to_target_mean")
@@ -220,11 +270,56 @@ def study(
             name,
             f"{r['score_mean']:.4g}",
             f"{r['score_ci95']:.3g}",
+            f"{r['score_iqm']:.4g} [{r['score_iqm_ci95'][0]:.4g}, {r['score_iqm_ci95'][1]:.4g}]",
+            f"{r['p_improvement']:.2f}" if "p_improvement" in r else "-",
             f"{r['vs_best_heuristic']:.3f}x" if "vs_best_heuristic" in r else "-",
             "-" if steps is None else f"{steps:,.0f} ({r['reached']}/{len(r['scores'])})",
         )
-    Console().print(table)
-    Console().print(f"report: {folder}/report.md")
+    console = Console()
+    console.width = max(console.width, 150)  # seven columns: the intervals must not wrap
+    console.print(table)
+    console.print(f"report: {folder}/report.md")
+
+
+def tune(
+    path: Annotated[str, typer.Argument(help="sweep YAML: a config, the keys to search and their ranges")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override KEY=VALUE for every trial, e.g. --set stop.env_steps=8192"),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="folder for report.md and best.yaml (default: outputs/sweep-NAME)")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="run the trials on this Ray cluster, e.g. 10.0.0.5:6379")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(min=1, help="trials at once (default: as many as the cluster's resources hold)")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="start over instead of resuming the unfinished sweep in --out")
+    ] = False,
+) -> None:
+    """Search hyperparameters: Optuna samples values for the sweep file's config keys, each trial a
+    `train` run (a Ray Tune trial, one MLflow run in experiment sweep-NAME), ASHA stops trials that
+    fall behind on the learning curve. The finished trial with the best held-out score is written
+    out as best.yaml (an experiment config for `aigcsched train`) and its policy registered, and
+    promoted by the usual rule. Run again after a crash or Ctrl-C: finished trials are kept."""
+    from aigcsched.platform.sweep import load_sweep, run_sweep
+
+    values = parse_overrides(overrides)
+    spec, _ = load_sweep(path, values)  # every searched key is checked before the first trial
+    folder = out or f"outputs/sweep-{spec.name}"
+    console = Console(stderr=True)
+    console.print(f"sweep {spec.name}: {spec.trials} trials -> {folder}")
+    summary = run_sweep(
+        path, folder, values, address=address, max_concurrent=max_concurrent, restart=restart, log=console.log
+    )
+    best = summary["best"]
+    console = Console()
+    console.print(f"best held-out {summary['score_metric']} {best['score']:.4g} with {best['params']}")
+    console.print(f"config: {folder}/best.yaml  report: {folder}/report.md")
+    if summary["registered"]:
+        r = summary["registered"]
+        console.print(f"model {r['model']} version {r['version']}: {r['reason']}")
 
 
 models_app = typer.Typer(help="The model registry: list versions, promote one to champion.", no_args_is_help=True)
@@ -283,6 +378,7 @@ def register(app: typer.Typer) -> None:
     app.command()(reproduce)
     app.command()(submit)
     app.command()(study)
+    app.command()(tune)
     app.add_typer(models_app, name="models")
 
 

@@ -1,8 +1,9 @@
-"""Training as a Ray job on an existing cluster, through Ray's Job Submission SDK.
+"""Training, studies and sweeps as Ray jobs on an existing cluster, through Ray's Job Submission SDK.
 
 The job gets a runtime environment whose working_dir holds only the validated experiment
-(config + overrides, resolved here so errors show before anything is sent) and whose py_modules
-carry the `aigcsched` package, so it imports on every node. MLflow locations are made absolute
+(config + overrides, resolved here so errors show before anything is sent; for a study or a sweep,
+its file and the experiment files it names) and whose py_modules carry the `aigcsched` package,
+so it imports on every node. MLflow locations are made absolute
 here: a relative `sqlite:///mlflow.db` would otherwise land in the job's temporary directory.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +60,11 @@ def with_absolute_paths(exp: ExperimentConfig, cwd: Path | None = None) -> Exper
 def runtime_env(exp: ExperimentConfig, folder: Path, tracking_uri: str) -> dict:
     exp = with_absolute_paths(exp)
     (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+    return package_env(folder, tracking_uri)
+
+
+def package_env(folder: Path, tracking_uri: str) -> dict:
+    """The job's working_dir (`folder`), the aigcsched package, and where MLflow is."""
     env_vars = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
     root = local_artifact_root(tracking_uri)
     if root:
@@ -65,14 +72,119 @@ def runtime_env(exp: ExperimentConfig, folder: Path, tracking_uri: str) -> dict:
     return {"working_dir": str(folder), "py_modules": [str(Path(aigcsched.__file__).parent)], "env_vars": env_vars}
 
 
-def entrypoint(verbose: bool = False) -> str:
-    """The job's command: `aigcsched train` on the experiment file the job carries."""
-    return f"python -m aigcsched.cli {'--verbose ' if verbose else ''}train {EXPERIMENT_FILE}"
+def file_kind(path: str | Path) -> str:
+    """'study' (a file with variants), 'sweep' (with search ranges) or 'train' (an experiment)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if isinstance(raw, dict) and "variants" in raw:
+        return "study"
+    if isinstance(raw, dict) and "search" in raw:
+        return "sweep"
+    return "train"
+
+
+def _config_copy(source: Path, exp: ExperimentConfig, folder: Path, name: str, values: dict) -> str:
+    """Copy an experiment file into the job's folder as written (overrides then apply there as
+    here); a relative data_dir becomes an absolute override in `values`."""
+    (folder / name).write_text(source.read_text())
+    data_dir = with_absolute_paths(exp).env.config.get("data_dir")
+    if data_dir != exp.env.config.get("data_dir"):
+        values["env.config.data_dir"] = data_dir
+    return name
+
+
+def write_study_job(path: str | Path, overrides: dict, folder: Path) -> str:
+    """The study file, its variants' configs beside it, and the overrides folded in: what the
+    job's `aigcsched study` reads. Returns the study file's name."""
+    from aigcsched.platform.study import load_study
+
+    p = Path(path)
+    study, experiments = load_study(p, overrides)
+    raw = yaml.safe_load(p.read_text())
+    raw["set"] = study.set
+    for i, (name, variant) in enumerate(study.variants.items()):
+        values = dict(variant.set)
+        raw["variants"][name] = {
+            "config": _config_copy(p.parent / variant.config, experiments[name], folder, f"variant{i}.yaml", values),
+            "set": values,
+        }
+    (folder / "study.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return "study.yaml"
+
+
+def write_sweep_job(path: str | Path, overrides: dict, folder: Path) -> str:
+    """The sweep file and its config beside it, the overrides folded in. Returns its name."""
+    from aigcsched.platform.sweep import load_sweep
+
+    p = Path(path)
+    sweep, base = load_sweep(p, overrides)
+    raw = yaml.safe_load(p.read_text())
+    values = dict(sweep.set)
+    raw["config"] = _config_copy(p.parent / sweep.config, base, folder, "config.yaml", values)
+    raw["set"] = values
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return "sweep.yaml"
+
+
+def entrypoint(verbose: bool = False, command: str = "train", args: str = EXPERIMENT_FILE) -> str:
+    """The job's command: `aigcsched train` on the experiment file the job carries (or `study` /
+    `tune` on its study or sweep file)."""
+    return f"python -m aigcsched.cli {'--verbose ' if verbose else ''}{command} {args}"
 
 
 def submit_training(exp: ExperimentConfig, address: str, wait: bool = True, echo=print, verbose: bool = False) -> int:
     """Submit `aigcsched train` as a Ray job; with `wait`, stream its logs until it ends and return
     its exit code (0 only when it SUCCEEDED)."""
+    return submit_job(
+        lambda folder, uri: runtime_env(exp, folder, uri),
+        entrypoint(verbose),
+        {"aigcsched": "train", "experiment": exp.tracking.experiment},
+        address,
+        wait,
+        echo,
+    )
+
+
+def submit_file(
+    kind: str,
+    path: str | Path,
+    overrides: dict,
+    address: str,
+    args: list[str],
+    wait: bool = True,
+    echo=print,
+    verbose: bool = False,
+) -> int:
+    """Submit `aigcsched study` or `aigcsched tune` on a study or sweep file as a Ray job: the file
+    and its configs travel with it; `args` are the command's options (e.g. --out)."""
+    writer = write_study_job if kind == "study" else write_sweep_job
+    command = "study" if kind == "study" else "tune"
+    names = {}
+
+    def env(folder: Path, uri: str) -> dict:
+        names["file"] = writer(path, overrides, folder)
+        return package_env(folder, uri)
+
+    with tempfile.TemporaryDirectory() as tmp:  # validate (and fail) before anything is sent
+        writer(path, overrides, Path(tmp))
+    return submit_job(
+        env,
+        lambda: entrypoint(verbose, command, shlex.join([names["file"], *args])),
+        {"aigcsched": command, "file": Path(path).name},
+        address,
+        wait,
+        echo,
+    )
+
+
+def submit_job(make_env, command, metadata: dict, address: str, wait: bool, echo) -> int:
+    """Submit a job whose runtime env `make_env(folder, tracking_uri)` builds; `command` is the
+    entrypoint (or a function giving it, once the env is built)."""
     from ray.job_submission import JobSubmissionClient
 
     tracking_uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
@@ -81,10 +193,9 @@ def submit_training(exp: ExperimentConfig, address: str, wait: bool = True, echo
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ConfigError(f"cannot reach the Ray job server at {address}: {str(e).splitlines()[0]}") from None
     with tempfile.TemporaryDirectory() as tmp:
+        env = make_env(Path(tmp), tracking_uri)
         job_id = client.submit_job(
-            entrypoint=entrypoint(verbose),
-            runtime_env=runtime_env(exp, Path(tmp), tracking_uri),
-            metadata={"aigcsched": "train", "experiment": exp.tracking.experiment},
+            entrypoint=command() if callable(command) else command, runtime_env=env, metadata=metadata
         )
     echo(f"submitted job {job_id} to {address} (MLflow: {tracking_uri})")
     if not wait:

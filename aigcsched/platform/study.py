@@ -13,11 +13,13 @@ A study file (YAML) names the variants; each is an experiment config plus overri
     threshold: 0.9
 
 Every (variant, seed) is one `train` run (MLflow experiment `study-<name>`, run `<variant>-seed<k>`,
-experiment seed k); the heuristics of the first variant's evaluation run once on the same
-held-out episodes. The report gives, per variant, the held-out score (mean and 95% t interval over
-seeds), its ratio to the best heuristic, the learning curve of the sampled episodes (mean and
-interval over seeds against env steps), and with a reference, the env steps each run needed for
-its smoothed curve to reach `threshold` of the reference's final value.
+experiment seed k) in a Ray Tune trial of its own (`trials`), as many at once as the cluster holds;
+the heuristics of the first variant's evaluation run once on the same held-out episodes. The
+report gives, per variant, the held-out score (mean and 95% t interval over seeds; IQM with its
+stratified-bootstrap interval and the probability of beating the best heuristic, see
+`statistics`), its ratio to the best heuristic, the learning curve of the sampled episodes (mean and
+interval over seeds against env steps), performance profiles, and with a reference, the env steps
+each run needed for its smoothed curve to reach `threshold` of the reference's final value.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from scipy import stats
 
+from aigcsched.platform import statistics
 from aigcsched.platform.config import ConfigError, ExperimentConfig, load_experiment, validation_message
 
+REPORT_FILES = ("study.json", "report.md", "learning_curves.png", "performance_profile.png")
 SMOOTHING = 3  # iterations in the moving average of a curve before the threshold test
 GRID_POINTS = 50
 
@@ -130,68 +134,116 @@ def final_value(y: np.ndarray) -> float:
     return float(np.mean(y[-SMOOTHING:])) if len(y) else float("nan")
 
 
-def _finished_run(exp: ExperimentConfig, run_name: str, key: str) -> str | None:
-    """A finished run of this study with exactly this experiment (an interrupted study goes on
-    where it stopped instead of training again)."""
-    params = {k: str(v) for k, v in exp.flat().items()}
-    # a key added to the config after the run counts as its default there
-    defaults = {k: str(v) for k, v in ExperimentConfig().flat().items()}
-    runs = mlflow.search_runs(
-        experiment_names=[exp.tracking.experiment],
-        filter_string=f"tags.mlflow.runName = '{run_name}' and attributes.status = 'FINISHED'",
-        output_format="list",
-    )
-    for run in runs:
-        if f"eval.trained.{key}" in run.data.metrics and all(
-            run.data.params.get(k, defaults.get(k)) == v for k, v in params.items()
-        ):
-            return run.info.run_id
-    return None
-
-
 def run_study(
     path: str | Path,
     out: str | Path,
     overrides: dict | None = None,
     seeds: int | None = None,
     log: Callable[[str], None] = print,
+    *,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    restart: bool = False,
 ) -> dict:
-    """Train every variant with every seed (seed by seed, so that every variant has as many seeds
-    when a study is stopped early), evaluate, aggregate; rewrites study.json, report.md and
-    learning_curves.png in `out` after each seed, and logs them to an MLflow run of their own at the
-    end. Runs already finished with the same experiment are reused."""
+    """Train every (variant, seed) as a Ray Tune trial, as many at once as the resources allow
+    (at most `max_concurrent`), then evaluate, aggregate, and write study.json, report.md and the
+    plots in `out`, also logged to an MLflow run of their own. Tune's experiment state lives in
+    `out`/tune: run again after a crash or Ctrl-C, the study goes on where it stopped (`restart`:
+    from scratch)."""
+    from ray import tune
+
+    from aigcsched.platform import tracking
+    from aigcsched.platform.jobs import resolve_tracking_uri
     from aigcsched.platform.promotion import held_out_results
-    from aigcsched.platform.training import train
+    from aigcsched.platform.training import leave_job_working_dir, start_ray
+    from aigcsched.platform.trials import CODE_TAG, run_trials, train_trial, trial_resources, version_tags
 
     study, experiments = load_study(path, overrides)
     if seeds is not None:
         study.seeds = seeds
-    folder, out = Path(path).parent, Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(path).resolve().parent
     problem = next(iter(experiments.values())).problem
     key = problem.score.metric
     evaluation = _experiment(folder, study, next(iter(study.variants)), 0, heuristics=True)
+    # seed-major, so that Tune starts every variant's first seed before any second one
+    trials = {
+        f"{name}-seed{seed}": _experiment(folder, study, name, seed)
+        for seed in range(study.seeds)
+        for name in study.variants
+    }
+    leave_job_working_dir()  # every file is read: a job's `out` goes to the home directory
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start_ray(evaluation, address)
+    tracking_uri = resolve_tracking_uri(mlflow.get_tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri)
+    tracking.use_experiment(f"study-{study.name}")  # made here: its artifact root is the driver's
+    versions = version_tags()
+    version = versions[CODE_TAG]
+    spec = {"study": study.name, "trials": {run: exp.model_dump(mode="json") for run, exp in trials.items()}}
+    resources = {run: trial_resources(exp) for run, exp in trials.items()}
+    log(f"{len(trials)} trials, each {resources[next(iter(trials))].bundles} (code {version})")
     heuristics = {b: r[key] for b, r in held_out_results(evaluation).items()}
+    tags = {"aigcsched.study": study.name, **versions}
+    grid = run_trials(
+        tune.with_parameters(train_trial, experiments=trials, tracking_uri=tracking_uri, tags=tags),
+        folder=out / "tune",
+        spec=spec,
+        param_space={"run": tune.grid_search(list(trials))},
+        resources=lambda config: resources[config["run"]],
+        max_concurrent=max_concurrent,
+        restart=restart,
+        log=log,
+    )
+    done = {r.config["run"]: r.metrics["run_id"] for r in grid if r.error is None and r.metrics.get("finished")}
+    failed = {r.config["run"]: r.error for r in grid if r.error is not None}
+    # Ctrl-C: Tune saves its state and returns; the trials it stopped have not finished
+    unfinished = [r.config["run"] for r in grid if r.error is None and not r.metrics.get("finished")]
+    client = mlflow.MlflowClient()
     runs: dict[str, list[dict]] = {name: [] for name in study.variants}
-    result = {}
-    for seed in range(study.seeds):
-        for name in study.variants:
-            exp, run_name = _experiment(folder, study, name, seed), f"{name}-seed{seed}"
-            run_id = _finished_run(exp, run_name, key)
-            if run_id is None:
-                log(f"{name} seed {seed}: training")
-                run_id = train(exp, run_name=run_name, tags={"aigcsched.study": study.name}).run_id
-            score = mlflow.MlflowClient().get_run(run_id).data.metrics[f"eval.trained.{key}"]
-            x, y = run_curve(run_id, problem.curve)
-            runs[name].append({"seed": seed, "run_id": run_id, "score": score, "steps": x, "curve": y})
-            log(f"{name} seed {seed}: {key} {score:.4g} (run {run_id})")
-        result = _write_results(study, evaluation, heuristics, runs, out)
+    for run_name in (r for r in trials if r in done):
+        name, seed = run_name.rsplit("-seed", 1)
+        run_id = done[run_name]
+        run = client.get_run(run_id)
+        x, y = run_curve(run_id, problem.curve)
+        score = run.data.metrics[f"eval.trained.{key}"]
+        code = run.data.tags.get(CODE_TAG, "")
+        if code != version:
+            log(f"{run_name}: trained by code {code or 'of unknown version'}, not the current {version}")
+        runs[name].append(
+            {"seed": int(seed), "run_id": run_id, "score": score, "steps": x, "curve": y, "code_version": code}
+        )
+        log(f"{run_name}: {key} {score:.4g} (run {run_id})")
+    if any(not rs for rs in runs.values()):
+        missing = ", ".join(n for n, rs in runs.items() if not rs)
+        raise StudyFailed(f"no finished run of {missing}; {_failures(failed, unfinished, out)}")
+    result = _write_results(study, evaluation, heuristics, runs, out)
     mlflow.set_experiment(f"study-{study.name}")
-    with mlflow.start_run(run_name=f"study-{study.name}", tags={"aigcsched.study": study.name}):
+    with mlflow.start_run(run_name=f"study-{study.name}", tags=tags):
         mlflow.log_params({"seeds": study.seeds, "variants": ",".join(study.variants), "problem": problem.name})
         mlflow.log_metrics({f"{n}.score_mean": r["score_mean"] for n, r in result["variants"].items()})
-        mlflow.log_artifacts(str(out), "study")
+        mlflow.log_metrics({f"{n}.score_iqm": r["score_iqm"] for n, r in result["variants"].items()})
+        for name in REPORT_FILES:
+            mlflow.log_artifact(str(out / name), "study")
+    if failed or unfinished:
+        raise StudyFailed(f"report written for the finished runs; {_failures(failed, unfinished, out)}")
     return result
+
+
+class StudyFailed(RuntimeError):
+    """Some trials failed or were stopped (Ctrl-C); the finished ones are reported."""
+
+
+def _failures(failed: dict, unfinished: list, out: Path) -> str:
+    parts = []
+    if failed:
+        reason = str(next(iter(failed.values()))).strip().splitlines()[-1]
+        parts.append(
+            f"{len(failed)} trial(s) failed ({', '.join(failed)}): {reason}; their errors are under {out / 'tune'}"
+        )
+    if unfinished:
+        parts.append(f"{len(unfinished)} trial(s) stopped before the end ({', '.join(unfinished)})")
+    return "; ".join(parts) + "; run the same command again to go on"
 
 
 def _write_results(study: StudyConfig, evaluation: ExperimentConfig, heuristics: dict, runs: dict, out: Path) -> dict:
@@ -214,6 +266,8 @@ def _write_results(study: StudyConfig, evaluation: ExperimentConfig, heuristics:
             row["steps_to_target_mean"] = None if np.all(np.isnan(reached)) else float(np.nanmean(reached))
             row["reached"] = int(np.sum(~np.isnan(reached)))
         row["final_curve_mean"], row["final_curve_ci95"] = mean_ci([final_value(r["curve"]) for r in rs])
+        row.update(statistics.summarize(row["scores"], sign, heuristics[best] if best else None))
+        row["code_versions"] = sorted({r.get("code_version", "") for r in rs})
         summary[name] = row
     result = {
         "study": study.model_dump(),
@@ -232,6 +286,14 @@ def _write_results(study: StudyConfig, evaluation: ExperimentConfig, heuristics:
     }
     (out / "study.json").write_text(json.dumps(result, indent=2))
     png = plot_curves(runs, out / "learning_curves.png", problem.curve, f"{study.name}: {problem.curve}", target)
+    statistics.plot_profiles(
+        {name: np.array(row["scores"]) for name, row in summary.items()},
+        heuristics,
+        sign,
+        out / "performance_profile.png",
+        key,
+        f"{study.name}: performance profiles, held-out {key}",
+    )
     (out / "report.md").write_text(report_markdown(result, png.name))
     return result
 
@@ -324,5 +386,27 @@ def report_markdown(result: dict, plot_name: str) -> str:
             f"Target: {s['threshold']:.0%} of the final `{result['curve_metric']}` of {s['reference']} "
             f"({result['target']:.4g}); a run reaches it when the {SMOOTHING}-iteration moving average does.",
         ]
-    lines += ["", f"![learning curves]({plot_name})", ""]
+    lines += ["", *robust_table(result), "", f"![learning curves]({plot_name})", ""]
     return "\n".join(lines)
+
+
+def robust_table(result: dict) -> list[str]:
+    """IQM and probability of improvement (Agarwal et al., NeurIPS 2021), robust to a diverged seed."""
+    best = result["best_heuristic"]
+    lines = [
+        "Robust to diverged seeds (Agarwal et al., NeurIPS 2021): interquartile mean of the seeds with its 95% "
+        "stratified-bootstrap interval"
+        + (f"; P(improvement): the chance that a seed beats the best heuristic ({best})." if best else "."),
+        "",
+        "| variant | IQM | IQM 95% CI |" + (" P(improvement) | 95% CI |" if best else ""),
+        "|---|---|---|" + ("---|---|" if best else ""),
+    ]
+    for name, r in result["variants"].items():
+        low, high = r["score_iqm_ci95"]
+        row = f"| {name} | {r['score_iqm']:.4g} | [{low:.4g}, {high:.4g}] |"
+        if best:
+            p_low, p_high = r["p_improvement_ci95"]
+            row += f" {r['p_improvement']:.2f} | [{p_low:.2f}, {p_high:.2f}] |"
+        lines.append(row)
+    lines += ["", "![performance profiles](performance_profile.png)"]
+    return lines

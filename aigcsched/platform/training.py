@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import mlflow
@@ -44,7 +45,7 @@ class TrainOutcome:
     promotion_reason: str = ""
 
 
-def _start_ray(exp: ExperimentConfig, address: str | None) -> None:
+def start_ray(exp: ExperimentConfig, address: str | None) -> None:
     import ray
 
     if ray.is_initialized():
@@ -57,7 +58,7 @@ def _start_ray(exp: ExperimentConfig, address: str | None) -> None:
         ray.init(address="local", num_cpus=exp.resources.num_cpus, include_dashboard=False)
 
 
-def _leave_job_working_dir() -> None:
+def leave_job_working_dir() -> None:
     """A Ray job driver runs in the job's working_dir, whose files Ray replaces while the job runs
     (ray-project/ray#49313), leaving the process in a deleted directory. The config is read by
     now, so continue from the home directory (relative MLflow paths then land there too)."""
@@ -94,13 +95,15 @@ def train(
     console: Console | None = None,
     run_name: str | None = None,
     tags: dict | None = None,
+    on_iteration: Callable[[dict], None] | None = None,
 ) -> TrainOutcome:
-    """Train until a stop criterion, Ctrl-C, or an error; then evaluate, register, maybe promote."""
+    """Train until a stop criterion, Ctrl-C, or an error; then evaluate, register, maybe promote.
+    `on_iteration` gets each iteration's logged metrics (a Tune trial reports them to Tune)."""
     from aigcsched.platform.rllib_setup import algorithm_config
 
     console = console or Console(stderr=True)
-    _leave_job_working_dir()
-    _start_ray(exp, address)
+    leave_job_working_dir()
+    start_ray(exp, address)
     tracking.use_experiment(exp.tracking.experiment)
     resume_from = tracking.checkpoint_of(resume_run_id) if resume_run_id else None
     with mlflow.start_run(run_id=resume_run_id, run_name=run_name, tags=tags) as run:
@@ -114,7 +117,7 @@ def train(
             if resume_from:
                 algo.restore_from_path(resume_from)
                 console.print(f"resumed run {run_id} from {resume_from} at iteration {algo.iteration}")
-            outcome = _loop(algo, exp, run_id, console)
+            outcome = _loop(algo, exp, run_id, console, on_iteration)
             tracking.plot_and_log_curve(run_id, exp)
             if not outcome.interrupted:
                 _evaluate_and_register(algo, exp, outcome, console)
@@ -123,7 +126,7 @@ def train(
     return outcome
 
 
-def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console) -> TrainOutcome:
+def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console, on_iteration=None) -> TrainOutcome:
     started = time.time()
     outcome = TrainOutcome(run_id=run_id, iterations=algo.iteration, env_steps=0, checkpoint=None)
     columns = [
@@ -157,6 +160,8 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console) -> TrainOu
                 progress.update(task, completed=algo.iteration, info=info)
                 if algo.iteration % exp.tracking.checkpoint_every == 0:
                     outcome.checkpoint = tracking.save_checkpoint(algo, exp, algo.iteration)
+                if on_iteration is not None:
+                    on_iteration({**metrics, "iteration": algo.iteration})
         except KeyboardInterrupt:
             outcome.interrupted = True
             console.print("interrupted: saving a final checkpoint")
