@@ -94,6 +94,31 @@ def test_deadline_serves_every_job_due_when_it_can():
     assert covered > 0 and short > 0
 
 
+def test_due_counts_the_jobs_a_slot_must_serve_with_hand_offs_landing():
+    # random actions, hand-offs included: when every site's slot covers its jobs due, none goes
+    # late; when one falls short of them while nothing was late before, some job goes late
+    env = DataCenterEnv(episode_slots=16, data_dir="embedded", day=180)
+    capacity, _, _ = service_values(env.cfg)
+    rng = np.random.default_rng(0)
+    covered = short = 0
+    for seed in (0, 1, 2):
+        env.reset(seed=seed)
+        while len(env.agents) and env.state().slot < env.cfg.episode_slots - 1:
+            s = env.state()
+            act = rng.integers(0, env.cfg.action_nvec, size=(3, 5))
+            served = capacity[np.arange(3), act[:, 2], act[:, 4]]
+            before = env.ledger["violations"].sum() if s.slot else 0.0
+            env.step(dict(zip(env.agents, act, strict=True)))
+            late = env.ledger["violations"][-1].sum()
+            if (served >= s.due).all():
+                covered += int(s.due.sum() > 0)
+                assert late == 0
+            elif (served + 1 < s.due).any() and before == 0:
+                short += 1
+                assert late > 0
+    assert covered > 0 and short > 0
+
+
 def test_deadline_beats_arbitrage_on_held_out_days():
     cfg = DATACENTER.evaluation_scenario(DataCenterConfig(episode_slots=96))
     utility = {
