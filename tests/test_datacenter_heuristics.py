@@ -3,6 +3,7 @@ import pytest
 
 from aigcsched.algorithms.datacenter_heuristics import (
     CHARGE,
+    DATACENTER_HEURISTICS,
     DISCHARGE,
     IDLE,
     arbitrage,
@@ -11,16 +12,19 @@ from aigcsched.algorithms.datacenter_heuristics import (
     most_steps_that_clear,
 )
 from aigcsched.envs import DataCenterConfig, DataCenterEnv, DataCenterState
-from aigcsched.platform.problems.datacenter import evaluate_datacenter
+from aigcsched.envs.datacenter.lookahead import best_value_service, service_values
+from aigcsched.platform.problems.datacenter import DATACENTER, evaluate_datacenter
 
 
 def state(**overrides) -> DataCenterState:
     base = dict(
         slot=0,
         queue=np.array([0.0, 0.0, 0.0]),
+        due=np.array([0.0, 0.0, 0.0]),
         expected_arrivals=np.array([100.0, 100.0, 100.0]),
         capacity=np.array([[500, 250, 170, 120, 100]] * 3, dtype=float),
         kwh_per_job=np.array([[0.001, 0.002, 0.003, 0.004, 0.005]] * 3),
+        pue=np.array([1.2, 1.2, 1.2]),
         price=np.array([50.0, 20.0, 80.0]),
         day_prices=np.tile(np.arange(24, dtype=float) * 5, (3, 1)),  # median 57.5
         soc=np.array([0.5, 0.5, 0.5]),
@@ -48,6 +52,82 @@ def test_handoff_goes_to_the_cheapest_site_with_room():
     assert [cfg.keep_levels[i] for i in keep] == [1.0, 1.0, 1.0]
 
 
+def test_best_value_service_covers_the_jobs_due_at_the_best_value():
+    cfg = DataCenterConfig()
+    capacity, revenue, kwh = service_values(cfg)
+    most = capacity.reshape(3, -1).max(axis=1)
+    # nothing due, some due, more than any level serves
+    s = state(due=np.array([0.0, 2000.0, 10_000.0]), price=np.array([50.0, 500.0, 80.0]))
+    level, cap = best_value_service(cfg, s)
+    value = revenue - kwh * (s.pue * s.price / 1000.0)[:, None, None]
+    for k in range(3):
+        covers = capacity[k] >= min(s.due[k], most[k])
+        assert covers[level[k], cap[k]]
+        assert value[k, level[k], cap[k]] == value[k][covers].max()
+    assert capacity[2, level[2], cap[2]] == most[2]  # site 2 cannot cover 10,000: it serves the most
+    # more steps earn more per job up to a point, not at the lowest level or the highest
+    assert 0 < level[0] < len(cfg.step_levels) - 1
+
+
+def test_deadline_serves_every_job_due_when_it_can():
+    # small sites under the day's load: jobs are due every slot, at the SD3.5 site more than it serves
+    env = DataCenterEnv(episode_slots=24, data_dir="embedded", n_gpus=(8, 6, 6), day=180)
+    capacity, _, _ = service_values(env.cfg)
+    policy = make_datacenter_heuristic("deadline", env.cfg)
+    covered = short = 0
+    for seed in (0, 1):
+        obs, _ = env.reset(seed=seed)
+        while env.agents:
+            s = env.state()
+            actions = policy(obs, s)
+            obs, *_ = env.step(actions)
+            late = env.ledger["violations"][-1]  # per origin: each site serves its own jobs (no hand-offs)
+            for k, agent in enumerate(env.possible_agents):
+                keep, _, level, _, cap = actions[agent]
+                assert env.cfg.keep_levels[keep] == 1.0
+                if capacity[k, level, cap] >= s.due[k] and env.agents:  # the last slot settles everything
+                    covered += int(s.due[k] > 0)
+                    assert late[k] == 0
+                elif capacity[k, level, cap] + 1 < s.due[k]:  # the carry-over serves < 1 job more
+                    short += 1
+                    assert late[k] > 0
+    assert covered > 0 and short > 0
+
+
+def test_due_counts_the_jobs_a_slot_must_serve_with_hand_offs_landing():
+    # random actions, hand-offs included: when every site's slot covers its jobs due, none goes
+    # late; when one falls short of them while nothing was late before, some job goes late
+    env = DataCenterEnv(episode_slots=16, data_dir="embedded", day=180)
+    capacity, _, _ = service_values(env.cfg)
+    rng = np.random.default_rng(0)
+    covered = short = 0
+    for seed in (0, 1, 2):
+        env.reset(seed=seed)
+        while len(env.agents) and env.state().slot < env.cfg.episode_slots - 1:
+            s = env.state()
+            act = rng.integers(0, env.cfg.action_nvec, size=(3, 5))
+            served = capacity[np.arange(3), act[:, 2], act[:, 4]]
+            before = env.ledger["violations"].sum() if s.slot else 0.0
+            env.step(dict(zip(env.agents, act, strict=True)))
+            late = env.ledger["violations"][-1].sum()
+            if (served >= s.due).all():
+                covered += int(s.due.sum() > 0)
+                assert late == 0
+            elif (served + 1 < s.due).any() and before == 0:
+                short += 1
+                assert late > 0
+    assert covered > 0 and short > 0
+
+
+def test_deadline_beats_arbitrage_on_held_out_days():
+    cfg = DATACENTER.evaluation_scenario(DataCenterConfig(episode_slots=96))
+    utility = {
+        name: evaluate_datacenter(make_datacenter_heuristic(name, cfg), cfg, episodes=2, seed=100)["utility"]
+        for name in ("arbitrage", "deadline")
+    }
+    assert utility["deadline"] > utility["arbitrage"]
+
+
 def test_arbitrage_charges_below_and_discharges_above_the_median():
     s = state(price=np.array([10.0, 57.5, 90.0]))
     assert arbitrage(s).tolist() == [CHARGE, IDLE, DISCHARGE]
@@ -56,7 +136,7 @@ def test_arbitrage_charges_below_and_discharges_above_the_median():
 def test_policies_return_valid_actions_for_every_agent():
     cfg = DataCenterConfig(episode_slots=4)
     env = DataCenterEnv(cfg)
-    for name in ("random", "local", "handoff", "arbitrage", "combined"):
+    for name in DATACENTER_HEURISTICS:
         policy = make_datacenter_heuristic(name, cfg, seed=0)
         obs, _ = env.reset(seed=0)
         while env.agents:

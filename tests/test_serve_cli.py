@@ -28,7 +28,10 @@ from aigcsched.serve.client import EndpointError, SchedulerClient
             ["serve", "--problem", "mec", "--policy", "greedy"],
             "unknown mec policy 'greedy' to serve; choose from local",
         ),
-        (["serve", "--problem", "datacenter", "--policy", "random"], "choose from local, handoff, arbitrage, combined"),
+        (
+            ["serve", "--problem", "datacenter", "--policy", "random"],
+            "choose from local, handoff, arbitrage, combined, deadline",
+        ),
     ],
 )
 def test_bad_arguments_exit_2(capsys, monkeypatch, args, message):

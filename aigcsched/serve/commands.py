@@ -24,7 +24,8 @@ def serve_command(
         str | None,
         typer.Option(
             help="serve a heuristic of --problem instead of a model: edge: greedy, myopic; mec: local, "
-            "least_loaded, smcoedge, myopic, sequential_myopic; datacenter: local, handoff, arbitrage, combined"
+            "least_loaded, smcoedge, myopic, sequential_myopic; datacenter: local, handoff, arbitrage, combined, "
+            "deadline"
         ),
     ] = None,
     problem: Annotated[

@@ -10,6 +10,23 @@ from aigcsched.envs.datacenter.config import DataCenterConfig
 from aigcsched.envs.datacenter.queues import QueueLayout
 
 
+def due_places(cfg: DataCenterConfig) -> np.ndarray:
+    """(bucket, class) bool over DataCenterEnv's queue layout: the places whose jobs are late after
+    this slot's service unless it serves them, the late bucket and each class's deadline bucket."""
+    due = np.zeros((max(cfg.deadline_slots) + 1, len(cfg.deadline_slots)), dtype=bool)
+    due[0] = True
+    due[1 + max(cfg.deadline_slots) - np.asarray(cfg.deadline_slots), np.arange(len(cfg.deadline_slots))] = True
+    return due
+
+
+def jobs_due(waiting: np.ndarray, due: np.ndarray, last: bool = False) -> np.ndarray:
+    """(...,) the jobs a slot's service must run so that none pays its penalty: waiting (..., places)
+    in serving order, due (places,) bool; every job up to the last due place that holds one (first
+    come first served runs the ones before it first), or in the episode's `last` slot every job."""
+    ahead = np.cumsum(waiting, axis=-1)
+    return ahead[..., -1] if last else np.max(np.where(due & (waiting > 0), ahead, 0), axis=-1)
+
+
 class Deadlines:
     def __init__(self, cfg: DataCenterConfig):
         n_classes = len(cfg.deadline_slots)

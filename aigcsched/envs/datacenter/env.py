@@ -11,7 +11,7 @@ from pettingzoo import ParallelEnv
 
 from aigcsched.envs.datacenter.arrivals import Arrivals
 from aigcsched.envs.datacenter.config import DataCenterConfig, make_config, split_days
-from aigcsched.envs.datacenter.deadlines import Deadlines
+from aigcsched.envs.datacenter.deadlines import Deadlines, due_places, jobs_due
 from aigcsched.envs.datacenter.energy import EnergyBalance, per_slot
 from aigcsched.envs.datacenter.inputs import EpisodeInputs, episode_inputs, load_traces
 from aigcsched.envs.datacenter.ledger import Ledger
@@ -27,9 +27,13 @@ class DataCenterState(NamedTuple):
 
     slot: int
     queue: np.ndarray  # (K,) jobs waiting at each data center (late ones included)
+    # (K,) of them and of the hand-offs landing this slot, the ones to serve this slot lest any pay its
+    # penalty (`deadlines.jobs_due`)
+    due: np.ndarray
     expected_arrivals: np.ndarray  # (K,) mean arrivals at each provider this slot
     capacity: np.ndarray  # (K, S) jobs per slot at each step level, full power
     kwh_per_job: np.ndarray  # (K, S) facility energy per job at each step level, at this slot's PUE
+    pue: np.ndarray  # (K,) this slot's PUE
     price: np.ndarray  # (K,) this slot's price
     day_prices: np.ndarray  # (K, 24) the episode's first 24 hourly prices (day-ahead market)
     soc: np.ndarray  # (K,) battery state of charge, fraction of capacity
@@ -130,6 +134,7 @@ class DataCenterEnv(ParallelEnv):
         self._days = split_days(cfg.day_split)
         self._arrivals, self._service, self._deadlines, self._energy, self._observations = slot_phases(cfg)
         self._capacity, self._kwh_per_job = per_job_at_full_power(cfg)  # for state()
+        self._due_places = due_places(cfg).ravel()  # for state()
         self._battery_kwh = np.maximum(np.asarray(cfg.battery_kwh, dtype=np.float64), 1e-12)
         self._rng = np.random.default_rng()
         self._ledger = Ledger(k)
@@ -199,12 +204,19 @@ class DataCenterEnv(ParallelEnv):
         """Full-knowledge view before the next slot (for heuristics)."""
         cfg, t = self.cfg, min(self._t, self.cfg.episode_slots - 1)
         inp = self._inputs
+        waiting = self._q.sum(axis=-1)  # (exec, bucket, class), serving order
+        if cfg.handoff_delay_slots:  # with the jobs that land before this slot's service
+            waiting[:, max(cfg.deadline_slots) - cfg.handoff_delay_slots] += self._transit[
+                self._t % cfg.handoff_delay_slots
+            ].sum(axis=-1)
         return DataCenterState(
             slot=self._t,
             queue=self._q.sum(axis=(1, 2, 3)),
+            due=jobs_due(waiting.reshape(len(waiting), -1), self._due_places, last=self._t == cfg.episode_slots - 1),
             expected_arrivals=inp.rate[:, t].copy(),
             capacity=self._capacity.copy(),
             kwh_per_job=self._kwh_per_job * inp.pue[:, t, None],
+            pue=inp.pue[:, t].copy(),
             price=inp.price[:, t].copy(),
             day_prices=inp.day_prices.copy(),
             soc=np.array(self._soc) / self._battery_kwh,

@@ -1,6 +1,7 @@
 """Look-ahead quantities of a `DataCenterState`: what a coordinator who knows this slot's expected
 load and prices would do. Which step level clears the expected load (`most_steps_that_clear`),
-which provider has spare room at the lowest marginal cost per job (`handoff_plan`), the price
+which provider has spare room at the lowest marginal cost per job (`handoff_plan`), which step
+level and power cap earn the most per job while serving every job due (`best_value_service`), the price
 against the day's median (`arbitrage`), and together the `combined` heuristic's action
 (`combined_plan`), also as one-hots per action branch (`plan_one_hot`, the `observe_lookahead`
 block of the observation).
@@ -66,6 +67,35 @@ def handoff_plan(cfg: DataCenterConfig, state: DataCenterState, level: int) -> t
     largest = np.argmax(np.where(ok, keep_levels, -np.inf), axis=-1)
     chosen = np.where(ok.any(axis=-1), largest, int(np.argmin(keep_levels)))
     return np.where(over, chosen, keep_all(cfg)), np.where(over, best, 0)
+
+
+def service_values(cfg: DataCenterConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(K, S, P) each, per step level and power cap: whole jobs per slot (no carry-over), revenue per
+    job, and the kWh per job its GPUs draw above idle at PUE 1 (host power and idle GPUs cost the
+    same whatever runs: `energy`'s IT power)."""
+    sec = cfg.seconds_per_job()
+    capacity = np.floor(np.asarray(cfg.n_gpus, dtype=np.float64)[:, None, None] * cfg.slot_minutes * 60.0 / sec)
+    busy_w = np.asarray(cfg.power_cap_levels)[None, :] * np.asarray(cfg.gpu_power_w)[:, None]  # (K, P)
+    kwh = sec * (busy_w - np.asarray(cfg.gpu_idle_w)[:, None])[:, None, :] / 3.6e6
+    revenue = np.broadcast_to((cfg.revenue_per_quality * cfg.quality())[..., None], sec.shape)
+    return capacity, revenue, kwh
+
+
+def best_value_service(cfg: DataCenterConfig, state: DataCenterState) -> tuple[np.ndarray, np.ndarray]:
+    """(step level, power cap) per data center: of the pairs whose jobs per slot cover the jobs due
+    this slot (`state.due`; in the episode's last slot, the expected arrivals too: whatever is left
+    then pays its penalty), the one that earns the most per job (revenue at its steps less its
+    GPUs' energy above idle at this slot's PUE and price); where none covers them, the best of
+    those that serve the most."""
+    capacity, revenue, kwh = service_values(cfg)
+    value = revenue - kwh * (state.pue * state.price / 1000.0)[..., None, None]  # (..., K, S, P)
+    due = state.due + (state.expected_arrivals if state.slot == cfg.episode_slots - 1 else 0.0)
+    covers = capacity >= due[..., None, None]
+    most = capacity == capacity.max(axis=(-2, -1), keepdims=True)
+    ok = np.where(covers.any(axis=(-2, -1), keepdims=True), covers, most)
+    best = np.argmax(np.where(ok, value, -np.inf).reshape(*value.shape[:-2], -1), axis=-1)
+    level, cap = np.unravel_index(best, value.shape[-2:])
+    return level, cap
 
 
 def arbitrage(state: DataCenterState) -> np.ndarray:

@@ -36,6 +36,8 @@ class QueueLayout:
         self.newest = places(lambda c, d: newest)  # where this slot's jobs go
         self.landing = places(lambda c, d: newest - cfg.handoff_delay_slots)  # jobs sent `delay` slots ago
         self.due = places(lambda c, d: newest + 1 - d)  # age deadline - 1: late after this slot's service
+        self.late_or_due = np.zeros(self.size, dtype=bool)  # (size,): what this slot must serve
+        self.late_or_due[np.concatenate([self.late.ravel(), self.due.ravel()])] = True
         # aging: every place but the late and the newest takes the jobs of the same class one bucket
         # newer, as a few runs of consecutive places (slices copy faster than index arrays)
         self.aging: list[tuple[slice, slice]] = []

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from aigcsched.envs.datacenter.config import DataCenterConfig, make_config, split_days
+from aigcsched.envs.datacenter.deadlines import jobs_due
 from aigcsched.envs.datacenter.energy import SiteInputs
 from aigcsched.envs.datacenter.env import (
     DataCenterState,
@@ -49,7 +50,8 @@ class DataCenterVectorEnv:
         self._traces, self._workload = load_traces(cfg)
         self._days = split_days(cfg.day_split)
         self._arrivals, self._service, self._deadlines, self._energy, self._observations = slot_phases(cfg)
-        self._queue_size = QueueLayout(cfg).size
+        self._layout = QueueLayout(cfg)
+        self._queue_size = self._layout.size
         self._capacity, self._kwh_per_job = per_job_at_full_power(cfg)  # for state()
         self._battery_kwh = np.maximum(np.asarray(cfg.battery_kwh, dtype=np.float64), 1e-12)
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
@@ -133,7 +135,14 @@ class DataCenterVectorEnv:
         """Full-knowledge view of every episode before the next slot (for heuristics):
         `DataCenterEnv.state()`'s fields with the axis of episodes in front, (B, K) and (B, K, S)."""
         view = self._state()
+        waiting, delay = self._q, self.cfg.handoff_delay_slots
+        if delay:  # with the jobs that land before this slot's service
+            waiting = waiting.copy()
+            ring = self._transit[:, self._t % delay]  # (B, exec, class, origin)
+            waiting[..., self._layout.landing.ravel()] += ring.reshape(*ring.shape[:2], -1)
         return view._replace(
+            due=jobs_due(waiting, self._layout.late_or_due, last=self._t == self.cfg.episode_slots - 1),
+            pue=view.pue.copy(),
             expected_arrivals=view.expected_arrivals.copy(),
             capacity=np.broadcast_to(view.capacity, view.kwh_per_job.shape).copy(),
             price=view.price.copy(),
@@ -147,9 +156,11 @@ class DataCenterVectorEnv:
         return DataCenterState(
             slot=self._t,
             queue=self._q.sum(axis=-1),
+            due=None,  # filled by state(): the observation's plan does not need it
             expected_arrivals=self._rate[t],
             capacity=self._capacity,
             kwh_per_job=self._kwh_per_job * site[0][..., None],  # x PUE
+            pue=site[0],
             price=site[2],
             day_prices=self._day_prices,
             soc=self._soc / self._battery_kwh,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
 from aigcsched.envs import physics
 from aigcsched.envs.datacenter import BATTERY_ACTIONS, DataCenterConfig, DataCenterState
+from aigcsched.envs.datacenter.deadlines import due_places, jobs_due
 from aigcsched.envs.datacenter.env import per_job_at_full_power
 from aigcsched.envs.datacenter.inputs import EpisodeInputs
 from aigcsched.envs.datacenter.lookahead import plan_one_hot
@@ -228,9 +229,12 @@ def observe(cfg: DataCenterConfig, body: DataCenterDecideRequest) -> tuple[np.nd
     state = DataCenterState(
         slot=0,
         queue=q.sum(axis=(1, 2, 3)),
+        # the body gives no ages: in bucket 1, every queued job counts as due (the safe side)
+        due=jobs_due(q.sum(axis=-1).reshape(k, -1), due_places(cfg).ravel()),
         expected_arrivals=inputs.rate[:, 0].copy(),
         capacity=capacity.copy(),
         kwh_per_job=kwh_per_job * pue[:, None],
+        pue=pue,
         price=price,
         day_prices=inputs.day_prices,
         soc=soc,
