@@ -15,9 +15,16 @@ from aigcsched.platform.config import ConfigError
 def serve_command(
     model: Annotated[
         str | None,
-        typer.Option(help="registered model URI [default: models:/aigcsched-edge@champion]"),
+        typer.Option(
+            help="registered model URI: models:/NAME@ALIAS and models:/NAME/latest are followed when "
+            "they move, models:/NAME/VERSION is fixed [default: models:/aigcsched-edge@champion]"
+        ),
     ] = None,
     policy: Annotated[str | None, typer.Option(help="serve a heuristic instead of a model: greedy or myopic")] = None,
+    follow_every: Annotated[
+        float,
+        typer.Option(min=0.0, help="seconds between registry polls for where --model points now (0: never)"),
+    ] = 5.0,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port")] = 8000,
     replicas: Annotated[int, typer.Option(min=1, help="replicas (the minimum when autoscaling)")] = 1,
@@ -58,7 +65,9 @@ def serve_command(
     if policy:
         source = PolicySource(heuristic=policy)
     else:
-        source = PolicySource(model_uri=model or default_model_uri(), tracking_uri=local_tracking_uri())
+        source = PolicySource(
+            model_uri=model or default_model_uri(), tracking_uri=local_tracking_uri(), follow_every_s=follow_every
+        )
     decider = check_policy(source)  # a missing model fails here, before Ray starts
     options = ServeOptions(
         host=host,
@@ -88,7 +97,8 @@ def serve_command(
     ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, namespace="aigcsched")
     try:
         url = start(source, options, token_digest(token))
-        typer.echo(f"serving {decider.label} at {url} (docs: {url}/docs); Ctrl-C stops", err=True)
+        following = f", following {source.model_uri} every {follow_every:g} s" if source.follows else ""
+        typer.echo(f"serving {decider.label}{following} at {url} (docs: {url}/docs); Ctrl-C stops", err=True)
         typer.echo(url, nl=False)
         if ingress == "direct":
             direct = replica_urls(options)
