@@ -277,6 +277,59 @@ def test_replicas_follow_the_alias_without_failing_a_request(endpoint):
     assert len(answers) > 20
 
 
+def test_following_keeps_serving_through_registry_errors(caplog):
+    """The registry fails, then names version 2 whose load fails, then loads: the policy in use
+    keeps serving until a new one is loaded, each problem is logged once, one swap happens."""
+    import asyncio
+
+    from aigcsched.serve.policy import Decider, HeuristicPolicy, follow
+
+    def versioned(version):
+        policy = HeuristicPolicy("greedy")
+        policy.info = {**policy.info, "version": version, "uri": "models:/m@champion"}
+        return policy
+
+    answers = itertools.chain([OSError("registry down"), OSError("registry down"), "1"], itertools.repeat("2"))
+    loads = iter([ValueError("bad artifact"), versioned("2")])
+
+    class Source:
+        follow_every_s, model_uri = 0.001, "models:/m@champion"
+
+        def current_version(self):
+            answer = next(answers)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        def pinned(self, version):
+            def load():
+                loaded = next(loads)
+                if isinstance(loaded, Exception):
+                    raise loaded
+                return loaded
+
+            return type("Pinned", (), {"load": staticmethod(load)})()
+
+    served = [Decider(versioned("1"), follows=True)]
+
+    async def swap(decider, source):
+        served.append(decider)
+
+    async def main():
+        task = asyncio.create_task(follow(Source(), lambda: served[-1], swap))
+        while len(served) < 2:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)  # a few more polls that see version 2 in use: no more swaps
+        task.cancel()
+
+    with caplog.at_level("WARNING", logger="aigcsched.serve.policy"):
+        asyncio.run(main())
+    assert [d.version for d in served] == ["1", "2"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum("registry down" in w for w in warnings) == 1 and sum("bad artifact" in w for w in warnings) == 1
+    assert "now serving models:/m@champion (version 2)" in warnings[-1]
+
+
 def test_a_fixed_version_does_not_follow():
     from aigcsched.serve.policy import PolicySource
 
