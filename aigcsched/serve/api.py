@@ -148,6 +148,9 @@ def make_api(service: Service, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, dig
     app = FastAPI(
         title="aigcsched scheduling endpoint",
         summary="Where an AI-generated-content request should run, and with how many steps.",
+        description="Every error answer is an `ErrorBody`, listed under each route with its status. "
+        "A method a path does not have (OPTIONS included) answers 405 with an `Allow` header naming "
+        "the path's methods. Times are seconds from the call; numbers are finite and bounded.",
         version="1",
     )
 
