@@ -278,19 +278,23 @@ def test_replicas_follow_the_alias_without_failing_a_request(endpoint):
 
 
 def test_following_keeps_serving_through_registry_errors(caplog):
-    """The registry fails, then names version 2 whose load fails, then loads: the policy in use
-    keeps serving until a new one is loaded, each problem is logged once, one swap happens."""
+    """The registry fails; then names version 2, which cannot be loaded, and version 3, which takes
+    another server count; then version 4. The policy in use serves until version 4 is loaded, each
+    problem is logged once, a refused version is not loaded again, and one swap happens."""
     import asyncio
 
     from aigcsched.serve.policy import Decider, HeuristicPolicy, follow
 
-    def versioned(version):
+    def versioned(version, fixed_count=False):
         policy = HeuristicPolicy("greedy")
         policy.info = {**policy.info, "version": version, "uri": "models:/m@champion"}
+        policy.any_server_count = not fixed_count
         return policy
 
-    answers = itertools.chain([OSError("registry down"), OSError("registry down"), "1"], itertools.repeat("2"))
-    loads = iter([ValueError("bad artifact"), versioned("2")])
+    down = OSError("registry down")
+    answers = itertools.chain([down, down, "1", "2", "2", "3", "3"], itertools.repeat("4"))
+    loads = {"2": ValueError("bad artifact"), "3": versioned("3", fixed_count=True), "4": versioned("4")}
+    loaded = []
 
     class Source:
         follow_every_s, model_uri = 0.001, "models:/m@champion"
@@ -303,10 +307,10 @@ def test_following_keeps_serving_through_registry_errors(caplog):
 
         def pinned(self, version):
             def load():
-                loaded = next(loads)
-                if isinstance(loaded, Exception):
-                    raise loaded
-                return loaded
+                loaded.append(version)
+                if isinstance(loads[version], Exception):
+                    raise loads[version]
+                return loads[version]
 
             return type("Pinned", (), {"load": staticmethod(load)})()
 
@@ -319,15 +323,16 @@ def test_following_keeps_serving_through_registry_errors(caplog):
         task = asyncio.create_task(follow(Source(), lambda: served[-1], swap))
         while len(served) < 2:
             await asyncio.sleep(0.001)
-        await asyncio.sleep(0.02)  # a few more polls that see version 2 in use: no more swaps
+        await asyncio.sleep(0.02)  # a few more polls that see version 4 in use: no more swaps
         task.cancel()
 
     with caplog.at_level("WARNING", logger="aigcsched.serve.policy"):
         asyncio.run(main())
-    assert [d.version for d in served] == ["1", "2"]
+    assert [d.version for d in served] == ["1", "4"] and loaded == ["2", "3", "4"]
     warnings = [r.getMessage() for r in caplog.records]
-    assert sum("registry down" in w for w in warnings) == 1 and sum("bad artifact" in w for w in warnings) == 1
-    assert "now serving models:/m@champion (version 2)" in warnings[-1]
+    for problem in ("registry down", "version 2: ValueError: bad artifact", "version 3: ConfigError: it takes 10"):
+        assert sum(problem in w for w in warnings) == 1, warnings
+    assert "now serving models:/m@champion (version 4)" in warnings[-1]
 
 
 def test_a_fixed_version_does_not_follow():

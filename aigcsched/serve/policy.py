@@ -221,23 +221,37 @@ async def follow(
 ) -> None:
     """Run until cancelled: every `source.follow_every_s`, ask the registry which version the URI
     points to; when it is not the one `current()` serves, load it in a worker thread (off the
-    request path) and `swap` it in. A registry that cannot be read or a version that cannot be
-    loaded leaves the policy in use serving, with a warning (once per distinct problem)."""
-    last_problem = None
+    request path) and `swap` it in. A registry that cannot be read leaves the policy in use
+    serving, with a warning (once per distinct problem); so does a version that cannot be loaded
+    or takes other input than the one in use (another problem or server count, which every
+    client would see as 422s), and that version is not tried again."""
+    last_problem, refused = None, None
+
+    def warn(problem: str) -> None:
+        nonlocal last_problem
+        if problem != last_problem:
+            log.warning("following %s: keeping %s: %s", source.model_uri, current().label, problem)
+        last_problem = problem
+
     while True:
         await asyncio.sleep(source.follow_every_s)
         try:
             version = await asyncio.to_thread(source.current_version)
-            if version == current().version:
-                last_problem = None
-                continue
-            pinned = source.pinned(version)
-            decider = Decider(await asyncio.to_thread(pinned.load), follows=True)
         except Exception as e:  # whatever the registry says, keep serving
-            problem = f"{type(e).__name__}: {e}"
-            if problem != last_problem:
-                log.warning("following %s: keeping %s: %s", source.model_uri, current().label, problem)
-            last_problem = problem
+            warn(f"{type(e).__name__}: {e}")
+            continue
+        if version in (current().version, refused):
+            last_problem = None
+            continue
+        pinned = source.pinned(version)
+        try:
+            decider = Decider(await asyncio.to_thread(pinned.load), follows=True)
+            old = current()
+            if (decider.problem, decider.n_servers) != (old.problem, old.n_servers):
+                raise ConfigError(f"it takes {decider.n_servers} {decider.problem} servers, not {old.n_servers}")
+        except Exception as e:
+            refused = version
+            warn(f"version {version}: {type(e).__name__}: {e}")
             continue
         await swap(decider, pinned)
         log.warning("following %s: now serving %s", source.model_uri, decider.label)
