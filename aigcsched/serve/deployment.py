@@ -84,6 +84,11 @@ class Scheduler:
         if source.follows:
             self._following = asyncio.get_running_loop().create_task(follow(source, lambda: self.decider, self._swap))
 
+    def __del__(self):
+        """Serve calls this when it stops the replica: stop polling before the loop goes."""
+        if getattr(self, "_following", None) is not None:
+            self._following.cancel()
+
     async def _connect(self) -> None:
         self._actor = cluster_actor(self.app_name)
         await self._actor.use_policy.remote(policy_key(self.decider, self._source), self._source)
