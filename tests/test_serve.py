@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import socket
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +76,9 @@ def endpoint(tracking_store, register_edge_model):
                 os.environ.pop(k)
     base = start(PolicySource(heuristic="greedy"), greedy, token_digest(TOKEN))
     # As `aigcsched serve --model` does: the replicas read the command's store, wherever they run.
-    model_base = start(PolicySource(model_uri=MODEL_URI, tracking_uri=local_tracking_uri()), model)
+    # Polls the registry every second (5 s by default) so that following the alias takes a short test.
+    model_source = PolicySource(model_uri=MODEL_URI, tracking_uri=local_tracking_uri(), follow_every_s=1.0)
+    model_base = start(model_source, model)
     yield {"base": base, "model": model_base, "direct": replica_urls(greedy), "options": greedy}
     serve.shutdown()
     for app in (APP, APP + "-model"):
@@ -94,14 +97,13 @@ def random_bodies(n: int, seed: int, n_servers=None) -> list[dict]:
     bodies = []
     for i in range(n):
         j = n_servers or int(rng.integers(1, 12))
-        servers = [
-            {
-                "id": f"gpu-{k}",
+        servers = {
+            f"gpu-{k}": {
                 "capability": float(rng.uniform(6, 18)),
                 "busy_for_s": float(rng.choice([0.0, rng.uniform(0, 15)])),
             }
             for k in range(j)
-        ]
+        }
         request = {"id": f"r{i}", "due_in_s": float(rng.uniform(0, 20)), "penalty": PENALTY_KINDS[i % 3]}
         bodies.append({"servers": servers, "request": request})
     return bodies
@@ -109,8 +111,8 @@ def random_bodies(n: int, seed: int, n_servers=None) -> list[dict]:
 
 def expected(policy, cfg: EdgeConfig, body: dict) -> dict:
     """The policy called directly on the body's state, turned into a decision by hand."""
-    busy = np.array([[s["busy_for_s"] for s in body["servers"]]])
-    cap = np.array([[s["capability"] for s in body["servers"]]])
+    busy = np.array([[s["busy_for_s"] for s in body["servers"].values()]])
+    cap = np.array([[s["capability"] for s in body["servers"].values()]])
     state = SchedulingState(
         busy,
         cap,
@@ -120,7 +122,7 @@ def expected(policy, cfg: EdgeConfig, body: dict) -> dict:
     server, steps = np.asarray(policy(observation_from_state(state, cfg), state)).reshape(2)
     steps += 1
     return {
-        "server": body["servers"][server]["id"],
+        "server": list(body["servers"])[server],
         "steps": int(steps),
         "expected_finish_s": pytest.approx(busy[0, server] + steps / cap[0, server]),
         "expected_quality": pytest.approx(cfg.quality_table()[steps]),
@@ -158,7 +160,7 @@ def test_decisions_match_the_policy_called_directly(client):
     with ThreadPoolExecutor(16) as pool:  # concurrent: @serve.batch puts them in shared batches
         answers = list(pool.map(lambda b: client.decide(b["servers"], b["request"]), bodies))
     for body, answer in zip(bodies, answers, strict=True):
-        assert answer == {**expected(policy, cfg, body), "policy": "heuristic:greedy"}
+        assert answer == {**expected(policy, cfg, body), "policy": "heuristic:greedy", "model_version": None}
 
 
 def test_batch_equals_singles_in_order(client):
@@ -191,6 +193,7 @@ def test_model_info_and_decisions_of_a_registered_model(endpoint):
     served = SchedulerClient(endpoint["model"])
     info = served.model()
     assert info == {
+        "problem": "edge",
         "name": MODEL,
         "version": str(champion.version),
         "alias": "champion",
@@ -198,14 +201,18 @@ def test_model_info_and_decisions_of_a_registered_model(endpoint):
         "uri": MODEL_URI,
         "policy": f"{MODEL_URI} (version {champion.version})",
         "n_servers": 3,
-        "problem": "edge",
         "n_agents": None,
+        "follows": True,
     }
     policy = EDGE.bind(registry.load_policy(MODEL_URI))
     bodies = random_bodies(40, seed=3, n_servers=3)
     answers = served.decide_batch(bodies)
     for body, answer in zip(bodies, answers, strict=True):
-        assert answer == {**expected(policy, policy.cfg, body), "policy": info["policy"]}
+        assert answer == {
+            **expected(policy, policy.cfg, body),
+            "policy": info["policy"],
+            "model_version": info["version"],
+        }
     with ThreadPoolExecutor(8) as pool:  # singles go through @serve.batch: the same decisions
         assert list(pool.map(lambda b: served.decide(b["servers"], b["request"]), bodies)) == answers
     chosen = [(a["server"], a["steps"]) for a in answers]
@@ -214,13 +221,129 @@ def test_model_info_and_decisions_of_a_registered_model(endpoint):
     assert chosen != [(e["server"], e["steps"]) for e in (expected(other, other.cfg, b) for b in bodies)]
 
     # The cluster actor loads the same model: a first booking on idle servers is its decision.
-    servers = [{"id": f"gpu-{k}", "capability": c} for k, c in enumerate((15.0, 9.0, 7.5))]
+    servers = {f"gpu-{k}": {"capability": c} for k, c in enumerate((15.0, 9.0, 7.5))}
     served.register_cluster("model", servers)
     request = {"id": "m1", "due_in_s": 6.0, "penalty": "quadratic"}
     booking = served.dispatch("model", request)
-    want = expected(policy, policy.cfg, {"servers": [{**s, "busy_for_s": 0.0} for s in servers], "request": request})
+    idle = {k: {**s, "busy_for_s": 0.0} for k, s in servers.items()}
+    want = expected(policy, policy.cfg, {"servers": idle, "request": request})
     assert {k: booking[k] for k in want} == want and booking["policy"] == info["policy"]
     served.delete_cluster("model")
+
+
+def test_replicas_follow_the_alias_without_failing_a_request(endpoint):
+    """Move `champion` while a client keeps deciding: no call fails, and soon the answers (and the
+    cluster actor's bookings) come from the new version; then move it back."""
+    import mlflow
+
+    from aigcsched.platform import registry
+
+    served = SchedulerClient(endpoint["model"])
+    old = served.model()["version"]
+    versions = {str(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{MODEL}'")}
+    new = next(v for v in sorted(versions, key=int) if v != old)
+    bodies = random_bodies(50, seed=7, n_servers=3)
+    answers, failures, stop = [], [], threading.Event()
+
+    def keep_deciding():
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            body = bodies[i % len(bodies)]
+            try:
+                answers.append(served.decide(body["servers"], body["request"])["model_version"])
+            except Exception as e:  # any failure is the finding
+                failures.append(repr(e))
+
+    served.register_cluster("follow", {f"gpu-{k}": {"capability": c} for k, c in enumerate((15.0, 9.0, 7.5))})
+    client = threading.Thread(target=keep_deciding)
+    client.start()
+    try:
+        for i, target in enumerate((new, old)):
+            registry.promote(MODEL, target)
+            deadline = time.monotonic() + 30  # the issue's bound; the poll is every second here
+            while time.monotonic() < deadline and not (answers and answers[-1] == target):
+                time.sleep(0.1)
+            assert answers[-1] == target, f"still version {answers[-1]} 30 s after champion moved to {target}"
+            booking = served.dispatch("follow", {"id": f"f{i}", "due_in_s": 9.0, "penalty": "linear"})
+            assert booking["model_version"] == target
+            assert served.model()["version"] == target
+    finally:
+        stop.set()
+        client.join()
+        served.delete_cluster("follow")
+    assert failures == []
+    switches = [b for a, b in itertools.pairwise(answers) if a != b]
+    assert switches == [new, old]  # once each way, no flapping between versions
+    assert len(answers) > 20
+
+
+def test_following_keeps_serving_through_registry_errors(caplog):
+    """The registry fails; then names version 2, which cannot be loaded, and version 3, which takes
+    another server count; then version 4. The policy in use serves until version 4 is loaded, each
+    problem is logged once, a refused version is not loaded again, and one swap happens."""
+    import asyncio
+
+    from aigcsched.serve.policy import Decider, HeuristicPolicy, follow
+
+    def versioned(version, fixed_count=False):
+        policy = HeuristicPolicy("greedy")
+        policy.info = {**policy.info, "version": version, "uri": "models:/m@champion"}
+        policy.any_server_count = not fixed_count
+        return policy
+
+    down = OSError("registry down")
+    answers = itertools.chain([down, down, "1", "2", "2", "3", "3"], itertools.repeat("4"))
+    loads = {"2": ValueError("bad artifact"), "3": versioned("3", fixed_count=True), "4": versioned("4")}
+    loaded = []
+
+    class Source:
+        follow_every_s, model_uri = 0.001, "models:/m@champion"
+
+        def current_version(self):
+            answer = next(answers)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        def pinned(self, version):
+            def load():
+                loaded.append(version)
+                if isinstance(loads[version], Exception):
+                    raise loads[version]
+                return loads[version]
+
+            return type("Pinned", (), {"load": staticmethod(load), "heuristic": None, "problem": None})()
+
+    served = [Decider(versioned("1"), follows=True)]
+
+    async def swap(decider, source):
+        served.append(decider)
+
+    async def main():
+        task = asyncio.create_task(follow(Source(), lambda: served[-1], swap))
+        while len(served) < 2:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)  # a few more polls that see version 4 in use: no more swaps
+        task.cancel()
+
+    with caplog.at_level("WARNING", logger="aigcsched.serve.policy"):
+        asyncio.run(main())
+    assert [d.version for d in served] == ["1", "4"] and loaded == ["2", "3", "4"]
+    warnings = [r.getMessage() for r in caplog.records]
+    for problem in ("registry down", "version 2: ValueError: bad artifact", "version 3: ConfigError: it takes 10"):
+        assert sum(problem in w for w in warnings) == 1, warnings
+    assert "now serving models:/m@champion (version 4)" in warnings[-1]
+
+
+def test_a_fixed_version_does_not_follow():
+    from aigcsched.serve.policy import PolicySource
+
+    assert PolicySource(model_uri=MODEL_URI).follows
+    assert PolicySource(model_uri=f"models:/{MODEL}/latest").follows
+    assert not PolicySource(model_uri=f"models:/{MODEL}/3").follows
+    assert not PolicySource(model_uri=MODEL_URI, follow_every_s=0).follows
+    assert not PolicySource(heuristic="greedy").follows
 
 
 def test_a_model_takes_only_its_server_count(endpoint):
@@ -236,7 +359,7 @@ def test_a_model_takes_only_its_server_count(endpoint):
     assert e.value.status == 422
     assert e.value.detail == f"item 2: the policy {label} takes exactly 3 servers per decision, got 4"
     with pytest.raises(EndpointError) as e:
-        served.register_cluster("two", [{"id": "a", "capability": 10}, {"id": "b", "capability": 9}])
+        served.register_cluster("two", {"a": {"capability": 10}, "b": {"capability": 9}})
     assert e.value.status == 422
     assert e.value.detail == f"the policy {label} takes exactly 3 servers per decision, got 2"
 
@@ -245,7 +368,7 @@ def test_a_model_takes_only_its_server_count(endpoint):
 
 
 def test_stateful_flow_books_and_corrects_queues(client):
-    servers = [{"id": "fast", "capability": 20.0}, {"id": "slow", "capability": 5.0}]
+    servers = {"fast": {"capability": 20.0}, "slow": {"capability": 5.0}}
     view = client.register_cluster("flow", servers)
     assert [s["busy_for_s"] for s in view["servers"]] == [0.0, 0.0]
     a = client.dispatch("flow", {"id": "a", "due_in_s": 5.0, "penalty": "linear"})
@@ -276,7 +399,7 @@ def test_stateful_flow_books_and_corrects_queues(client):
 
 def test_concurrent_dispatches_never_double_book(client):
     caps = {"g0": 17.0, "g1": 12.0, "g2": 8.0, "g3": 6.5}
-    client.register_cluster("busy", [{"id": k, "capability": v} for k, v in caps.items()])
+    client.register_cluster("busy", {k: {"capability": v} for k, v in caps.items()})
     requests = [{"id": f"q{i}", "due_in_s": 40.0, "penalty": PENALTY_KINDS[i % 3]} for i in range(60)]
     t0 = time.monotonic()
 
@@ -310,7 +433,7 @@ def test_cluster_state_survives_a_replica_restart(endpoint, client):
 
     from aigcsched.serve.deployment import replica_urls
 
-    client.register_cluster("keep", [{"id": "a", "capability": 10.0}, {"id": "b", "capability": 10.0}])
+    client.register_cluster("keep", {"a": {"capability": 10.0}, "b": {"capability": 10.0}})
     client.dispatch("keep", {"id": "k1", "due_in_s": 100.0, "penalty": "linear"})
     client.dispatch("keep", {"id": "k2", "due_in_s": 100.0, "penalty": "linear"})
     before = {s["id"]: [q["id"] for q in s["queue"]] for s in client.cluster("keep")["servers"]}
@@ -345,13 +468,13 @@ def test_cluster_state_survives_a_replica_restart(endpoint, client):
 # --- bad input, limits, token ----------------------------------------------------------------
 
 GOOD = {
-    "servers": [{"id": "a", "capability": 10.0, "busy_for_s": 0.0}],
+    "servers": {"a": {"capability": 10.0, "busy_for_s": 0.0}},
     "request": {"id": "r", "due_in_s": 5.0, "penalty": "linear"},
 }
 
 
 def with_server(**fields):
-    return {**GOOD, "servers": [{**GOOD["servers"][0], **fields}]}
+    return {**GOOD, "servers": {"a": {**GOOD["servers"]["a"], **fields}}}
 
 
 def with_request(**fields):
@@ -363,16 +486,21 @@ def with_request(**fields):
     [
         (with_server(capability=0), "capability"),
         (with_server(capability=-3), "capability"),
+        (with_server(capability=5e-324), "capability"),  # would make the finish time infinite
+        (with_server(capability=True), "capability"),  # strict: no bool, no string as a number
+        (with_server(capability="12"), "capability"),
         (with_server(busy_for_s=-1), "busy_for_s"),
         (with_server(busy_for_s=1e12), "busy_for_s"),
-        (with_server(id=""), "id"),
-        (with_server(id="x" * 129), "id"),
+        ({**GOOD, "servers": {"": GOOD["servers"]["a"]}}, "[key]"),
+        ({**GOOD, "servers": {"x" * 129: GOOD["servers"]["a"]}}, "[key]"),
         (with_server(gpu="a100"), "gpu"),
         (with_request(penalty="cubic"), "penalty"),
         (with_request(due_in_s=-0.5), "due_in_s"),
         (with_request(due_in_s="soon"), "due_in_s"),
-        ({"servers": [], "request": GOOD["request"]}, "servers"),
-        ({"servers": GOOD["servers"] * 257, "request": GOOD["request"]}, "servers"),
+        (with_request(due_in_s=False), "due_in_s"),
+        ({"servers": {}, "request": GOOD["request"]}, "servers"),
+        ({"servers": [GOOD["servers"]["a"]], "request": GOOD["request"]}, "servers"),
+        ({"servers": {f"s{i}": GOOD["servers"]["a"] for i in range(257)}, "request": GOOD["request"]}, "servers"),
         ({"servers": GOOD["servers"]}, "request"),
     ],
 )
@@ -389,10 +517,9 @@ REQ = b'"request": {"id": "r", "due_in_s": 1, "penalty": "sqrt"}'
 @pytest.mark.parametrize(
     "raw, status",
     [
-        (b'{"servers": [{"id": "a", "capability": NaN}], ' + REQ + b"}", 422),
-        (b'{"servers": [{"id": "a", "capability": Infinity}], ' + REQ + b"}", 422),
-        (b'{"servers": [{"id": "a", "capability": 1e999}], ' + REQ + b"}", 422),
-        (b'{"servers": [{"id": "a", "capability": 1}, {"id": "a", "capability": 2}], ' + REQ + b"}", 422),
+        (b'{"servers": {"a": {"capability": NaN}}, ' + REQ + b"}", 422),
+        (b'{"servers": {"a": {"capability": Infinity}}, ' + REQ + b"}", 422),
+        (b'{"servers": {"a": {"capability": 1e999}}, ' + REQ + b"}", 422),
         (b"{not json", 422),
         (b"", 422),
         (b"[]", 422),
@@ -432,15 +559,12 @@ def test_unknown_cluster_and_request_are_404_and_bad_names_422(client):
         with pytest.raises(EndpointError) as e:
             call()
         assert e.value.status == 404
-    client.register_cluster("known", [{"id": "a", "capability": 5}])
+    client.register_cluster("known", {"a": {"capability": 5}})
     with pytest.raises(EndpointError) as e:
         client.done("known", "never-booked")
     assert e.value.status == 404
     with pytest.raises(EndpointError) as e:
-        client.register_cluster("x" * 65, [{"id": "a", "capability": 5}])
-    assert e.value.status == 422
-    with pytest.raises(EndpointError) as e:
-        client.register_cluster("dup", [{"id": "a", "capability": 5}, {"id": "a", "capability": 6}])
+        client.register_cluster("x" * 65, {"a": {"capability": 5}})
     assert e.value.status == 422
     client.delete_cluster("known")
 
@@ -455,7 +579,7 @@ def test_token_guards_every_route_but_healthz(endpoint, client):
             ("POST", "/v1/edge/decide", GOOD),
             ("POST", "/v1/edge/decide-batch", [GOOD]),
             ("GET", "/v1/clusters/c", None),
-            ("PUT", "/v1/clusters/c", {"servers": [{"id": "a", "capability": 5}]}),
+            ("PUT", "/v1/clusters/c", {"servers": {"a": {"capability": 5}}}),
             ("GET", "/docs", None),
             ("GET", "/openapi.json", None),
         ):

@@ -99,7 +99,7 @@ def test_serve_prints_the_urls_answers_and_stops_on_ctrl_c(tmp_path):
             client = SchedulerClient(base, token="cli-token")
             assert client.health() == {"status": "ok", "app": "aigcsched"}
             assert client.model()["policy"] == "heuristic:myopic"
-            servers = [{"id": "a", "capability": 15.0, "busy_for_s": 0.0}]
+            servers = {"a": {"capability": 15.0, "busy_for_s": 0.0}}
             answer = client.decide(servers, {"id": "r", "due_in_s": 8.0, "penalty": "quadratic"})
             assert answer["server"] == "a" and answer["policy"] == "heuristic:myopic"
             with pytest.raises(EndpointError) as e:

@@ -167,6 +167,7 @@ def test_a_registered_mec_model_answers_as_on_the_env(models):
     assert status == 422 and answer["detail"].startswith("item 1: the policy")
     status, answer = call(app, "POST", "/v1/mec/decide-batch", [mec_body(small)] * 2)
     assert status == 200 and len(answer) == 2 and answer[0] == answer[1]
+    assert answer[0]["model_version"] == "1" and info["follows"] == decider.follows
 
 
 def _station(**change) -> dict:
@@ -326,15 +327,15 @@ def test_each_endpoint_answers_only_its_problem_and_documents_its_bodies():
     for problem, heuristic, example in (("mec", "myopic", MEC_EXAMPLE), ("datacenter", "combined", DATACENTER_EXAMPLE)):
         app, decider = app_of(heuristic=heuristic, problem=problem)
         status, answer = call(app, "POST", f"/v1/{problem}/decide", example)  # the docs' example is answered
-        assert status == 200 and answer["policy"] == f"heuristic:{heuristic}"
+        assert status == 200 and answer["policy"] == f"heuristic:{heuristic}" and answer["model_version"] is None
         status, answer = call(
             app,
             "POST",
             "/v1/edge/decide",
-            {"servers": [{"id": "a", "capability": 5.0}], "request": {"id": "r", "due_in_s": 3.0, "penalty": "linear"}},
+            {"servers": {"a": {"capability": 5.0}}, "request": {"id": "r", "due_in_s": 3.0, "penalty": "linear"}},
         )
         assert status == 422 and answer["detail"].startswith(f"this endpoint serves the {problem} policy heuristic:")
-        status, answer = call(app, "PUT", "/v1/clusters/c1", {"servers": [{"id": "a", "capability": 5.0}]})
+        status, answer = call(app, "PUT", "/v1/clusters/c1", {"servers": {"a": {"capability": 5.0}}})
         assert status == 422 and f"POST /v1/{problem}/decide" in answer["detail"]
     edge, _ = app_of(heuristic="greedy")
     status, answer = call(edge, "POST", "/v1/mec/decide", MEC_EXAMPLE)
@@ -345,9 +346,48 @@ def test_each_endpoint_answers_only_its_problem_and_documents_its_bodies():
     for problem, example in (("mec", MEC_EXAMPLE), ("datacenter", DATACENTER_EXAMPLE)):
         for route in ("decide", "decide-batch"):
             post = spec["paths"][f"/v1/{problem}/{route}"]["post"]
-            assert {"200", "401", "413", "422"} <= set(post["responses"])
+            assert {"200", "400", "401", "413", "422"} <= set(post["responses"])
+            assert post["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
         name = f"{'MEC' if problem == 'mec' else 'DataCenter'}DecideRequest"
         assert spec["components"]["schemas"][name]["examples"] == [example]
+
+
+def test_a_mec_model_is_followed_and_another_station_count_refused(models, register_policy, caplog):
+    """The alias moves to a 4-station version (refused: clients send 3 stations), then to a 3-station
+    one (swapped in); decisions then name the new version."""
+    from aigcsched.platform import registry
+    from aigcsched.serve.policy import follow
+
+    name = "followed-mec"
+    registry.promote(name, register_policy(name, MEC_SCENARIO, seed=1))
+    source = PolicySource(model_uri=f"models:/{name}@champion", follow_every_s=0.01)
+    served = [load_decider(source)]
+    assert served[0].follows and served[0].version == "1"
+
+    async def swap(decider, _source):
+        served.append(decider)
+
+    async def follow_until(done) -> None:
+        task = asyncio.create_task(follow(source, lambda: served[-1], swap))
+        for _ in range(3000):  # 30 s at most: loading a model takes a second or two
+            if done():
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    registry.promote(name, register_policy(name, MECConfig(n_servers=4, observe_lookahead=True), seed=1))
+    with caplog.at_level("WARNING", logger="aigcsched.serve.policy"):
+        asyncio.run(follow_until(lambda: any("version 2" in r.getMessage() for r in caplog.records)))
+    assert len(served) == 1
+    assert any("it takes 4 mec stations, not 3 mec stations" in r.getMessage() for r in caplog.records)
+    registry.promote(name, register_policy(name, MEC_SCENARIO, seed=2))
+    asyncio.run(follow_until(lambda: len(served) == 2))
+    assert [d.version for d in served] == ["1", "3"] and served[1].follows
+    app = make_api(Local(served[1]))
+    status, answer = call(app, "POST", "/v1/mec/decide", MEC_EXAMPLE)
+    assert status == 200 and answer["model_version"] == "3"
+    status, info = call(app, "GET", "/v1/model")
+    assert info["version"] == "3" and info["follows"] and info["n_agents"] == 3
 
 
 def test_serve_loads_a_problems_champion_and_refuses_a_model_of_another_problem(models, capsys, monkeypatch):

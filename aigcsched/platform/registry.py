@@ -88,10 +88,20 @@ def resolve_model_version(uri: str) -> Any:
     raise ModelNotFoundError(f"no registered model at {uri} (tracking store {store})")
 
 
-def load_policy(uri: str) -> TrainedPolicy:
-    """A registered policy (models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest) ready to act."""
+def moves(uri: str) -> bool:
+    """Whether the URI may point to another version later: an alias, or `latest`."""
+    m = _URI.match(uri)
+    return bool(m) and (m["alias"] is not None or m["version"] == "latest")
+
+
+def load_policy(uri: str, version: str | None = None) -> TrainedPolicy:
+    """A registered policy (models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest) ready to act.
+    `version`: that version of the URI's model, not the one the URI points to now (still labelled
+    with `uri`), as a server that follows an alias loads the version it saw."""
     mv = resolve_model_version(uri)
     m = _URI.match(uri)
+    if version is not None and str(mv.version) != str(version):
+        mv = resolve_model_version(f"models:/{m['name']}/{version}")
     try:
         policy = mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}").unwrap_python_model().policy
     except (AttributeError, ModuleNotFoundError):

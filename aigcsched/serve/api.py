@@ -3,7 +3,8 @@ uvicorn reference of the benchmark both build it from a `Service`.
 
 Safety: bodies are read through `Guard` (bearer token, size limit) before anything parses them;
 JSON is the only format read, so nothing from a request is ever unpickled or evaluated; every
-error a caller can cause is a 4xx with a `detail`.
+error a caller can cause is a 4xx with a `detail`, documented in the OpenAPI schema per route
+(`ErrorBody`); a method a path does not have is a 405 whose `Allow` lists the ones it has.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Annotated, Protocol
 from fastapi import Body, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from aigcsched.serve.cluster import ClusterBook
 from aigcsched.serve.policy import ApiError, Decider
-from aigcsched.serve.problems import problem_routes
+from aigcsched.serve.problems import ProblemDecider, add_problem_routes
 from aigcsched.serve.schemas import (
     Booking,
     ClusterSpec,
@@ -31,6 +34,7 @@ from aigcsched.serve.schemas import (
     Health,
     ModelInfo,
     ServerView,
+    errors,
 )
 from aigcsched.serve.schemas import Request as EdgeRequest
 
@@ -41,11 +45,21 @@ OPEN_PATHS = frozenset({"/healthz"})
 ClusterName = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="cluster name")]
 RequestId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 
+# OpenAPI links: which answer feeds which call (clients and stateful fuzzers follow them).
+_CLUSTER = {"cluster": "$response.body#/cluster"}
+BOOK_LINKS = {
+    "dispatch": {"operationId": "dispatch", "parameters": _CLUSTER},
+    "view": {"operationId": "view", "parameters": _CLUSTER},
+}
+DONE_LINKS = {
+    "done": {"operationId": "done", "parameters": {**_CLUSTER, "request_id": "$response.body#/request"}},
+}
+
 
 class Service(Protocol):
     """What the routes need from their host."""
 
-    decider: Decider
+    decider: Decider | ProblemDecider
     app_name: str
 
     async def decide(self, item: DecideRequest) -> dict: ...
@@ -119,6 +133,9 @@ def make_api(service: Service, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, dig
     app = FastAPI(
         title="aigcsched scheduling endpoint",
         summary="Where an AI-generated-content request should run, and with how many steps.",
+        description="Every error answer is an `ErrorBody`, listed under each route with its status. "
+        "A method a path does not have (OPTIONS included) answers 405 with an `Allow` header naming "
+        "the path's methods. Times are seconds from the call; numbers are finite and bounded.",
         version="1",
     )
 
@@ -132,22 +149,31 @@ def make_api(service: Service, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, dig
     async def _api_error(_: Request, e: ApiError):
         return JSONResponse({"detail": e.detail}, status_code=e.status)
 
-    @app.get("/healthz", response_model=Health, tags=["ops"])
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, e: HTTPException):
+        if e.status_code != 405:
+            return JSONResponse({"detail": e.detail}, status_code=e.status_code, headers=e.headers)
+        # Starlette lists the methods of the first route on the path only; FastAPI makes one route per method.
+        allowed = sorted({m for r in app.routes if r.matches(request.scope)[0] != Match.NONE for m in r.methods})
+        detail = f"{request.method} is not a method of {request.url.path}; it has {', '.join(allowed)}"
+        return JSONResponse({"detail": detail}, status_code=405, headers={"Allow": ", ".join(allowed)})
+
+    @app.get("/healthz", response_model=Health, tags=["ops"], responses=errors(guarded=False))
     async def healthz():
         return {"status": "ok", "app": service.app_name}
 
-    @app.get("/v1/model", response_model=ModelInfo, tags=["ops"])
+    @app.get("/v1/model", response_model=ModelInfo, tags=["ops"], responses=errors())
     async def model():
-        """The policy in use: registered model name, version, alias and training run, or heuristic."""
+        """The policy in use: problem, registered model name, version, alias and training run, or heuristic."""
         return service.decider.model_info()
 
-    @app.post("/v1/edge/decide", response_model=Decision, tags=["stateless"])
+    @app.post("/v1/edge/decide", response_model=Decision, tags=["stateless"], responses=errors(422))
     async def decide(body: DecideRequest):
         """Server and step count for one request, given the servers' current state."""
         service.decider.check_server_count(len(body.servers))
         return await service.decide(body)
 
-    @app.post("/v1/edge/decide-batch", response_model=list[Decision], tags=["stateless"])
+    @app.post("/v1/edge/decide-batch", response_model=list[Decision], tags=["stateless"], responses=errors(422))
     async def decide_batch(body: Annotated[DecideBatch, Body()]):
         """Independent decisions for several bodies, answered in order."""
         for i, item in enumerate(body):
@@ -157,32 +183,72 @@ def make_api(service: Service, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, dig
                 raise ApiError(e.status, f"item {i}: {e.detail}") from None
         return await service.decide_batch(body)
 
-    @app.put("/v1/clusters/{cluster}", response_model=ClusterView, tags=["stateful"])
+    @app.put(
+        "/v1/clusters/{cluster}",
+        response_model=ClusterView,
+        tags=["stateful"],
+        operation_id="register",
+        responses={200: {"links": BOOK_LINKS}, **errors(409, 422)},
+    )
     async def register(cluster: ClusterName, body: ClusterSpec):
         """Register (or replace) the servers of a cluster; queues of servers that stay are kept."""
-        return await service.clusters("register", cluster, [(s.id, s.capability) for s in body.servers])
+        return await service.clusters("register", cluster, [(sid, s.capability) for sid, s in body.servers.items()])
 
-    @app.get("/v1/clusters/{cluster}", response_model=ClusterView, tags=["stateful"])
+    @app.get(
+        "/v1/clusters/{cluster}",
+        response_model=ClusterView,
+        tags=["stateful"],
+        operation_id="view",
+        responses=errors(404, 422),
+    )
     async def view(cluster: ClusterName):
         """Each server's expected busy time and booked requests (times in seconds from now)."""
         return await service.clusters("view", cluster)
 
-    @app.delete("/v1/clusters/{cluster}", status_code=204, tags=["stateful"])
+    @app.delete(
+        "/v1/clusters/{cluster}", status_code=204, tags=["stateful"], operation_id="delete", responses=errors(404, 422)
+    )
     async def delete(cluster: ClusterName):
         await service.clusters("delete", cluster)
         return Response(status_code=204)
 
-    @app.post("/v1/clusters/{cluster}/requests", response_model=Booking, status_code=201, tags=["stateful"])
+    @app.post(
+        "/v1/clusters/{cluster}/requests",
+        response_model=Booking,
+        status_code=201,
+        tags=["stateful"],
+        operation_id="dispatch",
+        responses={201: {"links": DONE_LINKS}, **errors(404, 409, 422)},
+    )
     async def dispatch(cluster: ClusterName, body: EdgeRequest):
         """Decide for a request on the cluster's queues and book the chosen server, atomically."""
         return await service.clusters("dispatch", cluster, body.model_dump())
 
-    @app.post("/v1/clusters/{cluster}/requests/{request_id}/done", response_model=ServerView, tags=["stateful"])
+    @app.post(
+        "/v1/clusters/{cluster}/requests/{request_id}/done",
+        response_model=ServerView,
+        tags=["stateful"],
+        operation_id="done",
+        responses=errors(404, 422),
+    )
     async def done(cluster: ClusterName, request_id: RequestId, body: DoneReport | None = None):
         """The request finished (now, or `finished_ago_s` ago): correct its server's queue."""
         return await service.clusters("done", cluster, request_id, (body or DoneReport()).finished_ago_s)
 
-    app.include_router(problem_routes(service))  # the multi-agent problems' /v1/<problem>/decide routes
+    add_problem_routes(app, service)  # the multi-agent problems' /v1/<problem>/decide routes
+    if digest is not None:  # the token in the schema too, so that clients and fuzzers know it
+        generate = app.openapi
+
+        def openapi() -> dict:
+            if app.openapi_schema is None:
+                schema = generate()
+                schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+                for path, operations in schema["paths"].items():
+                    for operation in operations.values():
+                        operation["security"] = [] if path in OPEN_PATHS else [{"bearer": []}]
+            return app.openapi_schema
+
+        app.openapi = openapi
     app.add_middleware(Guard, max_body_bytes=max_body_bytes, digest=digest)
     return app
 
@@ -193,8 +259,9 @@ class LocalService:
 
     app_name = "local"
 
-    def __init__(self, policy):
-        self.decider = Decider(policy)
+    def __init__(self, policy=None, *, decider: Decider | ProblemDecider | None = None):
+        # fixed: following a moving model URI is the Serve replicas' job
+        self.decider = decider if decider is not None else Decider(policy)
         self.book = ClusterBook()
 
     async def decide(self, item: DecideRequest) -> dict:

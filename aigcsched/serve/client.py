@@ -1,7 +1,7 @@
 """A small client of the scheduling endpoint (standard library only, one call per method).
 
     client = SchedulerClient("http://127.0.0.1:8000", token=os.environ.get("AIGCSCHED_API_TOKEN"))
-    client.decide([{"id": "gpu-a", "capability": 15.2, "busy_for_s": 3.1}],
+    client.decide({"gpu-a": {"capability": 15.2, "busy_for_s": 3.1}, "gpu-b": {"capability": 8.0}},
                   {"id": "r1", "due_in_s": 8.0, "penalty": "linear"})
     client.decide_mec([...])          # an endpoint serving a mec policy: one dict per base station
     client.decide_datacenter([...])   # a datacenter policy: one dict per provider
@@ -54,7 +54,8 @@ class SchedulerClient:
     def model(self) -> dict:
         return self.request("GET", "/v1/model")
 
-    def decide(self, servers: list[dict], request: dict) -> dict:
+    def decide(self, servers: dict[str, dict], request: dict) -> dict:
+        """`servers`: id -> {"capability", "busy_for_s"}, in the order the policy should see them."""
         return self.request("POST", "/v1/edge/decide", {"servers": servers, "request": request})
 
     def decide_batch(self, bodies: list[dict]) -> list[dict]:
@@ -72,7 +73,8 @@ class SchedulerClient:
         """Independent decisions of a multi-agent problem (mec, datacenter) for several bodies, in order."""
         return self.request("POST", f"/v1/{_quote(problem)}/decide-batch", bodies)
 
-    def register_cluster(self, cluster: str, servers: list[dict]) -> dict:
+    def register_cluster(self, cluster: str, servers: dict[str, dict]) -> dict:
+        """`servers`: id -> {"capability"}; queues of ids already registered are kept."""
         return self.request("PUT", f"/v1/clusters/{_quote(cluster)}", {"servers": servers})
 
     def cluster(self, cluster: str) -> dict:

@@ -110,6 +110,7 @@ class ClusterBook:
             "expected_finish_s": float(finish[0]),
             "expected_quality": float(quality[0]),
             "policy": decider.label,
+            "model_version": decider.version,
             "cluster": name,
             "request": rid,
             "expected_start_s": start - now,

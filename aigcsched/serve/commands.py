@@ -16,8 +16,9 @@ def serve_command(
     model: Annotated[
         str | None,
         typer.Option(
-            help="registered model URI; the endpoint serves the model's problem "
-            "(default models:/aigcsched-<problem>@champion, problem edge unless --problem)"
+            help="registered model URI; the endpoint serves the model's problem. models:/NAME@ALIAS and "
+            "models:/NAME/latest are followed when they move (see --follow-every), models:/NAME/VERSION is "
+            "fixed (default: models:/aigcsched-<problem>@champion, problem edge unless --problem)"
         ),
     ] = None,
     policy: Annotated[
@@ -35,6 +36,14 @@ def serve_command(
             "be of (routes: POST /v1/<problem>/decide)"
         ),
     ] = None,
+    follow_every: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="seconds between registry polls for where --model points now; a new version of the same "
+            "problem and server/agent count is swapped in, any other is refused (0: never poll)",
+        ),
+    ] = 5.0,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port")] = 8000,
     replicas: Annotated[int, typer.Option(min=1, help="replicas (the minimum when autoscaling)")] = 1,
@@ -68,6 +77,9 @@ def serve_command(
 
     A registered model takes the servers / stations / providers it was trained for; GET /v1/model names the problem.
 
+    A model URI with an alias (or /latest) is followed (--follow-every): replicas swap in the version it points to
+    now, of any problem, and every decision names its `model_version`.
+
     Set AIGCSCHED_API_TOKEN to require `Authorization: Bearer <token>` on every route but /healthz.
     """
     from aigcsched.serve.api import TOKEN_ENV, token_digest
@@ -88,7 +100,9 @@ def serve_command(
         if problem is not None and problem not in servable_problems():
             raise ConfigError(f"unknown problem {problem!r}; choose from {', '.join(servable_problems())}")
         uri = model or default_model_uri(problem)
-        source = PolicySource(model_uri=uri, tracking_uri=local_tracking_uri(), problem=problem)
+        source = PolicySource(
+            model_uri=uri, tracking_uri=local_tracking_uri(), problem=problem, follow_every_s=follow_every
+        )
     decider = check_policy(source)  # a missing model fails here, before Ray starts
     options = ServeOptions(
         host=host,
@@ -118,7 +132,8 @@ def serve_command(
     ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, namespace="aigcsched")
     try:
         url = start(source, options, token_digest(token))
-        typer.echo(f"serving {decider.label} at {url} (docs: {url}/docs); Ctrl-C stops", err=True)
+        following = f", following {source.model_uri} every {follow_every:g} s" if source.follows else ""
+        typer.echo(f"serving {decider.label}{following} at {url} (docs: {url}/docs); Ctrl-C stops", err=True)
         typer.echo(url, nl=False)
         if ingress == "direct":
             direct = replica_urls(options)

@@ -2,11 +2,13 @@
 
 Every replica loads the policy itself (from `PolicySource`); single decisions are batched across
 concurrent requests with `@serve.batch` into one vectorized policy call; stateful dispatching
-goes to the app's named detached `ClusterActor`.
+goes to the app's named detached `ClusterActor`. With a moving model URI (an alias) every replica
+follows it (`policy.follow`) and tells the cluster actor which version to use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 from dataclasses import dataclass
@@ -18,8 +20,8 @@ from ray.serve.schema import LoggingConfig
 
 from aigcsched.serve.api import DEFAULT_MAX_BODY_BYTES, make_api
 from aigcsched.serve.cluster import ACTOR_NAMESPACE, actor_name, cluster_actor
-from aigcsched.serve.policy import ApiError, Decider, PolicySource
-from aigcsched.serve.problems import load_decider
+from aigcsched.serve.policy import ApiError, Decider, PolicySource, follow
+from aigcsched.serve.problems import ProblemDecider, load_decider
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,12 @@ class ServeOptions:
         return LoggingConfig(enable_access_log=self.access_log, log_level="INFO" if self.access_log else "WARNING")
 
 
+def policy_key(decider: Decider | ProblemDecider, source: PolicySource) -> str:
+    """The cluster actor reloads only when the policy changed (a new version, a redeploy)."""
+    s = source
+    return json.dumps([decider.info, s.model_uri, s.heuristic, s.problem, s.edge_config], sort_keys=True, default=str)
+
+
 @serve.deployment
 @serve.ingress()
 class Scheduler:
@@ -67,21 +75,33 @@ class Scheduler:
         batch_wait_timeout_s: float,
     ):
         self.decider = load_decider(source)
-        self._source, self.app_name = source, app_name
+        # The actor loads the very version this replica loaded, even if the alias moves meanwhile.
+        self._source = source.pinned(self.decider.version) if source.follows else source
+        self.app_name = app_name
         self._max_body_bytes, self._digest = max_body_bytes, digest
         self._decide_batched.set_max_batch_size(max_batch_size)
         self._decide_batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
-        # The actor reloads only when the policy changed (a redeploy with a new model version).
-        self._policy_key = json.dumps(
-            [self.decider.info, source.model_uri, source.heuristic, source.edge_config],
-            sort_keys=True,
-            default=str,
-        )
         await self._connect()
+        if source.follows:
+            self._following = asyncio.get_running_loop().create_task(follow(source, lambda: self.decider, self._swap))
+
+    def __del__(self):
+        """Serve calls this when it stops the replica: stop polling before the loop goes."""
+        if getattr(self, "_following", None) is not None:
+            self._following.cancel()
 
     async def _connect(self) -> None:
         self._actor = cluster_actor(self.app_name)
-        await self._actor.use_policy.remote(self._policy_key, self._source)
+        await self._actor.use_policy.remote(policy_key(self.decider, self._source), self._source)
+
+    async def _swap(self, decider: Decider | ProblemDecider, source: PolicySource) -> None:
+        """The cluster actor first (so that no booking lags behind a decision), then this replica in
+        one assignment: a batch in flight ends on the old policy, the next takes the new one."""
+        try:
+            await self._actor.use_policy.remote(policy_key(decider, source), source)
+        except ray.exceptions.RayActorError:
+            pass  # the next cluster call starts a fresh actor with `source`
+        self.decider, self._source = decider, source
 
     def __serve_build_asgi_app__(self):
         return make_api(self, self._max_body_bytes, self._digest)
@@ -200,6 +220,6 @@ def replica_urls(options: ServeOptions, timeout_s: float = 0.5) -> list[str]:
     return urls
 
 
-def check_policy(source: PolicySource) -> Decider:
+def check_policy(source: PolicySource) -> Decider | ProblemDecider:
     """Load the policy once here, so a missing model is an error before anything starts."""
     return load_decider(source)

@@ -5,12 +5,18 @@ for), `.info` (name, version, alias, run_id, uri) and `__call__(observations, st
 of shape (B, 2) = (server index, steps - 1). Registered models come from
 `aigcsched.platform.registry.load_policy`, bound to their problem's policy form; heuristics are
 wrapped here in the same shape. Only problems whose descriptor says `servable` have an API.
+
+A moving model URI (`models:/NAME@ALIAS`, `models:/NAME/latest`) is followed: `follow` polls the
+registry and hands the host a new Decider when the URI points to another version.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +24,9 @@ import numpy as np
 from aigcsched.envs.edge import PENALTY_KINDS, EdgeConfig, SchedulingState, observation_from_state
 from aigcsched.platform.config import ConfigError
 from aigcsched.platform.policies import resolve_policy
-from aigcsched.platform.problems import PROBLEMS, get_problem
+from aigcsched.platform.problems import PROBLEMS, get_problem, problem_of
+
+log = logging.getLogger(__name__)
 
 SERVABLE_HEURISTICS = ("greedy", "myopic")  # deterministic; `random` is no scheduler to serve
 PENALTY_CODE = {name: code for code, name in enumerate(PENALTY_KINDS)}
@@ -65,28 +73,54 @@ class PolicySource:
     every replica and to the cluster actor, which each load it themselves.
 
     `tracking_uri`, when set, becomes MLFLOW_TRACKING_URI where the model is loaded: replicas run
-    in other processes (other working directories), and must read the same store as the command."""
+    in other processes (other working directories), and must read the same store as the command.
+    `follow_every_s`: how often a host polls the registry for where a moving URI points now (0:
+    never). `version`: load this version of the URI's model (what a follower saw), not where the
+    URI points at load time."""
 
     model_uri: str | None = None
     heuristic: str | None = None
     edge_config: dict = field(default_factory=dict)
     tracking_uri: str | None = None
     problem: str | None = None  # a heuristic's problem (default edge); a model's must be this one when set
+    follow_every_s: float = 5.0
+    version: str | None = None
 
     def __post_init__(self):
         if (self.model_uri is None) == (self.heuristic is None):
             raise ConfigError("give either a model URI (--model) or a heuristic (--policy), not both")
         if self.problem is not None and self.problem not in servable_problems():
             raise ConfigError(f"unknown problem {self.problem!r}; choose from {', '.join(servable_problems())}")
+        if not self.follow_every_s >= 0:
+            raise ConfigError(f"the registry poll period must be >= 0 s, got {self.follow_every_s}")
 
-    def load(self):
-        if self.heuristic is not None:
-            return HeuristicPolicy(self.heuristic, EdgeConfig(**self.edge_config))
+    @property
+    def follows(self) -> bool:
+        """Whether hosts keep this source's policy on the version its URI points to."""
+        if self.model_uri is None or self.version is not None or self.follow_every_s == 0:
+            return False
+        from aigcsched.platform import registry
+
+        return registry.moves(self.model_uri)
+
+    def _registry(self):
         if self.tracking_uri:
             os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
         from aigcsched.platform import registry
 
-        trained = registry.load_policy(self.model_uri)
+        return registry
+
+    def current_version(self) -> str:
+        """The version the model URI points to now (one registry query)."""
+        return str(self._registry().resolve_model_version(self.model_uri).version)
+
+    def pinned(self, version: str) -> PolicySource:
+        return dataclasses.replace(self, version=str(version))
+
+    def load(self):
+        if self.heuristic is not None:
+            return HeuristicPolicy(self.heuristic, EdgeConfig(**self.edge_config))
+        trained = self._registry().load_policy(self.model_uri, self.version)
         if not trained.problem.servable:
             raise ConfigError(
                 f"{self.model_uri} is a {trained.problem.name} policy; the endpoint serves "
@@ -111,21 +145,37 @@ def policy_label(info: dict) -> str:
 
 
 class Decider:
-    """Vectorized decisions of one policy: arrays in, server index / steps / finish / quality out."""
+    """Vectorized decisions of one policy: arrays in, server index / steps / finish / quality out.
+    `follows`: its host keeps it on the version its model URI points to (reported by model_info)."""
 
-    def __init__(self, policy):
+    def __init__(self, policy, follows: bool = False):
         self.policy = policy
         self.cfg: EdgeConfig = policy.cfg
+        self.problem = problem_of(self.cfg).name
         self.info = dict(policy.info)
         self.label = policy_label(self.info)
+        self.version = None if self.info.get("version") is None else str(self.info["version"])
+        self.follows = follows
         self.n_servers: int | None = None if getattr(policy, "any_server_count", False) else self.cfg.n_servers
+        self.n_agents = None
         self._quality = self.cfg.quality_table()
 
     def model_info(self) -> dict:
         keys = ("name", "version", "alias", "run_id", "uri")
         out = {k: (None if self.info.get(k) is None else str(self.info[k])) for k in keys}
         out["name"] = out["name"] or "unknown"
-        return {**out, "policy": self.label, "n_servers": self.n_servers}
+        return {
+            "problem": self.problem,
+            **out,
+            "policy": self.label,
+            "n_servers": self.n_servers,
+            "n_agents": None,
+            "follows": self.follows,
+        }
+
+    def takes(self) -> str:
+        """The input this policy takes, for a follower's refusal."""
+        return f"{self.n_servers or 'any number of'} {self.problem} servers"
 
     def check_server_count(self, count: int) -> None:
         if self.n_servers is not None and count != self.n_servers:
@@ -158,17 +208,62 @@ class Decider:
         for i, item in enumerate(items):
             groups.setdefault(len(item.servers), []).append(i)
         for idx in groups.values():
-            busy = np.array([[s.busy_for_s for s in items[i].servers] for i in idx], dtype=np.float64)
-            cap = np.array([[s.capability for s in items[i].servers] for i in idx], dtype=np.float64)
+            busy = np.array([[s.busy_for_s for s in items[i].servers.values()] for i in idx], dtype=np.float64)
+            cap = np.array([[s.capability for s in items[i].servers.values()] for i in idx], dtype=np.float64)
             due = np.array([items[i].request.due_in_s for i in idx], dtype=np.float64)
             kind = np.array([PENALTY_CODE[items[i].request.penalty] for i in idx], dtype=np.int64)
             server, steps, finish, quality = self.decide_arrays(busy, cap, due, kind)
             for k, i in enumerate(idx):
                 out[i] = {
-                    "server": items[i].servers[server[k]].id,
+                    "server": list(items[i].servers)[server[k]],
                     "steps": int(steps[k]),
                     "expected_finish_s": float(finish[k]),
                     "expected_quality": float(quality[k]),
                     "policy": self.label,
+                    "model_version": self.version,
                 }
         return out
+
+
+async def follow(
+    source: PolicySource, current: Callable[[], Decider], swap: Callable[[Decider, PolicySource], Awaitable[None]]
+) -> None:
+    """Run until cancelled: every `source.follow_every_s`, ask the registry which version the URI
+    points to; when it is not the one `current()` serves, load it in a worker thread (off the
+    request path) and `swap` it in. A registry that cannot be read leaves the policy in use
+    serving, with a warning (once per distinct problem); so does a version that cannot be loaded
+    or takes other input than the one in use (another problem, server or agent count, which every
+    client would see as 422s), and that version is not tried again. Any problem's decider is
+    followed (`load_decider`: edge's `Decider` or a multi-agent `ProblemDecider`)."""
+    from aigcsched.serve.problems import load_decider  # here: that module builds on this one
+
+    last_problem, refused = None, None
+
+    def warn(problem: str) -> None:
+        nonlocal last_problem
+        if problem != last_problem:
+            log.warning("following %s: keeping %s: %s", source.model_uri, current().label, problem)
+        last_problem = problem
+
+    while True:
+        await asyncio.sleep(source.follow_every_s)
+        try:
+            version = await asyncio.to_thread(source.current_version)
+        except Exception as e:  # whatever the registry says, keep serving
+            warn(f"{type(e).__name__}: {e}")
+            continue
+        if version in (current().version, refused):
+            last_problem = None
+            continue
+        pinned = source.pinned(version)
+        try:
+            decider = await asyncio.to_thread(load_decider, pinned, True)
+            old = current()
+            if (decider.problem, decider.n_servers, decider.n_agents) != (old.problem, old.n_servers, old.n_agents):
+                raise ConfigError(f"it takes {decider.takes()}, not {old.takes()}")
+        except Exception as e:
+            refused = version
+            warn(f"version {version}: {type(e).__name__}: {e}")
+            continue
+        await swap(decider, pinned)
+        log.warning("following %s: now serving %s", source.model_uri, decider.label)

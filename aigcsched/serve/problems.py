@@ -12,25 +12,29 @@ reads from the handlers' annotations at definition time.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import Body, FastAPI
 from pydantic import BaseModel, Field
 
 from aigcsched.platform.config import ConfigError
 from aigcsched.platform.problems import DEFAULT_PROBLEM, PROBLEMS, Problem, get_problem, problem_of
 from aigcsched.platform.problems.serving import BodyError
 from aigcsched.serve.policy import ApiError, Decider, PolicySource, policy_label
+from aigcsched.serve.schemas import errors
 
 
 class ProblemDecider:
     """A multi-agent problem's policy behind the endpoint: bodies in, every agent's decision out.
     A registered model (`cfg`: its training scenario) takes the agent count it was trained for; a
-    heuristic (`cfg` None) any count its problem's scenario allows."""
+    heuristic (`cfg` None) any count its problem's scenario allows. `follows`: its host keeps it on
+    the version its model URI points to (as edge's `Decider`)."""
 
-    def __init__(self, problem: Problem, policy: Any, cfg: BaseModel | None, info: dict):
-        self.problem, self.serving = problem, problem.serving()
+    def __init__(self, problem: Problem, policy: Any, cfg: BaseModel | None, info: dict, follows: bool = False):
+        self.problem, self.serving = problem.name, problem.serving()
         self.policy, self.cfg = policy, cfg
         self.info = {**info, "problem": problem.name}
         self.label = policy_label(self.info)
+        self.version = None if info.get("version") is None else str(info["version"])
+        self.follows = follows
         self.n_agents = self.serving.heuristic_agent_count() if cfg is None else self.serving.model_agent_count(cfg)
         self.n_servers = None
 
@@ -38,7 +42,18 @@ class ProblemDecider:
         keys = ("name", "version", "alias", "run_id", "uri")
         out = {k: (None if self.info.get(k) is None else str(self.info[k])) for k in keys}
         out["name"] = out["name"] or "unknown"
-        return {**out, "policy": self.label, "n_servers": None, "problem": self.problem.name, "n_agents": self.n_agents}
+        return {
+            "problem": self.problem,
+            **out,
+            "policy": self.label,
+            "n_servers": None,
+            "n_agents": self.n_agents,
+            "follows": self.follows,
+        }
+
+    def takes(self) -> str:
+        """The input this policy takes, for a follower's refusal."""
+        return f"{self.n_agents or 'any number of'} {self.problem} {self.serving.agent_noun}"
 
     def check_agent_count(self, count: int) -> None:
         if self.n_agents is not None and count != self.n_agents:
@@ -53,7 +68,7 @@ class ProblemDecider:
                 decision = self.serving.decide(self.policy, self.cfg, body)
             except BodyError as e:
                 raise ApiError(422, f"item {i}: {e}" if len(bodies) > 1 else str(e)) from None
-            out.append({**decision, "policy": self.label})
+            out.append({**decision, "policy": self.label, "model_version": self.version})
         return out
 
     # --- in place of edge's Decider: edge's routes and cluster book answer what is served instead
@@ -61,8 +76,8 @@ class ProblemDecider:
     def _not_edge(self) -> ApiError:
         return ApiError(
             422,
-            f"this endpoint serves the {self.problem.name} policy {self.label}, not an edge policy; "
-            f"POST /v1/{self.problem.name}/decide",
+            f"this endpoint serves the {self.problem} policy {self.label}, not an edge policy; "
+            f"POST /v1/{self.problem}/decide",
         )
 
     def check_server_count(self, count: int) -> None:
@@ -79,9 +94,10 @@ def heuristic_info(name: str) -> dict:
     return {"name": name, "version": None, "alias": None, "run_id": None, "uri": None}
 
 
-def load_decider(source: PolicySource) -> Decider | ProblemDecider:
+def load_decider(source: PolicySource, follows: bool | None = None) -> Decider | ProblemDecider:
     """The decider of whatever problem the source's policy belongs to (ConfigError if it cannot be
-    loaded, or is not of the problem the source names)."""
+    loaded, or is not of the problem the source names). `follows` (default: `source.follows`): its
+    host keeps it on the version the model URI points to."""
     if source.heuristic is not None:
         problem = get_problem(source.problem or DEFAULT_PROBLEM)
         serving = problem.serving()
@@ -92,65 +108,33 @@ def load_decider(source: PolicySource) -> Decider | ProblemDecider:
     problem = problem_of(policy.cfg)
     if source.problem is not None and source.problem != problem.name:
         raise ConfigError(f"{source.model_uri} is a {problem.name} policy, not a {source.problem} one")
+    follows = source.follows if follows is None else follows
     if problem.serving() is None:
-        return Decider(policy)
-    return ProblemDecider(problem, policy, policy.cfg, policy.info)
+        return Decider(policy, follows=follows)
+    return ProblemDecider(problem, policy, policy.cfg, policy.info, follows=follows)
 
 
 # --- routes
 
 
-class ErrorDetail(BaseModel):
-    detail: str = Field(description="what was wrong, in one line")
-
-
-class FieldError(BaseModel):
-    loc: list[str | int] = Field(description="where in the body")
-    msg: str
-    type: str
-
-
-class Unprocessable(BaseModel):
-    detail: list[FieldError] | str = Field(
-        description="the fields out of their bounds or types (a list); or one line: a body the policy cannot "
-        "answer (another agent count than it was trained for, another problem than the endpoint serves)"
-    )
-
-
-ERROR_RESPONSES: dict = {
-    400: {"model": ErrorDetail, "description": "invalid Content-Length"},
-    401: {"model": ErrorDetail, "description": "missing or wrong bearer token (when the endpoint has one)"},
-    413: {"model": ErrorDetail, "description": "body over the endpoint's size limit"},
-    422: {"model": Unprocessable, "description": "invalid body, or one the served policy cannot answer"},
-}
-
-
-def served_problem(decider: Any) -> str:
-    problem = getattr(decider, "problem", None)
-    return problem.name if problem is not None else problem_of(decider.cfg).name
-
-
-def problem_routes(service: Any) -> APIRouter:
+def add_problem_routes(app: FastAPI, service: Any) -> None:
     """`POST /v1/<problem>/decide` and `/decide-batch` for every problem with a `serving()`;
-    `service.decider` is the policy in use (see `api.Service`)."""
-    router = APIRouter()
+    `service.decider` is the policy in use (see `api.Service`). Routes of the app itself, not of an
+    included router: the 405 handler reads every route's methods."""
     for problem in PROBLEMS.values():
         if problem.serving() is not None:
-            _add_routes(router, service, problem)
-    return router
+            _add_routes(app, service, problem)
 
 
-def _add_routes(router: APIRouter, service: Any, problem: Problem) -> None:
+def _add_routes(router: FastAPI, service: Any, problem: Problem) -> None:
     serving = problem.serving()
     request_model = serving.request_model
     batch = Annotated[list[request_model], Field(min_length=1, max_length=serving.max_batch), Body()]
 
     def decider() -> ProblemDecider:
         d = service.decider
-        if served_problem(d) != problem.name:
-            raise ApiError(
-                422, f"this endpoint serves the {served_problem(d)} policy {d.label}, not a {problem.name} policy"
-            )
+        if d.problem != problem.name:
+            raise ApiError(422, f"this endpoint serves the {d.problem} policy {d.label}, not a {problem.name} policy")
         return d
 
     async def decide(body: request_model):
@@ -173,7 +157,7 @@ def _add_routes(router: APIRouter, service: Any, problem: Problem) -> None:
         decide,
         methods=["POST"],
         response_model=serving.decision_model,
-        responses=ERROR_RESPONSES,
+        responses=errors(422),
         tags=tags,
         summary=f"{problem.name}: decide one slot",
         description=f"Every agent's decision for one slot, as the served policy acts on the env in that state. "
@@ -184,7 +168,7 @@ def _add_routes(router: APIRouter, service: Any, problem: Problem) -> None:
         decide_batch,
         methods=["POST"],
         response_model=list[serving.decision_model],
-        responses=ERROR_RESPONSES,
+        responses=errors(422),
         tags=tags,
         summary=f"{problem.name}: decide several independent slots",
         description=f"Independent decisions for up to {serving.max_batch} bodies, answered in order.",

@@ -125,11 +125,11 @@ class DataCenterDecideRequest(BaseModel):
 
 class ProviderAction(BaseModel):
     id: str
-    keep_share: float = Field(description="share of this slot's new jobs the provider keeps")
+    keep_share: float = Field(ge=0, le=1, description="share of this slot's new jobs the provider keeps")
     handoff_to: str | None = Field(description="the provider that gets the rest; null when all are kept")
-    steps: int = Field(description="inference steps of the jobs its data center runs this slot")
+    steps: int = Field(ge=1, description="inference steps of the jobs its data center runs this slot")
     battery: Literal["discharge", "idle", "charge"] = Field(description="battery command, at full power")
-    power_cap: float = Field(description="GPU power cap, share of TDP")
+    power_cap: float = Field(ge=0, le=1, description="GPU power cap, share of TDP")
 
 
 class DataCenterDecision(BaseModel):
@@ -156,12 +156,14 @@ class DataCenterDecision(BaseModel):
                         },
                     ],
                     "policy": "heuristic:combined",
+                    "model_version": None,
                 }
             ]
         }
     )
     providers: list[ProviderAction]
     policy: str = Field(description="the policy that decided: model URI and version, or heuristic")
+    model_version: str | None = Field(description="registry version of the model that decided; null: heuristic")
 
 
 @lru_cache(maxsize=8)

@@ -94,8 +94,10 @@ class MECDecideRequest(BaseModel):
 class StationDecision(BaseModel):
     id: str
     servers: list[str] = Field(description="stations whose servers get a part of the task; empty without a task")
-    shares: list[float] = Field(description="share of the task each of those servers gets (sum 1)")
-    expected_delay_s: float | None = Field(
+    shares: list[Annotated[float, Field(ge=0)]] = Field(
+        description="share of the task each of those servers gets (sum 1)"
+    )
+    expected_delay_s: Annotated[float, Field(ge=0)] | None = Field(
         description="seconds from now until the task's last part finishes, all stations' parts booked in "
         "station order; null without a task"
     )
@@ -112,12 +114,14 @@ class MECDecision(BaseModel):
                         {"id": "bs-2", "servers": ["bs-1"], "shares": [1.0], "expected_delay_s": 1.7},
                     ],
                     "policy": "heuristic:myopic",
+                    "model_version": None,
                 }
             ]
         }
     )
     stations: list[StationDecision]
     policy: str = Field(description="the policy that decided: model URI and version, or heuristic")
+    model_version: str | None = Field(description="registry version of the model that decided; null: heuristic")
 
 
 @lru_cache(maxsize=64)
