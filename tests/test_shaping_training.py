@@ -34,10 +34,10 @@ TINY = {
     "kind, labels, network",
     [
         ("diffusion", "uniform", "diffusion"),
-        ("diffusion_potential", "uniform", "diffusion"),
+        ("diffusion_potential", "decomposition", "diffusion"),
         ("diffusion_replace", "decomposition", "mlp"),
     ],
-    ids=["diffusion", "potential", "replace-decomposition-mlp"],
+    ids=["diffusion", "potential-decomposition", "replace-decomposition-mlp"],
 )
 def test_diffusion_shaping_trains_and_logs_the_reward_model(store, kind, labels, network):
     shaping = {"reward_shaping.kind": kind, "reward_shaping.steps": 2, "reward_shaping.width": 8}
