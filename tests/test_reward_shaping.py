@@ -201,7 +201,7 @@ def test_reward_model_learns_a_synthetic_reward_and_its_action_free_mean():
     assert pearson(phi, torch.tensor(10.0 + 2.0 * obs[:, 0] + 0.5 - obs[:, 1] / 3)) > 0.9
 
 
-def train_on_one_deciding_action(labels, iterations=300):
+def train_on_one_deciding_action(labels, iterations=200):
     """A toy episode of 8 steps (the observation: the step's one-hot) whose return is 1 when the
     action at step 3 is 1, else 0; no other action matters. A reward model trained on 200 random
     episodes; returns it with the steps' observations."""
