@@ -11,6 +11,8 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
 from aigcsched.algorithms.reward_shaping import (
+    GROUPS,
+    LENGTHS,
     TARGETS,
     DiffusionRewardModel,
     DiffusionRewardShaping,
@@ -18,6 +20,7 @@ from aigcsched.algorithms.reward_shaping import (
     LabelledRows,
     RewardShapingConfig,
     add_reward_shaping,
+    decomposition_loss,
     is_reward_model_id,
     pearson,
     reward_model_id,
@@ -198,6 +201,70 @@ def test_reward_model_learns_a_synthetic_reward_and_its_action_free_mean():
     assert pearson(phi, torch.tensor(10.0 + 2.0 * obs[:, 0] + 0.5 - obs[:, 1] / 3)) > 0.9
 
 
+def train_on_one_deciding_action(labels, iterations=200):
+    """A toy episode of 8 steps (the observation: the step's one-hot) whose return is 1 when the
+    action at step 3 is 1, else 0; no other action matters. A reward model trained on 200 random
+    episodes; returns it with the steps' observations."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    length, obs = 8, np.eye(8, dtype=np.float32)
+    model = DiffusionRewardModel(
+        observation_space=gym.spaces.Box(0.0, 1.0, (length,), np.float32),
+        action_space=gym.spaces.Discrete(2),
+        learner_only=True,
+        model_config={"steps": 5, "width": 32, "labels": labels, "null_action": False},
+    )
+    rows = LabelledRows()
+    for _ in range(200):
+        actions = rng.integers(0, 2, length)
+        model.observe_targets(rows.add_episode(obs, actions, float(actions[3]), length))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(iterations):
+        if labels == "uniform":
+            columns, names = rows.sample(256, rng), (Columns.OBS, Columns.ACTIONS, TARGETS)
+        else:
+            columns = rows.sample_subsets(256, 4, rng)  # 64 subsets of 4 of an episode's 8 steps
+            names = (Columns.OBS, Columns.ACTIONS, TARGETS, GROUPS, LENGTHS)
+        batch = {name: torch.from_numpy(column) for name, column in zip(names, columns, strict=True)}
+        fwd_out = model.forward_train(batch)
+        loss = model.uniform_loss(fwd_out) if labels == "uniform" else model.decomposition_loss(fwd_out, batch)[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model, torch.from_numpy(obs)
+
+
+@pytest.mark.parametrize("labels", ["decomposition", "uniform"])
+def test_decomposition_credits_the_one_action_that_decides_the_return(labels):
+    model, obs = train_on_one_deciding_action(labels)
+    with torch.no_grad():
+        won = model.predict(obs, torch.ones(8, dtype=torch.long))  # every action 1: return 1
+        rng = np.random.default_rng(1)
+        episodes = [rng.integers(0, 2, 8) for _ in range(40)]
+        sums = torch.stack([model.predict(obs, torch.from_numpy(a)).sum() for a in episodes])
+    returns = torch.tensor([float(a[3]) for a in episodes])
+    others = float(won.sum() - won[3])
+    if labels == "uniform":
+        # return / length on every step: the deciding step gets no more than its share
+        assert float(won[3]) < others, won
+        return
+    assert float(won[3]) > 0.5 and float(won[3]) > others, won
+    # the sum over an episode tracks its return
+    assert pearson(sums, returns) > 0.95 and float((sums - returns).abs().mean()) < 0.15
+
+
+def test_decomposition_loss_is_the_subset_error_less_its_sampling_variance():
+    r_hat = torch.tensor([1.0, 3.0, 0.0, 2.0, 4.0])
+    targets = torch.tensor([1.5, 1.5, 1.0, 1.0, 1.0])
+    groups, lengths = torch.tensor([7, 7, 2, 2, 2]), torch.tensor([4, 4, 6, 6, 6])
+    loss, plain = decomposition_loss(r_hat, targets, groups, lengths, bias_correction=True)
+    # group 7: mean 2, error 0.25, s^2 = 2, correction (1 - 2/4) * 2 / 2 = 0.5; group 2: mean 2, error 1,
+    # s^2 = 4, correction (1 - 3/6) * 4 / 3
+    assert float(plain) == pytest.approx((0.25 + 1.0) / 2)
+    assert float(loss) == pytest.approx((0.25 - 0.5 + 1.0 - 2.0 / 3.0) / 2)
+    assert torch.equal(decomposition_loss(r_hat, targets, groups, lengths, bias_correction=False)[0], plain)
+
+
 def test_labeller_spreads_each_episodes_reward_over_its_steps():
     model = reward_model()
     rows = LabelledRows()
@@ -240,6 +307,13 @@ def test_labelled_rows_keep_the_most_recent_rows():
         values = np.arange(start, start + 3)
         rows.add(values[:, None].astype(np.float32), values, values.astype(np.float32))
     assert rows.size == 5 and sorted(rows.sample(10, np.random.default_rng(0))[2]) == [4, 5, 6, 7, 8]
+    # subsets: each group from one episode (the first one's remaining rows 4, 5, or the second's 6, 7, 8)
+    obs, _, _, groups, lengths = rows.sample_subsets(8, 2, np.random.default_rng(0))
+    assert len(set(groups)) == 4 and len(obs) <= 8
+    for g in set(groups):
+        values = set(obs[groups == g, 0])
+        assert len(values) == min(2, np.sum(groups == g)) and (values <= {4, 5} or values <= {6, 7, 8})
+    assert np.all(lengths == 3)
 
 
 @pytest.mark.parametrize("terminated", [True, False], ids=["terminated", "truncated"])

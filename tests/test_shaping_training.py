@@ -30,9 +30,18 @@ TINY = {
 }
 
 
-@pytest.mark.parametrize("kind", ["diffusion", "diffusion_potential"])
-def test_diffusion_shaping_trains_and_logs_the_reward_model(store, kind):
+@pytest.mark.parametrize(
+    "kind, labels, network",
+    [
+        ("diffusion", "uniform", "diffusion"),
+        ("diffusion_potential", "decomposition", "diffusion"),
+        ("diffusion_replace", "decomposition", "mlp"),
+    ],
+    ids=["diffusion", "potential-decomposition", "replace-decomposition-mlp"],
+)
+def test_diffusion_shaping_trains_and_logs_the_reward_model(store, kind, labels, network):
     shaping = {"reward_shaping.kind": kind, "reward_shaping.steps": 2, "reward_shaping.width": 8}
+    shaping |= {"reward_shaping.labels": labels, "reward_shaping.network": network, "reward_shaping.subset": 4}
     exp = load_experiment(CONFIG, {**TINY, **shaping, "reward_shaping.warmup_steps": 12})
     outcome = train(exp)
     client = mlflow.MlflowClient()
@@ -45,6 +54,10 @@ def test_diffusion_shaping_trains_and_logs_the_reward_model(store, kind):
     shaped = [p.value for p in client.get_metric_history(outcome.run_id, f"{prefix}shaping_active")]
     assert shaped[-1] == 1  # past the warm-up
     assert np.isfinite(m["episode_return_mean"]) and np.isfinite(m["episode_utility"])
+    # the credit statistics, on the 12 provider-days finished in an iteration, and on stored subsets
+    assert m[f"{prefix}r_hat_episode_spread"] >= 0 and -1 <= m[f"{prefix}held_out_return_corr"] <= 1
+    assert m[f"{prefix}decomposition_loss"] >= 0
+    assert (f"{prefix}decomposition_train_loss" in m) == (labels == "decomposition")
 
 
 def test_curiosity_peer_method_trains(store):

@@ -21,6 +21,7 @@ CONFIG_ARTIFACT = "config.yaml"
 LEARNER_KEYS = (
     *("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "qf_loss", "alpha_value", "alpha_loss"),
     *("reward_model_loss", "shaping_bonus_mean", "r_hat_target_corr", "labelled_rows", "shaping_active"),
+    *("decomposition_loss", "decomposition_train_loss", "held_out_return_corr", "r_hat_episode_spread"),
 )
 # Env-runner results: the return of the reward the policy learns from (sparse, dense, ...).
 RETURN_KEY = "episode_return_mean"

@@ -10,7 +10,9 @@ the shaped rewards. `curiosity` is the peer method, RLlib's distance-based novel
     algo = config.build_algo()
 
 - `settings`: `RewardShapingConfig`, validated once (the experiment's `reward_shaping` section).
-- `model`: `DiffusionRewardModel`, the reward model (one learner-only RLModule per policy module).
+- `model`: `DiffusionRewardModel`, the reward model (one learner-only RLModule per policy module), and
+  its ablation `MLPRewardModel`; `labels` uniform (return / length on every step) or decomposition
+  (randomized return decomposition).
 - `connectors`: `EpisodeOutcomeLabeller` (labels from observed episode outcomes) and
   `DiffusionRewardShaping` (rewrites the batch rewards), learner connector pieces.
 - `learner`: `RewardShapingLearner`, the TorchLearner mixin that wires the two in.
@@ -22,7 +24,8 @@ episode returns they report stay the environment's own.
 Logged under `result["learners"]["_reward_model_<module id>"]`: `reward_model_loss`,
 `shaping_bonus_mean` (shaped minus original reward over the batch's real steps),
 `r_hat_target_corr` (Pearson, r_hat vs target on the labelled rows of the update),
-`labelled_rows` (lifetime) and `shaping_active`.
+`labelled_rows` (lifetime), `shaping_active`, `decomposition_loss`, `held_out_return_corr`,
+`r_hat_episode_spread` (and with decomposition labels `decomposition_train_loss`).
 
 Not kept in checkpoints: the labelled rows and unfinished episode buffers (they refill); the model,
 its optimizer, normalization statistics and counters are. With several learners each keeps its own
@@ -42,21 +45,29 @@ if TYPE_CHECKING:
     from aigcsched.algorithms.reward_shaping.configure import add_reward_shaping
     from aigcsched.algorithms.reward_shaping.connectors import (
         DATASET_ROWS,
+        FRESH_EPISODES,
         DiffusionRewardShaping,
         EpisodeOutcomeLabeller,
         LabelledRows,
+        held_out_metrics,
         original_episode_id,
         pearson,
         potential_shaping,
     )
     from aigcsched.algorithms.reward_shaping.learner import SETTINGS_KEY, RewardShapingLearner, shaping_learner_class
     from aigcsched.algorithms.reward_shaping.model import (
+        GROUPS,
+        LENGTHS,
         NULL_ACTION_PROB,
         REWARD_MODEL_PREFIX,
+        REWARD_MODELS,
         TARGETS,
         X0_CLIP,
         DiffusionRewardModel,
+        MLPRewardModel,
+        RewardModel,
         action_sizes,
+        decomposition_loss,
         is_reward_model_id,
         observation_size,
         reward_model_id,
@@ -65,7 +76,11 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASET_ROWS",
     "DIFFUSION_KINDS",
+    "FRESH_EPISODES",
+    "GROUPS",
+    "LENGTHS",
     "NULL_ACTION_PROB",
+    "REWARD_MODELS",
     "REWARD_MODEL_PREFIX",
     "SETTINGS_KEY",
     "SHAPING_KINDS",
@@ -75,10 +90,14 @@ __all__ = [
     "DiffusionRewardShaping",
     "EpisodeOutcomeLabeller",
     "LabelledRows",
+    "MLPRewardModel",
+    "RewardModel",
     "RewardShapingConfig",
     "RewardShapingLearner",
     "action_sizes",
     "add_reward_shaping",
+    "decomposition_loss",
+    "held_out_metrics",
     "is_reward_model_id",
     "observation_size",
     "original_episode_id",

@@ -32,10 +32,12 @@ def add_reward_shaping(config: AlgorithmConfig, settings: RewardShapingConfig | 
     - none: the config unchanged.
     - curiosity: RLlib's example piece EuclidianDistanceBasedCuriosity (eta per unit of distance to
       recently seen observations) as the custom learner connector, replacing any set before.
-    - diffusion (r + eta r_hat(s, a)) or diffusion_potential (r + gamma Phi(s') - Phi(s),
-      Phi = eta r_hat(s, null)): a PPOConfig or SACConfig / DSACConfig (single- or multi-agent) on
-      RLlib's new API stack gets a learner class that trains a reward model per policy module.
-      `steps` (T) and `width` size its denoiser, `lr` its Adam. Warm-up is counted in labelled rows
+    - diffusion (r + eta r_hat(s, a)), diffusion_potential (r + gamma Phi(s') - Phi(s),
+      Phi = eta r_hat(s, null)) or diffusion_replace (r_hat(s, a) alone): a PPOConfig or
+      SACConfig / DSACConfig (single- or multi-agent) on RLlib's new API stack gets a learner class
+      that trains a reward model per policy module, on `labels` uniform or decomposition, generated
+      by `network` diffusion or mlp. `steps` (T) and `width` size its denoiser (the MLP has the
+      same width), `lr` its Adam, `subset` the decomposition's steps per episode. Warm-up is counted in labelled rows
       (steps of finished episodes, the only ones that carry a target): a module's rewards are
       shaped once its reward model has `warmup_steps` of them over its lifetime and has taken an
       update.

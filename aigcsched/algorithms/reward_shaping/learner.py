@@ -15,7 +15,7 @@ from ray.rllib.connectors.learner import AddNextObservationsFromEpisodesToTrainB
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from aigcsched.algorithms.reward_shaping.connectors import DiffusionRewardShaping, EpisodeOutcomeLabeller, LabelledRows
-from aigcsched.algorithms.reward_shaping.model import DiffusionRewardModel, is_reward_model_id, reward_model_id
+from aigcsched.algorithms.reward_shaping.model import REWARD_MODELS, is_reward_model_id, reward_model_id
 
 SETTINGS_KEY = "reward_shaping"  # in config.learner_config_dict
 
@@ -43,11 +43,18 @@ class RewardShapingLearner:
             if policy.is_stateful():
                 raise ValueError(f"reward shaping does not support stateful (recurrent) modules, got {mid!r}")
             if reward_model_id(mid) not in module:
-                model = DiffusionRewardModel(
+                model = REWARD_MODELS[settings.get("network", "diffusion")](
                     observation_space=policy.observation_space,
                     action_space=policy.action_space,
                     learner_only=True,
-                    model_config={"steps": settings["steps"], "width": settings["width"]},
+                    model_config={
+                        "steps": settings["steps"],
+                        "width": settings["width"],
+                        "labels": settings.get("labels", "uniform"),
+                        "bias_correction": settings.get("bias_correction", True),
+                        # r_hat(s, null) is read only by the potential
+                        "null_action": settings["kind"] == "diffusion_potential",
+                    },
                 )
                 module.add_module(reward_model_id(mid), model)
         self._map_module_to_device(module)
@@ -72,6 +79,8 @@ class RewardShapingLearner:
             warmup_steps=settings["warmup_steps"],
             datasets=datasets,
             seed=self.config.seed,
+            labels=settings.get("labels", "uniform"),
+            subset=settings.get("subset", 64),
         )
         if GeneralAdvantageEstimation in classes:
             pipeline.insert_before(GeneralAdvantageEstimation, shaping)

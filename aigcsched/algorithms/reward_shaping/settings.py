@@ -7,9 +7,11 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ShapingKind = Literal["none", "diffusion", "diffusion_potential", "curiosity"]
+ShapingKind = Literal["none", "diffusion", "diffusion_potential", "diffusion_replace", "curiosity"]
 SHAPING_KINDS = get_args(ShapingKind)
-DIFFUSION_KINDS = ("diffusion", "diffusion_potential")  # the kinds that train a reward model
+DIFFUSION_KINDS = ("diffusion", "diffusion_potential", "diffusion_replace")  # the kinds that train a reward model
+Labels = Literal["uniform", "decomposition"]
+Network = Literal["diffusion", "mlp"]
 
 
 class RewardShapingConfig(BaseModel):
@@ -21,6 +23,7 @@ class RewardShapingConfig(BaseModel):
     kind: ShapingKind = Field(
         "none",
         description="none; diffusion: r + eta * r_hat(s, a); diffusion_potential: r + gamma Phi(s') - Phi(s); "
+        "diffusion_replace: r_hat(s, a) alone, for rewards paid only at the end (eta unused); "
         "curiosity: RLlib's distance-based novelty bonus (the peer method)",
     )
     eta: float = Field(
@@ -35,3 +38,23 @@ class RewardShapingConfig(BaseModel):
         1000, ge=0, strict=True, description="labelled steps (of finished episodes) before shaping starts"
     )
     lr: float = Field(1e-3, gt=0, description="Adam step size of the reward model")
+    labels: Labels = Field(
+        "uniform",
+        description="the reward model's objective. uniform: every step of a finished episode regresses its "
+        "return / length (IRCR's redistribution); decomposition: randomized return decomposition (Ren et al. "
+        "2022), the mean r_hat over a random subset of an episode's steps regresses return / length, so the "
+        "per-step r_hat sum to the return and differ between the actions of an episode",
+    )
+    network: Network = Field(
+        "diffusion",
+        description="what generates r_hat(s, a): diffusion (conditional DDPM, r_hat from its reverse chain) or "
+        "mlp (a plain regressor of the same width, the ablation)",
+    )
+    subset: int = Field(
+        64, ge=2, strict=True, description="decomposition: steps drawn per episode for the reward model's batch"
+    )
+    bias_correction: bool = Field(
+        True,
+        description="decomposition: subtract the subset mean's sampling variance (Ren et al.'s bias-corrected "
+        "loss), so the loss estimates the whole episode's",
+    )
