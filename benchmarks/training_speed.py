@@ -46,6 +46,12 @@ VARIANTS = {
         ("multi_agent", "mec_ppo.yaml", {"resources.sampler": "multi_agent"}),
         ("agent_slots", "mec_ppo.yaml", {"resources.sampler": "agent_slots"}),
         ("agent_slots, 64 episodes", "mec_ppo.yaml", {"resources.sampler": "agent_slots", **WIDE}),
+        # stations deciding in turn: a step per station, so the sampler's steps are turns (one slot per episode)
+        (
+            "agent_slots, in turn",
+            "mec_ppo.yaml",
+            {"resources.sampler": "agent_slots", "env.config.decision": "in_turn"},
+        ),
     ],
     "datacenter": [
         (

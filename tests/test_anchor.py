@@ -40,6 +40,12 @@ def untrained_policy(exp) -> TrainedPolicy:
             {"env.config.observe_lookahead": True, "env.config.episode_slots": 30, "algorithm.module": "mlp"},
             "myopic",
         ),
+        # deciding in turn, the look-ahead holds the slot's earlier bookings: the prior is sequential_myopic's
+        (
+            "mec_ppo.yaml",
+            {"env.config.decision": "in_turn", "env.config.observe_lookahead": True, "env.config.episode_slots": 20},
+            "sequential_myopic",
+        ),
         (
             "datacenter_ppo.yaml",
             {"env.config.data_dir": None, "env.config.observe_lookahead": True, "algorithm.module": "mlp"},
@@ -65,6 +71,9 @@ def test_an_untrained_anchored_policy_scores_as_its_heuristic(config, overrides,
     anchored = problem.evaluate(problem.bind(untrained_policy(exp)), cfg, episodes, seed)[metric]
     reference = problem.evaluate(resolve_policy(heuristic, cfg, seed=seed), cfg, episodes, seed)[metric]
     assert anchored == pytest.approx(reference, rel=0.01)
+    if cfg.model_dump().get("decision") == "in_turn":  # and as sequential_myopic scores with all deciding at once
+        at_once = cfg.model_copy(update={"decision": "simultaneous"})
+        assert anchored == pytest.approx(problem.evaluate(heuristic, at_once, episodes, seed)[metric], rel=0.01)
     # without the anchor, the same module starts far from the heuristic
     free = load_experiment(CONFIGS / config, {**overrides, "algorithm.anchor_scale": 0.0})
     unanchored = problem.evaluate(problem.bind(untrained_policy(free)), cfg, episodes, seed)[metric]

@@ -8,9 +8,11 @@ from aigcsched.envs import MECConfig, MECEnv, MECInstance
 from aigcsched.envs.mec import finish_together_shares
 
 
-@pytest.mark.parametrize("mode", ["subset", "weights"])
-def test_pettingzoo_parallel_api(mode):
-    parallel_api_test(MECEnv(action_mode=mode, episode_slots=30), num_cycles=40)
+@pytest.mark.parametrize(
+    "mode, decision", [("subset", "simultaneous"), ("weights", "simultaneous"), ("subset", "in_turn")]
+)
+def test_pettingzoo_parallel_api(mode, decision):
+    parallel_api_test(MECEnv(action_mode=mode, decision=decision, episode_slots=30), num_cycles=40)
 
 
 def test_subset_action_enumerates_subsets_times_rules():

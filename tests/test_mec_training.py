@@ -188,6 +188,27 @@ def test_a_central_critic_sees_the_global_state_and_the_actor_only_its_station(s
     assert all(np.isclose(policy(env, agent, first[agent]).sum(), 1.0) for agent in env.possible_agents)
 
 
+def test_stations_deciding_in_turn_train_with_a_central_critic(store):
+    values = {
+        **PPO,
+        "env.config.decision": "in_turn",
+        "algorithm.central_critic": True,
+        # each of the 2 x 3 episodes (one sampler slot each) steps a whole 10-slot episode of 3 turns
+        "algorithm.train_batch_size": 60,
+        "tracking.register_model": False,
+        "stop": {"iterations": 1},
+    }
+    exp = load_experiment(CONFIGS / "mec_ppo.yaml", values)
+    outcome = train(exp)
+    # env steps still count slots (each of K station turns), so the batch is as configured
+    assert exp.algorithm.train_batch_size <= outcome.env_steps < 2 * exp.algorithm.train_batch_size
+    m = mlflow.MlflowClient().get_run(outcome.run_id).data.metrics
+    assert m["episode_mean_delay"] > 0 and np.isfinite(m["learner.vf_loss"])
+    assert np.isfinite(outcome.evaluation["trained"]["mean_delay"])
+    report = mlflow.artifacts.load_text(f"runs:/{outcome.run_id}/evaluation.md")
+    assert "stations decide in turn" in report
+
+
 def _checkpoint(outcome) -> str:
     return mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path=outcome.checkpoint)
 

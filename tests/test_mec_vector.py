@@ -36,7 +36,8 @@ def play_and_compare(venv: MECVectorEnv, singles: list[MECEnv], seed: int | None
         o, _ = env.reset(seed=None if seed is None else seed + i)
         assert np.array_equal(obs[i], stack(o, agents))
     multi = 0
-    for _ in range(venv.cfg.episode_slots):
+    turns = venv.n_agents if venv.in_turn else 1  # in turn: a step per station and slot
+    for _ in range(venv.cfg.episode_slots * turns):
         actions = random_actions(venv, rng)
         obs, rewards, terminated, truncated, infos = venv.step(actions)
         assert obs.dtype == np.float32 and rewards.shape == infos["delay"].shape == (venv.num_envs, len(agents))
@@ -82,6 +83,10 @@ SCENARIOS = [
         },
     ),
     (3, {"n_servers": 9, "max_split": 8, "episode_slots": 3, "observe_lookahead": True}),
+    # stations deciding in turn: one station's booking per step, the look-ahead on the booked queues
+    (4, {"decision": "in_turn", "observe_lookahead": True, "arrival_prob": 0.9, "episode_slots": 20}),
+    (3, {"decision": "in_turn", "reward_mode": "team", "n_servers": 6, "max_split": 3, "episode_slots": 10}),
+    (3, {"decision": "in_turn", "action_mode": "weights", "n_servers": 4, "episode_slots": 15}),
 ]
 
 

@@ -105,10 +105,13 @@ def make_sequential_myopic() -> Policy:
     """Myopic with the stations deciding in turn within a slot, as a dispatcher with atomic
     bookings would (`sequential_myopic_plan`); plain myopic puts them all on the slot's start
     queues, so they pile onto the same fast servers. The slot is planned on its first call, so
-    the stations may be asked in any order."""
+    the stations may be asked in any order. Where the env itself has the stations decide in turn
+    (`decision: in_turn`), its queues already hold the earlier bookings: this is myopic."""
     state: dict = {"key": None, "plan": {}}
 
     def sequential_myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+        if env.in_turn:
+            return myopic(env, agent, obs)
         # a new env, episode (a reset draws a new instance) or slot needs a new plan
         key = (id(env), id(env.instance), env.slot, env.free_at.tobytes())
         if key != state["key"]:
@@ -139,11 +142,13 @@ MEC_POLICIES = ("local", "random", "round_robin", "least_loaded", "smcoedge", "m
 
 
 def run_episode(env: MECEnv, policy: Policy, seed: int) -> dict[str, float]:
-    """One episode; mean delay per task and its parts (seconds), tasks, mean parts per task."""
+    """One episode; mean delay per task and its parts (seconds), tasks, mean parts per task. Stations
+    decide as the env has them: all at once, or (`decision: in_turn`) one per step."""
     obs, _ = env.reset(seed=seed)
     delays, parts = [], []
     while env.agents:
-        shares = {a: policy(env, a, obs[a]) if obs[a][0] > 0 else local(env, a, obs[a]) for a in env.agents}
+        deciding = [a for i, a in enumerate(env.agents) if env.decides(i)]
+        shares = {a: policy(env, a, obs[a]) if obs[a][0] > 0 else local(env, a, obs[a]) for a in deciding}
         obs, _, _, _, infos = env.step_shares(shares)
         for info in infos.values():
             if info["has_task"]:

@@ -4,6 +4,9 @@ For a policy shared by all agents, single-agent RL on the slots is multi-agent R
 is agent k of episode b, it sees that agent's own observation (which names the agent) and gets
 that agent's reward. With `with_state`, each slot also sees the episode's global state after its
 own observation, for a centralized critic (decentralized actors read only the first part).
+
+Where the agents of an episode act one per step (`TurnSlots`, a batched env with `in_turn`), each
+episode is one slot: at every step it is the agent on turn, the same in every episode.
 """
 
 from __future__ import annotations
@@ -84,3 +87,44 @@ class AgentSlots(VectorEnv):
 
     def close(self, **kwargs):
         pass
+
+
+class TurnSlots(AgentSlots):
+    """B episodes of a batched env whose agents act in turn (`in_turn`, the agent on turn `turn`, the
+    same in all episodes; other agents' actions ignored) as B slots: slot b is episode b's agent on
+    turn, with that agent's observation (which names it) and reward."""
+
+    def __init__(self, env: Any, with_state: bool = False):
+        if not getattr(env, "in_turn", False):
+            raise ValueError("TurnSlots needs a batched env whose agents act in turn (in_turn)")
+        super().__init__(env, with_state)
+        self.num_envs = self.n_episodes
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    def slot(self, index: int) -> tuple[int, int]:
+        """(episode, 0): each episode's metrics are logged once, from its only slot."""
+        return index, 0
+
+    def step(self, actions):
+        B, K = self.n_episodes, self.n_agents
+        if self._autoreset:
+            obs, _ = self.env.reset()
+            self._autoreset = False
+            none = np.zeros(B, dtype=bool)
+            return self._slots(obs), np.zeros(B), none, none.copy(), {}
+        turn = self.env.turn
+        shape = self.single_action_space.shape
+        every = np.zeros((B, K, *shape), dtype=self.single_action_space.dtype)  # the others' are ignored
+        every[:, turn] = np.asarray(actions).reshape(B, *shape)
+        obs, rewards, terminated, truncated, _ = self.env.step(every)
+        self._autoreset = bool((terminated | truncated).all())
+        reward = np.asarray(rewards, dtype=np.float64)[:, turn]
+        return self._slots(obs), reward, np.asarray(terminated), np.asarray(truncated), {}
+
+    def _slots(self, obs: np.ndarray) -> np.ndarray:
+        turn = self.env.turn
+        own = np.asarray(obs, dtype=np.float32)[:, turn]
+        if not self.with_state:
+            return own
+        return np.concatenate([own, np.asarray(self.env.global_state(), dtype=np.float32)], axis=1)

@@ -65,6 +65,11 @@ class MECConfig(BaseModel):
         description="subset mode: append per action how much later (s, as <= 0) than the best action the "
         "station's task would finish on the current queues",
     )
+    decision: Literal["simultaneous", "in_turn"] = Field(
+        "simultaneous",
+        description="simultaneous: all stations decide at once on the queues of the slot's start; in_turn: one "
+        "station per step (bs_0 first, a slot is K steps), each on the queues as booked by the stations before it",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MECConfig:
@@ -78,6 +83,9 @@ class MECConfig(BaseModel):
             raise ValueError(f"split_rules must be a non-empty subset of {SPLIT_RULES}, got {self.split_rules}")
         if self.observe_lookahead and self.action_mode != "subset":
             raise ValueError("observe_lookahead needs action_mode 'subset' (one entry per Discrete action)")
+        if self.decision == "in_turn" and self.reward_mode == "sparse":
+            # a turn's reward goes to the station on turn; the episode's sum belongs to no single turn
+            raise ValueError("decision 'in_turn' takes reward_mode 'own' or 'team', not 'sparse'")
         return self
 
     def subsets(self) -> list[tuple[int, ...]]:
@@ -170,6 +178,14 @@ class MECEnv(ParallelEnv):
     Info per agent: delay, transfer, queueing and processing seconds of its task (the max over
     parts for the last three), parts, has_task.
 
+    Deciding in turn (`decision: in_turn`): a slot takes K steps, one per station in booking order
+    (bs_0 first; `turn_agent`); each step books only the task of the station on turn, on the queues
+    as booked by the stations before it in the slot, and the clock moves on after the last turn. So
+    the observation's backlog already holds the slot's earlier bookings, and the look-ahead block is
+    the station on turn's (zeros for the others): its best action is what `sequential_myopic`
+    picks. The other stations' actions are ignored; has_task in the info, the reward (own) and the
+    tally are the station on turn's task's, this step's alone (team: every agent gets minus its delay).
+
     Arguments: `config` (MECConfig or dict) and/or MECConfig fields as keyword arguments.
     """
 
@@ -207,6 +223,7 @@ class MECEnv(ParallelEnv):
         self.instance = self._check_instance(given) if given is not None else draw_instance(self.np_random, self.cfg)
         self.agents = list(self.possible_agents)
         self.slot = 0
+        self.turn = 0  # the station on turn (in_turn decisions; always 0 when all decide at once)
         self.free_at = np.zeros(self.cfg.n_servers)  # absolute time each server's queue empties
         backlog = (options or {}).get("backlog_s")
         if backlog is not None:
@@ -235,6 +252,19 @@ class MECEnv(ParallelEnv):
     def now(self) -> float:
         return self.slot * self.cfg.slot_s
 
+    @property
+    def in_turn(self) -> bool:
+        return self.cfg.decision == "in_turn"
+
+    @property
+    def turn_agent(self) -> str | None:
+        """The station that decides this step when stations decide in turn (None: all at once)."""
+        return self.possible_agents[self.turn] if self.in_turn else None
+
+    def decides(self, i: int) -> bool:
+        """Whether station i's task (if any) is booked by this step."""
+        return not self.in_turn or i == self.turn
+
     def _observations(self) -> dict[str, np.ndarray]:
         inst, n = self.instance, self.cfg.n_servers
         slot = min(self.slot, self.cfg.episode_slots - 1)
@@ -247,7 +277,7 @@ class MECEnv(ParallelEnv):
             links = np.minimum(inst.link_mbps[i] / 500.0, 1.0)  # own server (inf) shows as 1
             parts = [head, shared, links, np.eye(n)[i]]
             if self.cfg.observe_lookahead:
-                parts.append(self.lookahead(i) if task else np.zeros(self._act_space.n))
+                parts.append(self.lookahead(i) if task and self.decides(i) else np.zeros(self._act_space.n))
             out[agent] = np.concatenate(parts).astype(np.float32)
         return out
 
@@ -298,18 +328,18 @@ class MECEnv(ParallelEnv):
         return tx, proc
 
     def step(self, actions: dict[str, Any]):
-        # stations without a task this slot ignore their action
+        # stations without a task this slot, or not on turn, ignore their action
         has_task = self.instance.has_task[self.slot]
-        return self.step_shares(
-            {a: self.shares(a, act) for a, act in actions.items() if has_task[self.possible_agents.index(a)]}
-        )
+        books = [a for i, a in enumerate(self.possible_agents) if has_task[i] and self.decides(i)]
+        return self.step_shares({a: self.shares(a, actions[a]) for a in books})
 
     def step_shares(self, shares: dict[str, np.ndarray]):
-        """Step with explicit splits (what heuristics use): agent -> N non-negative shares summing to 1."""
+        """Step with explicit splits (what heuristics use): agent -> N non-negative shares summing to 1,
+        for each station with a task (in_turn: the station on turn only)."""
         cfg, inst = self.cfg, self.instance
         infos, delays = {}, {}
         for i, agent in enumerate(self.agents):
-            info = {"has_task": bool(inst.has_task[self.slot, i])}
+            info = {"has_task": bool(inst.has_task[self.slot, i]) and self.decides(i)}
             if info["has_task"]:
                 x = np.asarray(shares[agent], dtype=np.float64)
                 if x.shape != (cfg.n_servers,) or np.any(x < 0) or not np.isclose(x.sum(), 1.0):
@@ -324,7 +354,9 @@ class MECEnv(ParallelEnv):
                 )
             infos[agent] = info
         total = sum(delays.values())
-        self.slot += 1
+        self.turn += self.in_turn
+        if self.turn == cfg.n_servers or not self.in_turn:
+            self.slot, self.turn = self.slot + 1, 0
         done = self.slot >= cfg.episode_slots
         if cfg.reward_mode == "team":
             rewards = {a: -total for a in self.agents}

@@ -116,6 +116,9 @@ class MECVectorEnv:
     With `observe_lookahead`, the last A = #actions entries of each observation are MECEnv's
     look-ahead, computed for all episodes, stations and actions at once (`_lookahead`).
 
+    With `decision: in_turn`, each step is one turn, the same station's (`turn`) in every episode:
+    only its action counts, as in MECEnv; a slot takes K steps.
+
     Global state (B, state_size) float32, for a centralized critic, in blocks:
       [0, N)              every server's backlog, seconds until free (as in the observation)
       [N, 2N)             capacities / 50
@@ -130,6 +133,7 @@ class MECVectorEnv:
         single = MECEnv(config, **overrides)
         self.cfg = cfg = single.cfg
         self.num_envs = num_envs
+        self.in_turn = cfg.decision == "in_turn"
         self.possible_agents = list(single.possible_agents)
         self.n_agents = N = cfg.n_servers
         self.single_observation_space = single.observation_space(self.possible_agents[0])
@@ -172,6 +176,7 @@ class MECVectorEnv:
         self._links = links.transpose(1, 0, 2).copy()  # (server, station, B)
         self._has_task, self._mbit, self._steps = has_task, mbit, steps  # (slots, K, B)
         self._slot = 0
+        self.turn = 0  # the station on turn (in_turn; always 0 when all decide at once)
         self._free = np.zeros((N, B))  # absolute time each server's queue empties
         self.tally = {
             "tasks": np.zeros((B, N), dtype=np.int64),
@@ -189,6 +194,13 @@ class MECVectorEnv:
     @property
     def now(self) -> float:
         return self._slot * self.cfg.slot_s
+
+    def _deciding(self) -> np.ndarray:
+        """(K, B): the stations whose task this step books (all with a task, or the one on turn)."""
+        has = self._has_task[self._slot]
+        if not self.in_turn:
+            return has
+        return has & (np.arange(self.n_agents) == self.turn)[:, None]
 
     def _task(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """has_task, Mbit / 5 and steps / 60 of every station's task now (K, B), zeros without one."""
@@ -221,7 +233,7 @@ class MECVectorEnv:
         if self._slot >= self.cfg.episode_slots:
             return out
         t, now = self._slot, self.now
-        k, b = np.nonzero(self._has_task[t])
+        k, b = np.nonzero(self._deciding())
         P = len(k)
         # per server (N, then a padding server that never takes work) and task column
         tx, proc, free = np.zeros((N + 1, P)), np.ones((N + 1, P)), np.zeros((N + 1, P))
@@ -249,7 +261,7 @@ class MECVectorEnv:
         end = np.maximum(now + tx[at] * x, free[at]) + proc[at] * x
         finish = max_first(np.where(x > 0, end, -np.inf)) - now  # (A, P)
         out[b, k] = (min_first(finish) - finish).T
-        self._splits = (t, k, b, x)
+        self._splits = (t, self.turn, k, b, x)
         return out
 
     def global_state(self) -> np.ndarray:
@@ -268,7 +280,7 @@ class MECVectorEnv:
             raise RuntimeError("no running episode: call reset() first")
         K = self.n_agents
         t, now = self._slot, self.now
-        has = self._has_task[t]  # (K, B)
+        has = self._deciding()  # (K, B)
         # transfer and processing seconds of each station's whole task on each server (N, K, B)
         tx = self._mbit[t] / self._links  # inf link -> 0 s
         proc = self._steps[t] / self._cap[:, None, :]
@@ -284,8 +296,8 @@ class MECVectorEnv:
         # tasks join the queues in station order (the shares were all chosen on the queues at the
         # start of the slot, as in MECEnv), so one station at a time over all episodes
         free = self._free
-        start, end = np.empty((2, *shares.shape))
-        for k in range(K):
+        start, end = np.zeros((2, *shares.shape))  # zeros where no task is booked
+        for k in [self.turn] if self.in_turn else range(K):
             np.maximum(arrive[:, k], free, out=start[:, k])
             np.add(start[:, k], work[:, k], out=end[:, k])
             np.copyto(free, end[:, k], where=placed[:, k])
@@ -305,7 +317,9 @@ class MECVectorEnv:
         tally["delay_s"] += infos["delay"]
         tally["parts"] += infos["parts"]
 
-        self._slot += 1
+        self.turn += self.in_turn
+        if self.turn == K or not self.in_turn:
+            self._slot, self.turn = self._slot + 1, 0
         done = self._slot >= cfg.episode_slots
         if cfg.reward_mode == "team":
             # left to right over stations, as MECEnv's sum() of the slot's delays
@@ -337,9 +351,9 @@ class MECVectorEnv:
         actions = actions.T
         if np.any(has & ((actions < 0) | (actions >= n_actions))):
             raise ValueError(f"subset actions must lie in 0..{n_actions - 1}")
-        if self._splits is not None and self._splits[0] == self._slot:
+        if self._splits is not None and self._splits[:2] == (self._slot, self.turn):
             # the look-ahead split every action on these queues: pick the chosen ones
-            _, k, b, x = self._splits
+            _, _, k, b, x = self._splits
             chosen = actions[k, b]
             shares = np.zeros((N + 1, K, B))  # row N: the padding
             shares[self._act_members[:, chosen], k, b] = x[:, chosen, np.arange(len(k))]

@@ -1,13 +1,14 @@
 """The agent-slots sampler: a policy shared by all agents of a multi-agent problem, sampled by
 RLlib's single-agent env runner on the problem's batched env, one vector slot per (episode, agent)
 (see `aigcsched.envs.agent_slots`). Far cheaper per agent step than RLlib's MultiAgentEnvRunner on
-copies of the ParallelEnv, and the same episodes for the same seeds."""
+copies of the ParallelEnv, and the same episodes for the same seeds. Where the problem's agents
+act in turn, one slot per episode (`TurnSlots`): RLlib's env steps are then the agents' turns."""
 
 from __future__ import annotations
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from aigcsched.envs.agent_slots import AgentSlots
+from aigcsched.envs.agent_slots import AgentSlots, TurnSlots
 from aigcsched.platform.problems import get_problem
 
 ENV_NAME = "aigcsched-agent-slots"
@@ -25,6 +26,10 @@ def make_env(config: dict) -> AgentSlots:
     with_state = config.pop(STATE_KEY)
     slots = config.pop("num_envs", None)
     cfg = problem.scenario(config)
+    if problem.decides_in_turn(cfg):  # an episode's agents act one per step: a slot per episode
+        env = TurnSlots(problem.batched_env(cfg, slots or 1), with_state=with_state)
+        env.problem = problem
+        return env
     agents = len(problem.agents(cfg))
     episodes = 1 if slots is None else slots // agents
     if slots is not None and episodes * agents != slots:

@@ -66,8 +66,15 @@ def evaluate(
     print_results(
         problem,
         results,
-        f"{problem.name}: {problem.table_title} over {episodes} episodes (seeds {seed}..{seed + episodes - 1})",
+        f"{problem.name}: {problem.table_title} over {episodes} episodes (seeds {seed}..{seed + episodes - 1})"
+        + _note(problem, cfg),
     )
+
+
+def _note(problem: Problem, cfg) -> str:
+    """The scenario's own words for a table title (e.g. how its agents decide), or nothing."""
+    note = problem.scenario_note(cfg)
+    return f"; {note}" if note else ""
 
 
 def print_results(problem: Problem, results: dict, title: str) -> None:
@@ -111,6 +118,7 @@ def train(
     if outcome.evaluation:
         ev = exp.evaluation
         title = f"held-out evaluation: {exp.problem.table_title}, seeds {ev.seed}..{ev.seed + ev.episodes - 1}"
+        title += _note(exp.problem, exp.evaluation_scenario())
         print_results(exp.problem, outcome.evaluation, title)
     if outcome.model_version:
         console.print(f"model {exp.tracking.model_name} version {outcome.model_version}: {outcome.promotion_reason}")

@@ -305,10 +305,10 @@ class ExperimentConfig(_Section):
                 )
         if self.reward_shaping.kind != "none" and alg.name not in ("PPO", "DSAC"):
             raise ValueError(f"reward_shaping works with PPO and DSAC, not {alg.name}")
-        train = range(
-            self.seed,
-            self.seed + self.resources.num_envs_per_env_runner * max(1, self.resources.num_env_runners),
-        )
+        # agents acting in turn on the agent-slots sampler: an episode per slot, K times the episodes
+        in_turn = self.agent_slots and problem.decides_in_turn(scenario)
+        episodes = self.resources.num_envs_per_env_runner * (self.slots_per_env_step if in_turn else 1)
+        train = range(self.seed, self.seed + episodes * max(1, self.resources.num_env_runners))
         held_out = range(ev.seed, ev.seed + ev.episodes)
         if train.start < held_out.stop and held_out.start < train.stop:
             raise ValueError(f"evaluation seeds {held_out.start}..{held_out.stop - 1} overlap the training seeds")

@@ -63,6 +63,8 @@ def evaluate_and_register(policy: TrainedPolicy, exp: ExperimentConfig, console:
     mlflow.log_metrics(metrics)
     mlflow.log_text(json.dumps(results, indent=2), "evaluation.json")
     caption = f"{ev.episodes} held-out episodes (seeds {ev.seed}..{ev.seed + ev.episodes - 1})"
+    note = problem.scenario_note(exp.evaluation_scenario())
+    caption += f"; {note}" if note else ""
     mlflow.log_text(
         results_markdown(results, problem.columns, f"{problem.table_title.capitalize()}, {caption}."), "evaluation.md"
     )

@@ -83,6 +83,10 @@ def load_study(path: str | Path, overrides: dict | None = None) -> tuple[StudyCo
     problems = {exp.env.id for exp in experiments.values()}
     if len(problems) > 1:
         raise ConfigError(f"a study compares variants of one problem, got {', '.join(sorted(problems))}")
+    # the heuristics run once, on the first variant's scenario: it must be every variant's way of deciding
+    notes = {exp.problem.scenario_note(exp.evaluation_scenario()) for exp in experiments.values()}
+    if len(notes) > 1:
+        raise ConfigError(f"a study's variants are scored on one kind of scenario, got {' / '.join(sorted(notes))}")
     return study, experiments
 
 
@@ -278,6 +282,7 @@ def _write_results(study: StudyConfig, evaluation: ExperimentConfig, heuristics:
             "higher_is_better": sign > 0,
             "held_out_seeds": [ev.seed, ev.seed + ev.episodes - 1],
         },
+        "scenario": problem.scenario_note(evaluation.evaluation_scenario()),
         "curve_metric": problem.curve,
         "target": target,
         "heuristics": heuristics,
@@ -359,7 +364,8 @@ def report_markdown(result: dict, plot_name: str) -> str:
         "",
         f"{result['seeds_done']} of {s['seeds']} seeds per variant, same env-step budget. "
         f"Score: held-out `{score['metric']}` ({better} is better) on episodes seeded "
-        f"{score['held_out_seeds'][0]}..{score['held_out_seeds'][1]}; mean and 95% t interval over seeds.",
+        f"{score['held_out_seeds'][0]}..{score['held_out_seeds'][1]}; mean and 95% t interval over seeds."
+        + (f" Scenario: {result['scenario']}." if result.get("scenario") else ""),
         "",
     ]
     header = "| variant | score | 95% CI +- | per seed | vs best heuristic | final curve |"

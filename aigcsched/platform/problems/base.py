@@ -94,6 +94,14 @@ class Problem:
         """The scenario held-out evaluation runs on."""
         return cfg
 
+    def decides_in_turn(self, cfg: BaseModel) -> bool:
+        """Whether the agents act one per step (the batched env's `in_turn`) rather than all at once."""
+        return False
+
+    def scenario_note(self, cfg: BaseModel) -> str:
+        """A few words that results tables of this scenario add to their title (e.g. how agents decide)."""
+        return ""
+
     def check_experiment(self, exp: Any, scenario: BaseModel) -> None:
         """Problem-specific constraints on an experiment; raise ValueError with a one-line message."""
 

@@ -79,6 +79,18 @@ class MECProblem(Problem):
     def check_experiment(self, exp, scenario) -> None:
         if exp.algorithm.off_policy and scenario.action_mode != "subset":
             raise ValueError(f"{exp.algorithm.name} needs a Discrete action: set env.config.action_mode: subset")
+        if self.decides_in_turn(scenario) and not exp.agent_slots:
+            # RLlib's multi-agent runner would sample every station every step, acting or not
+            raise ValueError(
+                "env.config.decision: in_turn trains a policy shared by all stations on the batched env: "
+                "set algorithm.shared_policy: true (and resources.sampler: auto or agent_slots)"
+            )
+
+    def decides_in_turn(self, cfg) -> bool:
+        return cfg.decision == "in_turn"
+
+    def scenario_note(self, cfg) -> str:
+        return "stations decide in turn" if self.decides_in_turn(cfg) else "stations decide simultaneously"
 
     def agents(self, cfg) -> list[str]:
         return [f"bs_{i}" for i in range(cfg.n_servers)]
