@@ -458,3 +458,19 @@ def test_bodies_at_the_bounds_are_answered_with_finite_numbers():
             app, "POST", "/v1/datacenter/decide", {"providers": [huge, *DATACENTER_EXAMPLE["providers"][1:]]}
         )
         assert status == 200 and len(answer["providers"]) == 3, answer
+
+
+def test_a_policy_trained_in_turn_is_served_in_turn():
+    """Served on an in-turn scenario, myopic books as `sequential_myopic` does on the stations' own
+    scenario: each station after the ones before it, not all on the slot's start."""
+    from aigcsched.platform.problems.mec_serving import MEC_SERVING, MECDecideRequest, heuristic_scenario
+
+    env = MECEnv(MECConfig(n_servers=5))
+    env.reset(seed=3)
+    body = MECDecideRequest.model_validate(mec_body(env))
+    in_turn = heuristic_scenario(5).model_copy(update={"decision": "in_turn"})
+    served = MEC_SERVING.decide(make_policy("myopic"), in_turn, body)
+    sequential = MEC_SERVING.decide(make_policy("sequential_myopic"), None, body)
+    simultaneous = MEC_SERVING.decide(make_policy("myopic"), None, body)
+    assert served == sequential
+    assert served != simultaneous

@@ -185,12 +185,13 @@ class MECServing(ProblemServing):
         instance, backlog = slot_state(body)
         obs, _ = env.reset(options={"instance": instance, "backlog_s": backlog})
         has_task = instance.has_task[0]
-        shares = {
-            a: np.asarray(policy(env, a, obs[a]), dtype=np.float64)
-            for i, a in enumerate(env.possible_agents)
-            if has_task[i]
-        }
-        _, _, _, _, infos = env.step_shares(shares)
+        shares, infos = {}, {}
+        # a policy trained in turn decides as the env let it: each station on the queues the ones before booked
+        for turn in env.possible_agents if env.in_turn else [None]:
+            deciding = [a for i, a in enumerate(env.possible_agents) if has_task[i] and turn in (None, a)]
+            shares.update({a: np.asarray(policy(env, a, obs[a]), dtype=np.float64) for a in deciding})
+            obs, _, _, _, step_infos = env.step_shares({a: shares[a] for a in deciding})
+            infos.update({a: step_infos[a] for a in deciding})
         out = []
         for i, (station, agent) in enumerate(zip(body.stations, env.possible_agents, strict=True)):
             if not has_task[i]:
