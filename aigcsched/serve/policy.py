@@ -144,6 +144,21 @@ def policy_label(info: dict) -> str:
     return f"heuristic:{info.get('name')}"
 
 
+def model_info(decider) -> dict:
+    """`GET /v1/model`'s body for a decider of any problem (`ModelInfo`)."""
+    keys = ("name", "version", "alias", "run_id", "uri")
+    out = {k: (None if decider.info.get(k) is None else str(decider.info[k])) for k in keys}
+    out["name"] = out["name"] or "unknown"
+    return {
+        "problem": decider.problem,
+        **out,
+        "policy": decider.label,
+        "n_servers": decider.n_servers,
+        "n_agents": decider.n_agents,
+        "follows": decider.follows,
+    }
+
+
 class Decider:
     """Vectorized decisions of one policy: arrays in, server index / steps / finish / quality out.
     `follows`: its host keeps it on the version its model URI points to (reported by model_info)."""
@@ -161,17 +176,7 @@ class Decider:
         self._quality = self.cfg.quality_table()
 
     def model_info(self) -> dict:
-        keys = ("name", "version", "alias", "run_id", "uri")
-        out = {k: (None if self.info.get(k) is None else str(self.info[k])) for k in keys}
-        out["name"] = out["name"] or "unknown"
-        return {
-            "problem": self.problem,
-            **out,
-            "policy": self.label,
-            "n_servers": self.n_servers,
-            "n_agents": None,
-            "follows": self.follows,
-        }
+        return model_info(self)
 
     def takes(self) -> str:
         """The input this policy takes, for a follower's refusal."""

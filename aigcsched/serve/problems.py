@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from aigcsched.platform.config import ConfigError
 from aigcsched.platform.problems import DEFAULT_PROBLEM, PROBLEMS, Problem, get_problem, problem_of
 from aigcsched.platform.problems.serving import BodyError
-from aigcsched.serve.policy import ApiError, Decider, PolicySource, policy_label
+from aigcsched.serve.policy import ApiError, Decider, PolicySource, model_info, policy_label
 from aigcsched.serve.schemas import errors
 
 
@@ -39,17 +39,7 @@ class ProblemDecider:
         self.n_servers = None
 
     def model_info(self) -> dict:
-        keys = ("name", "version", "alias", "run_id", "uri")
-        out = {k: (None if self.info.get(k) is None else str(self.info[k])) for k in keys}
-        out["name"] = out["name"] or "unknown"
-        return {
-            "problem": self.problem,
-            **out,
-            "policy": self.label,
-            "n_servers": None,
-            "n_agents": self.n_agents,
-            "follows": self.follows,
-        }
+        return model_info(self)
 
     def takes(self) -> str:
         """The input this policy takes, for a follower's refusal."""
