@@ -25,7 +25,7 @@ from aigcsched.envs.datacenter.inputs import EpisodeInputs
 from aigcsched.envs.datacenter.lookahead import plan_one_hot
 from aigcsched.envs.datacenter.observation import Observations
 from aigcsched.platform.errors import ConfigError
-from aigcsched.platform.problems.serving import STRICT, BodyError, Ident, ProblemServing, finite, unique_ids
+from aigcsched.platform.problems.serving import STRICT, BodyError, Decided, Ident, ProblemServing, finite, unique_ids
 
 MAX_PROVIDERS = 16
 MAX_JOBS = 10**9
@@ -132,7 +132,7 @@ class ProviderAction(BaseModel):
     power_cap: float = Field(ge=0, le=1, description="GPU power cap, share of TDP")
 
 
-class DataCenterDecision(BaseModel):
+class DataCenterDecision(Decided):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -162,8 +162,6 @@ class DataCenterDecision(BaseModel):
         }
     )
     providers: list[ProviderAction]
-    policy: str = Field(description="the policy that decided: model URI and version, or heuristic")
-    model_version: str | None = Field(description="registry version of the model that decided; null: heuristic")
 
 
 @lru_cache(maxsize=8)

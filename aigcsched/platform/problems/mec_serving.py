@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aigcsched.algorithms.mec_heuristics import make_policy
 from aigcsched.envs.mec import MECConfig, MECEnv, MECInstance
 from aigcsched.platform.errors import ConfigError
-from aigcsched.platform.problems.serving import STRICT, BodyError, Ident, ProblemServing, finite, unique_ids
+from aigcsched.platform.problems.serving import STRICT, BodyError, Decided, Ident, ProblemServing, finite, unique_ids
 
 # The papers evaluate 5 and 20 stations. The myopic rules try every subset of <= 2 servers with
 # each split rule for every station, so the work per body grows as N^3: at 20 stations, all with a
@@ -103,7 +103,7 @@ class StationDecision(BaseModel):
     )
 
 
-class MECDecision(BaseModel):
+class MECDecision(Decided):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -120,8 +120,6 @@ class MECDecision(BaseModel):
         }
     )
     stations: list[StationDecision]
-    policy: str = Field(description="the policy that decided: model URI and version, or heuristic")
-    model_version: str | None = Field(description="registry version of the model that decided; null: heuristic")
 
 
 @lru_cache(maxsize=64)

@@ -32,6 +32,13 @@ def unique_ids(items: list, what: str) -> None:
         raise ValueError(f"{what} ids must be unique; {dup!r} appears more than once")
 
 
+class Decided(BaseModel):
+    """What every problem's decision body ends with: who decided."""
+
+    policy: str = Field(description="the policy that decided: model URI and version, or heuristic")
+    model_version: str | None = Field(description="registry version of the model that decided; null: heuristic")
+
+
 class BodyError(ValueError):
     """A body the policy cannot answer although it is well-formed (e.g. another agent count)."""
 
