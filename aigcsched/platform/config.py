@@ -368,19 +368,23 @@ def set_dotted(d: dict, dotted: str, value) -> None:
     d[keys[-1]] = copy.deepcopy(value)
 
 
+def read_yaml(path: str | Path, what: str) -> dict:
+    """The mapping a YAML file of kind `what` (config, study, sweep) holds; ConfigError otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return raw
+
+
 def load_experiment(path: str | Path | None, overrides: dict | None = None) -> ExperimentConfig:
     """Read a YAML experiment file (or the defaults), apply dotted overrides, validate."""
-    raw: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
+    raw = {} if path is None else read_yaml(path, "config")
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     try:

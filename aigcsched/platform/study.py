@@ -30,12 +30,11 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from scipy import stats
 
 from aigcsched.platform import statistics
-from aigcsched.platform.config import ConfigError, ExperimentConfig, load_experiment, validation_message
+from aigcsched.platform.config import ConfigError, ExperimentConfig, load_experiment, read_yaml, validation_message
 
 REPORT_FILES = ("study.json", "report.md", "learning_curves.png", "performance_profile.png")
 SMOOTHING = 3  # iterations in the moving average of a curve before the threshold test
@@ -68,14 +67,9 @@ def load_study(path: str | Path, overrides: dict | None = None) -> tuple[StudyCo
     """The study and the validated experiment of each variant (seed 0), so that every error shows
     before the first run. `overrides` (dotted keys) apply to every variant, after the study's own."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"study file not found: {p}")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
-        study = StudyConfig(**raw)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    except (ValidationError, TypeError) as e:
+        study = StudyConfig(**read_yaml(p, "study"))
+    except (ValidationError, TypeError) as e:  # TypeError: a key that is no string
         message = validation_message(e) if isinstance(e, ValidationError) else str(e)
         raise ConfigError(f"invalid study {p}: {message}") from None
     study.set = {**study.set, **(overrides or {})}

@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from aigcsched.platform.config import ConfigError, ExperimentConfig, load_experiment, validation_message
+from aigcsched.platform.config import ConfigError, ExperimentConfig, load_experiment, read_yaml, validation_message
 
 RANGES = ("uniform", "loguniform", "int", "choice")
 
@@ -76,13 +76,9 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> tuple[SweepCo
     """The sweep and its base experiment (the sweep's `set` and `overrides` applied), with every
     searched key checked at both ends of its range before the first trial."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"sweep file not found: {p}")
     try:
-        sweep = SweepConfig(**(yaml.safe_load(p.read_text()) or {}))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    except (ValidationError, TypeError) as e:
+        sweep = SweepConfig(**read_yaml(p, "sweep"))
+    except (ValidationError, TypeError) as e:  # TypeError: a key that is no string
         message = validation_message(e) if isinstance(e, ValidationError) else str(e)
         raise ConfigError(f"invalid sweep {p}: {message}") from None
     sweep.set = {**sweep.set, **(overrides or {})}
