@@ -46,9 +46,14 @@ def plot_learning_curve(
         ax.annotate(name, (0, value), textcoords="offset points", xytext=(2, 2), fontsize=8, color="grey")
     ax.set_xlabel("training iteration")
     ax.set_ylabel(ylabel)
+    return save_plot(fig, ax, title, path, legend_size=None)
+
+
+def save_plot(fig, ax, title: str, path: Path, legend_size: float | None = 8) -> Path:
+    """The platform's plots end alike: title, light grid, legend, written as PNG and closed."""
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -95,10 +95,9 @@ def plot_profiles(
 ):
     """Performance profiles: per variant, the share of runs scoring at least tau (95% bootstrap
     band), with the heuristics' scores as vertical lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from aigcsched.platform.reports import save_plot  # sets the Agg backend first
 
     values = np.concatenate([np.ravel(s) for s in scores.values()] + [np.array(list(heuristics.values()))])
     low, high = values.min(), values.max()
@@ -115,10 +114,4 @@ def plot_profiles(
     ax.set_xlabel(f"{metric} threshold tau ({'higher' if sign > 0 else 'lower'} is better)")
     ax.set_ylabel(f"share of runs with {metric} {'>=' if sign > 0 else '<='} tau")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, title, path)

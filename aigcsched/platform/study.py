@@ -315,10 +315,9 @@ def wants_log_scale(values: np.ndarray) -> bool:
 
 def plot_curves(runs: dict, path: Path, metric: str, title: str, target: float | None = None) -> Path:
     """Mean curve per variant over seeds (95% band) against env steps, on a common grid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from aigcsched.platform.reports import save_plot  # sets the Agg backend first
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     shown = []
@@ -341,13 +340,7 @@ def plot_curves(runs: dict, path: Path, metric: str, title: str, target: float |
         ax.axhline(target, linestyle="--", linewidth=1, color="grey", label="target")
     ax.set_xlabel("env steps")
     ax.set_ylabel(metric)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, title, path)
 
 
 def report_markdown(result: dict, plot_name: str) -> str:
