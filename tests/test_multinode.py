@@ -257,7 +257,8 @@ STUDY_TRAINING = {
 
 def test_a_study_runs_its_trials_on_both_nodes_and_resumes_after_its_driver_is_killed(cluster, tmp_path):
     """2 variants x 2 seeds, one trial per node at a time (each needs 1 CPU); the driver is killed
-    once the first trials finished, and the study submitted as a job to the same folder then
+    once the first trial finished (not later: the trials are short, and the next ones could all end
+    before the kill), and the study submitted as a job to the same folder then
     finishes it without training any finished trial again."""
     study = {
         "name": "multinode",
@@ -288,12 +289,12 @@ def test_a_study_runs_its_trials_on_both_nodes_and_resumes_after_its_driver_is_k
     log = open(tmp_path / "first.log", "w")
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: len(finished()) >= 2 or first.poll() is not None, 300, "two finished trials")
+        wait_for(lambda: len(finished()) >= 1 or first.poll() is not None, 300, "a finished trial")
     finally:
         first.kill()  # the driver only: its trials end with it
         first.wait()
     before = {r.info.run_name: r.info.run_id for r in finished()}
-    assert 2 <= len(before) < 4, (tmp_path / "first.log").read_text()[-3000:]
+    assert 1 <= len(before) < 4, (tmp_path / "first.log").read_text()[-3000:]
 
     submit = [sys.executable, "-m", "aigcsched.cli", "submit", str(path), "--address", cluster["address"]]
     again = subprocess.run([*submit, "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
