@@ -5,10 +5,8 @@ while still serving every job due this slot) with the battery idle or doing `arb
 every job kept or `handoff`'s price-aware hand-offs (of what exceeds the middle step level's
 capacity); `arbitrage`, the best heuristic without the rule, for reference. Every policy plays the
 same days (episode k seeded with seed + k, as `aigcsched evaluate` does). `deadline` is the best of
-these four. The last row is a candidate not (yet) a heuristic: value hand-offs, which send new jobs
-to the provider that earns more per job at its best step level and power cap (fees are transfers
-within the system: left out), as many as its room (its capacity at the rule's choice less its
-queue and expected arrivals) takes.
+these four. The last row is `value_handoff`: `deadline` with hand-offs to the provider that earns
+more per job at its best step level and power cap (`lookahead.value_handoff_plan`).
 
 Usage: python benchmarks/datacenter_deadline_variants.py [--episodes 10] [--seed 100]
 """
@@ -21,7 +19,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from aigcsched.algorithms.datacenter_heuristics import DataCenterPolicy, arbitrage_policy
+from aigcsched.algorithms.datacenter_heuristics import DataCenterPolicy, arbitrage_policy, value_handoff_policy
 from aigcsched.envs import DataCenterConfig
 from aigcsched.envs.datacenter.lookahead import (
     IDLE,
@@ -29,7 +27,6 @@ from aigcsched.envs.datacenter.lookahead import (
     best_value_service,
     handoff_plan,
     keep_all,
-    service_values,
 )
 from aigcsched.platform.problems.datacenter import DATACENTER, evaluate_datacenter
 
@@ -49,34 +46,6 @@ def variant(cfg: DataCenterConfig, battery: bool, handoff: bool) -> DataCenterPo
     return act
 
 
-def value_handoffs(cfg: DataCenterConfig) -> DataCenterPolicy:
-    """The deadline rule with battery arbitrage and value hand-offs (see the module docstring)."""
-    agents = [f"asp_{i}" for i in range(cfg.n_asps)]
-    capacity, revenue, kwh = service_values(cfg)
-    handed_share = 1.0 - np.asarray(cfg.keep_levels)
-    k = cfg.n_asps
-    others = np.array([[j for j in range(k) if j != i] for i in range(k)])
-
-    def act(obs: dict, state) -> dict:
-        level, cap = best_value_service(cfg, state)
-        value = revenue - kwh * (state.pue * state.price / 1000.0)[:, None, None]
-        best = value.reshape(k, -1).max(axis=1)  # each provider's best value per job
-        room = capacity[np.arange(k), level, cap] - (state.queue + state.expected_arrivals)
-        keep, target = np.full(k, keep_all(cfg)), np.zeros(k, dtype=np.int64)
-        for i in range(k):
-            gain = np.where(room[others[i]] > 0, best[others[i]] - best[i], -np.inf)
-            j = int(np.argmax(gain))
-            if gain[j] > 0 and state.expected_arrivals[i] > 0:
-                want = min(1.0, room[others[i, j]] / state.expected_arrivals[i])
-                keep[i] = int(np.argmax(np.where(handed_share <= want + 1e-9, handed_share, -1.0)))
-                target[i] = j
-                room[others[i, j]] -= handed_share[keep[i]] * state.expected_arrivals[i]
-        act = np.stack(np.broadcast_arrays(keep, target, level, arbitrage(state), cap), axis=1)
-        return dict(zip(agents, act, strict=True))
-
-    return act
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=10, help="held-out days")
@@ -91,7 +60,7 @@ def main() -> None:
         "service + arbitrage (deadline)": variant(cfg, battery=True, handoff=False),
         "service + hand-offs": variant(cfg, battery=False, handoff=True),
         "service + hand-offs + arbitrage": variant(cfg, battery=True, handoff=True),
-        "deadline + value hand-offs (candidate)": value_handoffs(cfg),
+        "deadline + value hand-offs (value_handoff)": value_handoff_policy(cfg),
     }
     table = Table(title=f"datacenter: deadline-rule variants, {args.episodes} held-out days (seeds from {args.seed})")
     for col in ("policy", "utility $/day", "x arbitrage", "energy $", "violations", "handed"):

@@ -119,13 +119,13 @@ def test_due_counts_the_jobs_a_slot_must_serve_with_hand_offs_landing():
     assert covered > 0 and short > 0
 
 
-def test_deadline_beats_arbitrage_on_held_out_days():
+def test_deadline_beats_arbitrage_and_value_handoffs_beat_deadline_on_held_out_days():
     cfg = DATACENTER.evaluation_scenario(DataCenterConfig(episode_slots=96))
     utility = {
         name: evaluate_datacenter(make_datacenter_heuristic(name, cfg), cfg, episodes=2, seed=100)["utility"]
-        for name in ("arbitrage", "deadline")
+        for name in ("arbitrage", "deadline", "value_handoff")
     }
-    assert utility["deadline"] > utility["arbitrage"]
+    assert utility["value_handoff"] > utility["deadline"] > utility["arbitrage"]
 
 
 def test_arbitrage_charges_below_and_discharges_above_the_median():

@@ -1,11 +1,11 @@
-"""`observe_lookahead`: the combined heuristic's action as the last block of each observation."""
+"""`observe_lookahead`: a heuristic's action (`lookahead_plan`) as the last block of each observation."""
 
 import numpy as np
 import pytest
 
-from aigcsched.algorithms.datacenter_heuristics import combined_policy
+from aigcsched.algorithms.datacenter_heuristics import make_datacenter_heuristic
 from aigcsched.envs import DataCenterEnv, DataCenterVectorEnv
-from aigcsched.envs.datacenter.lookahead import combined_plan, plan_one_hot
+from aigcsched.envs.datacenter.lookahead import PLANS, plan_one_hot
 
 EMBEDDED = {"data_dir": "embedded"}
 # The SD3.5 site far over its capacity: hand-offs and low step levels are planned.
@@ -17,11 +17,19 @@ def branches(cfg, block: np.ndarray) -> list[np.ndarray]:
     return np.split(block, np.cumsum(cfg.action_nvec)[:-1], axis=-1)
 
 
-@pytest.mark.parametrize("config", [{}, {"agent_id_in_obs": True, **BUSY}])
-def test_block_is_the_combined_heuristics_action(config):
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"agent_id_in_obs": True, **BUSY},
+        {"lookahead_plan": "value_handoff"},
+        {"lookahead_plan": "deadline", **BUSY},
+    ],
+)
+def test_block_is_the_heuristics_action(config):
     env = DataCenterEnv(observe_lookahead=True, episode_slots=48, **EMBEDDED, **config)
     plain = DataCenterEnv(env.cfg.model_copy(update={"observe_lookahead": False}))
-    width, policy = sum(env.cfg.action_nvec), combined_policy(env.cfg)
+    width, policy = sum(env.cfg.action_nvec), make_datacenter_heuristic(env.cfg.lookahead_plan, env.cfg)
     assert env.cfg.obs_size == plain.cfg.obs_size + width
     handed = 0
     for seed in (0, 1, 2):
@@ -45,11 +53,12 @@ def test_block_is_the_combined_heuristics_action(config):
                 actions = {a: env.action_space(a).sample() for a in env.agents}
             obs, *_ = env.step(actions)
             plain_obs, *_ = plain.step(actions)
-    if config:
+    if config.get("lookahead_plan") != "deadline" and config:  # `deadline` never hands off
         assert handed > 0
 
 
-def test_batched_state_and_plan_equal_the_single_envs():
+@pytest.mark.parametrize("heuristic", sorted(PLANS))
+def test_batched_state_and_plan_equal_the_single_envs(heuristic):
     vec = DataCenterVectorEnv(3, episode_slots=12, observe_lookahead=True, **BUSY, **EMBEDDED)
     singles = [DataCenterEnv(vec.cfg) for _ in range(3)]
     vec.reset(seed=5)
@@ -58,14 +67,14 @@ def test_batched_state_and_plan_equal_the_single_envs():
     rng = np.random.default_rng(0)
     for t in range(vec.cfg.episode_slots + 1):  # the last state is after the episode's end
         state = vec.state()
-        plan = combined_plan(vec.cfg, state)
+        plan = PLANS[heuristic](vec.cfg, state)
         assert state.slot == t and plan_one_hot(vec.cfg, state).shape == (3, vec.n_agents, sum(vec.cfg.action_nvec))
         for i, env in enumerate(singles):
             single = env.state()
             assert single.slot == t and single.handoff_fee == state.handoff_fee
             for name in single._fields[1:-1]:  # the arrays
                 assert np.array_equal(getattr(state, name)[i], getattr(single, name)), name
-            assert np.array_equal(plan[i], combined_plan(vec.cfg, single))
+            assert np.array_equal(plan[i], PLANS[heuristic](vec.cfg, single))
         if t < vec.cfg.episode_slots:
             actions = rng.integers(0, vec.single_action_space.nvec, size=(3, vec.n_agents, 5))
             vec.step(actions)

@@ -452,7 +452,7 @@ def test_bodies_at_the_bounds_are_answered_with_finite_numbers():
         weather={"temperature_c": 70.0, "renewable_kw": 1e7},
         arrivals={"last_slot": 10**9, "expected": 1e9},
     )
-    for heuristic in ("local", "handoff", "arbitrage", "combined", "deadline"):
+    for heuristic in ("local", "handoff", "arbitrage", "combined", "deadline", "value_handoff"):
         app, _ = app_of(heuristic=heuristic, problem="datacenter")
         status, answer = call(
             app, "POST", "/v1/datacenter/decide", {"providers": [huge, *DATACENTER_EXAMPLE["providers"][1:]]}

@@ -1,12 +1,12 @@
 """Reference policies for `datacenter`: local-only, price-aware hand-off, battery arbitrage, both,
-and deadline-aware service (the strongest).
+deadline-aware service, and that service with hand-offs to where jobs earn more (the strongest).
 
 Each policy maps (observations by agent, DataCenterState) to actions by agent; an action is
 (keep level, hand-off target among the others, step level, battery, power cap) as in
-`DataCenterEnv`. All but `deadline` run the GPUs at full power. The per-state computations they
-share (steps that clear the load, hand-off plan, battery arbitrage, best-value service of the jobs
-due) live in the env's `lookahead`, which also offers the `combined` policy's action as
-observation features.
+`DataCenterEnv`. All but `deadline` and `value_handoff` run the GPUs at full power. The per-state
+computations they share (steps that clear the load, hand-off plan, battery arbitrage, best-value
+service of the jobs due) and the plans of `combined`, `deadline` and `value_handoff` live in the
+env's `lookahead`, which also offers one of those plans as observation features.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from aigcsched.envs.datacenter.lookahead import (  # the battery commands too, f
     DISCHARGE,  # noqa: F401
     IDLE,
     arbitrage,
-    best_value_service,
+    combined_plan,
+    deadline_plan,
     full_power,
     handoff_plan,
     keep_all,
     most_steps_that_clear,
+    value_handoff_plan,
 )
 
 DataCenterPolicy = Callable[[dict, DataCenterState], dict]
@@ -74,24 +76,29 @@ def arbitrage_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
 
 def combined_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
     """Price-aware hand-off and battery arbitrage together."""
-    level = len(cfg.step_levels) // 2
-
-    def act(obs: dict, state: DataCenterState) -> dict:
-        keep, target = handoff_plan(cfg, state, level)
-        return _actions(cfg, keep, target, most_steps_that_clear(state), arbitrage(state))
-
-    return act
+    return _plan_policy(cfg, combined_plan)
 
 
 def deadline_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
     """Keep every job, run the step level and power cap that earn the most per job while still
     serving every job due this slot (the GPUs serve more when they can), battery arbitrage. The
-    best of the simple variants tried on held-out days: with the battery idle it earns a little
-    less, adding `handoff`'s hand-offs less again (RESULTS.md)."""
+    best of the simple variants of this rule tried on held-out days: with the battery idle it earns
+    a little less, adding `handoff`'s hand-offs less again (RESULTS.md)."""
+    return _plan_policy(cfg, deadline_plan)
+
+
+def value_handoff_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
+    """`deadline`, plus hand-offs of new jobs to the provider that earns more per job at its best
+    service, as many as its room takes (`lookahead.value_handoff_plan`). Revenue follows the site
+    that runs a job (its model's quality), so a job handed to a better model's site earns more."""
+    return _plan_policy(cfg, value_handoff_plan)
+
+
+def _plan_policy(cfg: DataCenterConfig, plan) -> DataCenterPolicy:
+    agents = _agents(cfg)
 
     def act(obs: dict, state: DataCenterState) -> dict:
-        level, cap = best_value_service(cfg, state)
-        return _actions(cfg, keep_all(cfg), 0, level, arbitrage(state), cap)
+        return dict(zip(agents, plan(cfg, state), strict=True))
 
     return act
 
@@ -114,6 +121,7 @@ DATACENTER_HEURISTICS: dict[str, Callable[..., DataCenterPolicy]] = {
     "arbitrage": arbitrage_policy,
     "combined": combined_policy,
     "deadline": deadline_policy,
+    "value_handoff": value_handoff_policy,
 }
 
 

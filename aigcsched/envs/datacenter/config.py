@@ -139,7 +139,11 @@ class DataCenterConfig(BaseModel):
     agent_id_in_obs: bool = Field(False, description="append a one-hot of the agent's index to its observation")
     # Prior logits for a residual policy: the heuristic's plan as look-ahead features.
     observe_lookahead: bool = Field(
-        False, description="append the combined heuristic's action, one-hot per action branch, to each observation"
+        False,
+        description="append a heuristic's action (`lookahead_plan`), one-hot per action branch, to each observation",
+    )
+    lookahead_plan: Literal["combined", "deadline", "value_handoff"] = Field(
+        "combined", description="the heuristic whose action `observe_lookahead` appends"
     )
     reward_mode: Literal["dense", "sparse", "team"] = Field(
         "dense",

@@ -108,8 +108,9 @@ class DataCenterEnv(ParallelEnv):
     prices (/ 100).
 
     With `agent_id_in_obs`, a one-hot of the agent's index follows (for one shared policy). With
-    `observe_lookahead`, the last sum(nvec) entries are the `combined` heuristic's action for the
-    agent in this state, a one-hot per action branch in branch order (see `lookahead`).
+    `observe_lookahead`, the last sum(nvec) entries are the action of the heuristic named by
+    `lookahead_plan` (default `combined`) for the agent in this state, a one-hot per action branch
+    in branch order (see `lookahead`).
 
     Start: day drawn from the seed among the days of `day_split` unless `day` is set, then the
     day's arrivals (they do not depend on actions); queues empty; batteries at soc_init.

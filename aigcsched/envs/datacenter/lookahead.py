@@ -2,9 +2,9 @@
 load and prices would do. Which step level clears the expected load (`most_steps_that_clear`),
 which provider has spare room at the lowest marginal cost per job (`handoff_plan`), which step
 level and power cap earn the most per job while serving every job due (`best_value_service`), the price
-against the day's median (`arbitrage`), and together the `combined` heuristic's action
-(`combined_plan`), also as one-hots per action branch (`plan_one_hot`, the `observe_lookahead`
-block of the observation).
+against the day's median (`arbitrage`), and together the heuristics' actions (`combined_plan`,
+`deadline_plan`, `value_handoff_plan`), also as one-hots per action branch (`plan_one_hot`, the
+`observe_lookahead` block of the observation).
 
 Every function takes a state of one episode ((K,) arrays) or of a batch (axes of episodes in
 front of K) and gives the same numbers for each episode either way.
@@ -116,16 +116,64 @@ def combined_plan(cfg: DataCenterConfig, state: DataCenterState, battery: np.nda
     when already known), full power."""
     keep, target = handoff_plan(cfg, state, len(cfg.step_levels) // 2)
     level = most_steps_that_clear(state)
-    battery = arbitrage(state) if battery is None else battery
     cap = np.full(keep.shape, full_power(cfg))
-    return np.stack([keep, target, level, battery, cap], axis=-1)
+    return _plan(keep, target, level, arbitrage(state) if battery is None else battery, cap)
+
+
+def deadline_plan(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
+    """(..., K, 5) the `deadline` heuristic's action per provider: keep every job, the best-value
+    service of the jobs due (`best_value_service`), battery arbitrage."""
+    level, cap = best_value_service(cfg, state)
+    keep = np.full(level.shape, keep_all(cfg))
+    return _plan(keep, np.zeros_like(keep), level, arbitrage(state) if battery is None else battery, cap)
+
+
+def value_handoff_plan(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
+    """(..., K, 5) the `value_handoff` heuristic's action per provider: `deadline_plan`, except that
+    a provider hands new jobs to the other provider that earns more per job at its best step level
+    and power cap (revenue less its GPUs' energy at its price; fees are transfers between providers,
+    left out), as many as that provider's room (its capacity at the rule's choice less its queue and
+    expected arrivals) takes. Providers choose in index order, each taking up the room it fills."""
+    k = cfg.n_asps
+    others = np.array([[j for j in range(k) if j != i] for i in range(k)])
+    capacity, revenue, kwh = service_values(cfg)
+    handed_share = 1.0 - np.asarray(cfg.keep_levels)
+    level, cap = best_value_service(cfg, state)
+    value = revenue - kwh * (state.pue * state.price / 1000.0)[..., None, None]  # (..., K, S, P)
+    best = value.reshape(*value.shape[:-2], -1).max(axis=-1)  # (..., K): each provider's best value per job
+    room = capacity[np.arange(k), level, cap] - (state.queue + state.expected_arrivals)
+    arrivals = state.expected_arrivals
+    keep = np.full(level.shape, keep_all(cfg))
+    target = np.zeros_like(keep)
+    for i in range(k):
+        gain = np.where(room[..., others[i]] > 0, best[..., others[i]] - best[..., i, None], -np.inf)
+        j = np.argmax(gain, axis=-1)  # (...,): among the others
+        hand = (np.take_along_axis(gain, j[..., None], axis=-1)[..., 0] > 0) & (arrivals[..., i] > 0)
+        room_j = np.take_along_axis(room[..., others[i]], j[..., None], axis=-1)[..., 0]
+        want = np.minimum(1.0, room_j / np.where(hand, arrivals[..., i], 1.0))
+        # the largest share handed off that fits `want`
+        share = np.argmax(np.where(handed_share <= want[..., None] + 1e-9, handed_share, -1.0), axis=-1)
+        keep[..., i] = np.where(hand, share, keep[..., i])
+        target[..., i] = np.where(hand, j, 0)
+        room = room - (hand * handed_share[share] * arrivals[..., i])[..., None] * (
+            np.arange(k) == others[i][j][..., None]
+        )
+    return _plan(keep, target, level, arbitrage(state) if battery is None else battery, cap)
+
+
+def _plan(keep, target, level, battery, cap) -> np.ndarray:
+    return np.stack(np.broadcast_arrays(keep, target, level, battery, cap), axis=-1).astype(np.int64)
+
+
+# The heuristics whose action `observe_lookahead` offers (`DataCenterConfig.lookahead_plan`).
+PLANS = {"combined": combined_plan, "deadline": deadline_plan, "value_handoff": value_handoff_plan}
 
 
 def plan_one_hot(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
-    """(..., K, sum(action_nvec)) float32: `combined_plan` as one one-hot per action branch, in
-    branch order (keep level, target, step level, battery, power cap)."""
+    """(..., K, sum(action_nvec)) float32: the plan of `cfg.lookahead_plan` as one one-hot per action
+    branch, in branch order (keep level, target, step level, battery, power cap)."""
     nvec = cfg.action_nvec
-    plan = combined_plan(cfg, state, battery)
+    plan = PLANS[cfg.lookahead_plan](cfg, state, battery)
     rows = plan.reshape(-1, len(nvec)) + np.cumsum((0, *nvec[:-1]))  # columns of the ones
     out = np.zeros((len(rows), sum(nvec)), dtype=np.float32)
     out[np.arange(len(rows))[:, None], rows] = 1.0
