@@ -3,11 +3,13 @@
 Contract: the last A entries of each agent's observation, <= 0, and their first maximum
 (np.argmax) is the action `myopic` picks, ties included (the first in action order)."""
 
+import copy
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from aigcsched.algorithms.mec_heuristics import myopic
+from aigcsched.algorithms.mec_heuristics import make_anticipating_myopic, myopic
 from aigcsched.envs import MECConfig, MECEnv, MECVectorEnv
 
 
@@ -78,3 +80,47 @@ def test_spaces_and_config():
     assert MECVectorEnv(2, observe_lookahead=True).single_observation_space == space
     with pytest.raises(ValidationError, match="observe_lookahead needs action_mode 'subset'"):
         MECConfig(action_mode="weights", observe_lookahead=True)
+    with pytest.raises(ValidationError, match="lookahead_anticipation needs observe_lookahead"):
+        MECConfig(lookahead_anticipation=2.0)
+    with pytest.raises(ValidationError, match="lookahead_anticipation needs decision 'simultaneous'"):
+        MECConfig(lookahead_anticipation=2.0, observe_lookahead=True, decision="in_turn")
+
+
+def expected_queues_by_hand(env: MECEnv, load: float) -> list[np.ndarray]:
+    """What station i expects, written out on a copy: each station before it gets the mean task
+    times arrival_prob x load in this slot and books myopic's split of it."""
+    cfg, sim, rows = env.cfg, copy.deepcopy(env), []
+    steps, mbit = sim.instance.task_steps.astype(float), sim.instance.task_mbit.copy()
+    steps[sim.slot] = load * cfg.arrival_prob * (cfg.task_steps[0] + cfg.task_steps[1]) / 2
+    mbit[sim.slot] = load * cfg.arrival_prob * (cfg.task_mbit[0] + cfg.task_mbit[1]) / 2
+    sim.instance = sim.instance._replace(task_steps=steps, task_mbit=mbit)
+    for i, agent in enumerate(env.possible_agents):
+        rows.append(sim.free_at.copy())
+        sim.place(i, myopic(sim, agent, None))
+    return rows
+
+
+def test_anticipation_expects_the_earlier_stations_bookings_and_its_argmax_is_anticipating_myopic():
+    load = 2.0
+    env = MECEnv(observe_lookahead=True, lookahead_anticipation=load, episode_slots=30)
+    policy, A = make_anticipating_myopic(load), env.action_space("bs_0").n
+    differs = checked = 0
+    for seed in range(2):
+        obs, _ = env.reset(seed=seed)
+        while env.agents:
+            expected = env.expected_queues(load)
+            np.testing.assert_array_equal(expected, expected_queues_by_hand(env, load))
+            assert np.array_equal(expected[0], env.free_at) and (expected[-1] >= env.free_at).all()
+            shares = {}
+            for i, agent in enumerate(env.agents):
+                if not env.instance.has_task[env.slot, i]:
+                    shares[agent] = np.eye(env.cfg.n_servers)[i]
+                    continue
+                prior = obs[agent][-A:]
+                np.testing.assert_array_equal(prior, env.lookahead(i, expected[i]).astype(np.float32))
+                shares[agent] = policy(env, agent, obs[agent])
+                assert np.array_equal(shares[agent], env.shares(agent, int(np.argmax(prior))))
+                differs += int(not np.array_equal(shares[agent], myopic(env, agent, obs[agent])))
+                checked += 1
+            obs, *_ = env.step_shares(shares)
+    assert checked > 100 and differs > 10  # it does not always follow myopic

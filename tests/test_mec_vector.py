@@ -83,6 +83,9 @@ SCENARIOS = [
         },
     ),
     (3, {"n_servers": 9, "max_split": 8, "episode_slots": 3, "observe_lookahead": True}),
+    # on the queues each station expects: the earlier stations' guessed bookings, batched
+    (4, {"observe_lookahead": True, "lookahead_anticipation": 2.0, "episode_slots": 30}),
+    (3, {"observe_lookahead": True, "lookahead_anticipation": 0.7, "n_servers": 6, "max_split": 3, "episode_slots": 9}),
     # stations deciding in turn: one station's booking per step, the look-ahead on the booked queues
     (4, {"decision": "in_turn", "observe_lookahead": True, "arrival_prob": 0.9, "episode_slots": 20}),
     (3, {"decision": "in_turn", "reward_mode": "team", "n_servers": 6, "max_split": 3, "episode_slots": 10}),

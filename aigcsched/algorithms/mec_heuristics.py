@@ -101,26 +101,72 @@ def sequential_myopic_plan(env: MECEnv) -> dict[str, np.ndarray]:
     return plan
 
 
-def make_sequential_myopic() -> Policy:
-    """Myopic with the stations deciding in turn within a slot, as a dispatcher with atomic
-    bookings would (`sequential_myopic_plan`); plain myopic puts them all on the slot's start
-    queues, so they pile onto the same fast servers. The slot is planned on its first call, so
-    the stations may be asked in any order. Where the env itself has the stations decide in turn
-    (`decision: in_turn`), its queues already hold the earlier bookings: this is myopic."""
+def anticipating_myopic_plan(env: MECEnv, load: float) -> dict[str, np.ndarray]:
+    """Shares of every station with a task this slot when each takes the action (server subset and
+    split rule) that finishes its task first on the queues it expects (`MECEnv.expected_queues`:
+    each station booked before it adds a task of `load` x the mean expected one where myopic would
+    put it), split as that action means on the actual queues. Load 0: myopic."""
+    if load == 0:
+        return {
+            a: myopic(env, a, None) for i, a in enumerate(env.possible_agents) if env.instance.has_task[env.slot, i]
+        }
+    queues = env.expected_queues(load)
+    return {
+        agent: env.shares(agent, int(np.argmax(env.lookahead(i, queues[i]))))
+        for i, agent in enumerate(env.possible_agents)
+        if env.instance.has_task[env.slot, i]
+    }
+
+
+def _slot_planned(name: str, plan_slot: Callable[[MECEnv], dict[str, np.ndarray]]) -> Policy:
+    """A policy that plans a slot for all stations on its first call (so the stations may be asked
+    in any order) and answers each from that plan."""
     state: dict = {"key": None, "plan": {}}
 
-    def sequential_myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
-        if env.in_turn:
-            return myopic(env, agent, obs)
+    def policy(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
         # a new env, episode (a reset draws a new instance) or slot needs a new plan
         key = (id(env), id(env.instance), env.slot, env.free_at.tobytes())
         if key != state["key"]:
             # holding env and instance keeps their ids from being reused by new objects
-            state.update(key=key, held=(env, env.instance), plan=sequential_myopic_plan(env))
+            state.update(key=key, held=(env, env.instance), plan=plan_slot(env))
         plan = state["plan"]
         return plan[agent] if agent in plan else local(env, agent, obs)  # no task: the action is ignored
 
+    policy.__name__ = name
+    return policy
+
+
+def make_sequential_myopic() -> Policy:
+    """Myopic with the stations deciding in turn within a slot, as a dispatcher with atomic
+    bookings would (`sequential_myopic_plan`); plain myopic puts them all on the slot's start
+    queues, so they pile onto the same fast servers. Where the env itself has the stations decide in
+    turn (`decision: in_turn`), its queues already hold the earlier bookings: this is myopic."""
+    planned = _slot_planned("sequential_myopic", sequential_myopic_plan)
+
+    def sequential_myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+        return myopic(env, agent, obs) if env.in_turn else planned(env, agent, obs)
+
     return sequential_myopic
+
+
+# Tuned on training episodes (seeds 0-19) at the defaults: `benchmarks/mec_anticipation.py`.
+ANTICIPATED_LOAD = 2.0
+
+
+def make_anticipating_myopic(load: float = ANTICIPATED_LOAD) -> Policy:
+    """Myopic that, deciding at once with the other stations, expects the stations booked before it
+    in the slot to load the servers myopic would pick for them (`anticipating_myopic_plan`): without
+    seeing their tasks, it avoids piling onto the same fast servers. With `observe_lookahead` and
+    `lookahead_anticipation` equal to `load`, its action is the look-ahead's best. Deciding in turn,
+    the queues already hold the earlier bookings: this is myopic."""
+    if load < 0:
+        raise ValueError(f"load must be >= 0, got {load}")
+    planned = _slot_planned("anticipating_myopic", lambda env: anticipating_myopic_plan(env, load))
+
+    def anticipating_myopic(env: MECEnv, agent: str, obs: np.ndarray) -> np.ndarray:
+        return myopic(env, agent, obs) if env.in_turn else planned(env, agent, obs)
+
+    return anticipating_myopic
 
 
 def make_policy(name: str, seed: int = 0) -> Policy:
@@ -132,13 +178,23 @@ def make_policy(name: str, seed: int = 0) -> Policy:
         "smcoedge": make_smcoedge,
         "myopic": lambda: myopic,
         "sequential_myopic": make_sequential_myopic,
+        "anticipating_myopic": make_anticipating_myopic,
     }
     if name not in makers:
         raise ValueError(f"unknown mec policy {name!r}; choose from {', '.join(makers)}")
     return makers[name]()
 
 
-MEC_POLICIES = ("local", "random", "round_robin", "least_loaded", "smcoedge", "myopic", "sequential_myopic")
+MEC_POLICIES = (
+    "local",
+    "random",
+    "round_robin",
+    "least_loaded",
+    "smcoedge",
+    "myopic",
+    "anticipating_myopic",
+    "sequential_myopic",
+)
 
 
 def run_episode(env: MECEnv, policy: Policy, seed: int) -> dict[str, float]:

@@ -65,6 +65,15 @@ class MECConfig(BaseModel):
         description="subset mode: append per action how much later (s, as <= 0) than the best action the "
         "station's task would finish on the current queues",
     )
+    # Stations deciding at once cannot see each other's tasks; expecting the ones booked before them
+    # to load the servers myopic would pick keeps them from piling onto the same fast servers.
+    lookahead_anticipation: float = Field(
+        0.0,
+        ge=0.0,
+        description="stations deciding at once: compute the look-ahead on the queues a station expects, each "
+        "station booked before it in the slot adding a task of this many times the mean expected one "
+        "(arrival_prob x the mean task) where myopic would put it (`MECEnv.expected_queues`); 0: current queues",
+    )
     decision: Literal["simultaneous", "in_turn"] = Field(
         "simultaneous",
         description="simultaneous: all stations decide at once on the queues of the slot's start; in_turn: one "
@@ -86,6 +95,11 @@ class MECConfig(BaseModel):
         if self.decision == "in_turn" and self.reward_mode == "sparse":
             # a turn's reward goes to the station on turn; the episode's sum belongs to no single turn
             raise ValueError("decision 'in_turn' takes reward_mode 'own' or 'team', not 'sparse'")
+        if self.lookahead_anticipation > 0 and not self.observe_lookahead:
+            raise ValueError("lookahead_anticipation needs observe_lookahead: true (it shapes the look-ahead)")
+        if self.decision == "in_turn" and self.lookahead_anticipation > 0:
+            # deciding in turn, the queues already hold the earlier bookings themselves
+            raise ValueError("lookahead_anticipation needs decision 'simultaneous'")
         return self
 
     def subsets(self) -> list[tuple[int, ...]]:
@@ -158,7 +172,8 @@ class MECEnv(ParallelEnv):
     itself), one-hot station index; with `observe_lookahead`, last one entry per subset action a:
     -(finish(a) - min finish), finish(a) the seconds until the station's task would finish split
     as a means on the current queues (see `action_finishes`), so <= 0 and 0 at the best action
-    (all 0 without a task).
+    (all 0 without a task); with `lookahead_anticipation` a > 0, on the queues the station expects
+    (`expected_queues(a)`), so its best action is `anticipating_myopic`'s.
 
     Action: `subset` mode: Discrete(#subsets x #rules): server subset s (all subsets of size
     1..max_split, see `MECConfig.subsets`) and split rule r (`capacity`: x_j ~ c_j;
@@ -271,13 +286,16 @@ class MECEnv(ParallelEnv):
         backlog = np.maximum(self.free_at - self.now, 0.0)
         shared = np.concatenate([backlog, inst.capacity / 50.0])
         out = {}
+        anticipation = self.cfg.lookahead_anticipation if self.cfg.observe_lookahead else 0.0
+        expected = self.expected_queues(anticipation) if anticipation and self.slot < self.cfg.episode_slots else None
         for i, agent in enumerate(self.agents):
             task = self.slot < self.cfg.episode_slots and inst.has_task[slot, i]
             head = [1.0, inst.task_mbit[slot, i] / 5.0, inst.task_steps[slot, i] / 60.0] if task else [0.0, 0.0, 0.0]
             links = np.minimum(inst.link_mbps[i] / 500.0, 1.0)  # own server (inf) shows as 1
             parts = [head, shared, links, np.eye(n)[i]]
             if self.cfg.observe_lookahead:
-                parts.append(self.lookahead(i) if task and self.decides(i) else np.zeros(self._act_space.n))
+                queues = None if expected is None else expected[i]
+                parts.append(self.lookahead(i, queues) if task and self.decides(i) else np.zeros(self._act_space.n))
             out[agent] = np.concatenate(parts).astype(np.float32)
         return out
 
@@ -287,10 +305,42 @@ class MECEnv(ParallelEnv):
         cfg = self.cfg
         return np.array([self.finish_after(i, self.split(i, s, r)) for s in self._subsets for r in cfg.split_rules])
 
-    def lookahead(self, i: int) -> np.ndarray:
-        """min finish - finish per subset action: <= 0, first 0 (np.argmax) at the myopic action."""
-        finish = self.action_finishes(i)
+    def lookahead(self, i: int, queues: np.ndarray | None = None) -> np.ndarray:
+        """min finish - finish per subset action: <= 0, first 0 (np.argmax) at the myopic action; on
+        `queues` (free-at times per server) instead of the current ones when given."""
+        if queues is None:
+            finish = self.action_finishes(i)
+        else:
+            current, self.free_at = self.free_at, queues
+            try:
+                finish = self.action_finishes(i)
+            finally:
+                self.free_at = current
         return finish.min() - finish  # = -(finish - min) exactly, without -0.0
+
+    def expected_queues(self, load: float) -> np.ndarray:
+        """(K, N) free-at times: row i the queues station i expects when it cannot see the others'
+        tasks of this slot: each station booked before it (bs_0 first) adds a task of `load` x the
+        mean expected one (arrival_prob x the mean task's Mbit and steps) where myopic would put it,
+        whether or not it has a task. Row 0 is the current queues. Nothing is booked."""
+        cfg, inst, slot = self.cfg, self.instance, self.slot
+        scale = load * cfg.arrival_prob
+        guess = inst._replace(
+            task_mbit=inst.task_mbit.astype(np.float64), task_steps=inst.task_steps.astype(np.float64)
+        )
+        guess.task_mbit[slot], guess.task_steps[slot] = scale * sum(cfg.task_mbit) / 2, scale * sum(cfg.task_steps) / 2
+        current = self.free_at
+        rows = np.empty((cfg.n_servers, cfg.n_servers))
+        self.instance, self.free_at = guess, current.copy()
+        try:
+            for i in range(cfg.n_servers):
+                rows[i] = self.free_at
+                if i + 1 < cfg.n_servers:
+                    subset, rule = divmod(int(np.argmin(self.action_finishes(i))), len(cfg.split_rules))
+                    self._place(i, self.split(i, self._subsets[subset], cfg.split_rules[rule]))
+        finally:
+            self.instance, self.free_at = inst, current
+        return rows
 
     def finish_after(self, i: int, x: np.ndarray) -> float:
         """Seconds from now until station i's task, split by shares x, would finish on the current queues."""

@@ -222,24 +222,36 @@ class MECVectorEnv:
         return obs
 
     def _lookahead(self) -> np.ndarray:
-        """MECEnv.lookahead of every station with a task now, (B, K, A), zeros elsewhere.
-
-        The P stations with a task (over all episodes) are columns and every action's split is kept
-        by member ((M, A, P), as `_act_members`), with the same float operations as MECEnv.split and
-        finish_after. The splits are kept for `step`, which then only picks the chosen ones."""
-        B, K, N, A = self.num_envs, self.n_agents, self.cfg.n_servers, len(self._act_size)
+        """MECEnv.lookahead of every station with a task now, (B, K, A), zeros elsewhere; with
+        `lookahead_anticipation`, on the queues each station expects (MECEnv.expected_queues)."""
+        B, K, A = self.num_envs, self.n_agents, len(self._act_size)
         out = np.zeros((B, K, A))
         self._splits = None
         if self._slot >= self.cfg.episode_slots:
             return out
-        t, now = self._slot, self.now
+        t = self._slot
         k, b = np.nonzero(self._deciding())
+        anticipation = self.cfg.lookahead_anticipation
+        free = self._expected_free(anticipation)[k, :, b].T if anticipation else self._free[:, b]
+        x, finish = self._action_splits(k, b, self._mbit[t, k, b], self._steps[t, k, b], free)
+        out[b, k] = (min_first(finish) - finish).T
+        if not anticipation:  # splits on the actual queues: `step` then only picks the chosen ones
+            self._splits = (t, self.turn, k, b, x)
+        return out
+
+    def _action_splits(
+        self, k: np.ndarray, b: np.ndarray, mbit: np.ndarray, steps: np.ndarray, queues: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every action's split (M, A, P), by member as `_act_members`, and finish time from now
+        (A, P) of P tasks (station k[p] of episode b[p], `mbit`, `steps`) on `queues` (N, P), with
+        the same float operations as MECEnv.split and finish_after."""
+        B, N, A, now = self.num_envs, self.cfg.n_servers, len(self._act_size), self.now
         P = len(k)
         # per server (N, then a padding server that never takes work) and task column
         tx, proc, free = np.zeros((N + 1, P)), np.ones((N + 1, P)), np.zeros((N + 1, P))
-        tx[:N] = self._mbit[t, k, b] / self._links[:, k, b]  # inf link -> 0 s
-        proc[:N] = self._steps[t, k, b] / self._cap[:, b]
-        free[:N] = self._free[:, b]
+        tx[:N] = mbit / self._links[:, k, b]  # inf link -> 0 s
+        proc[:N] = steps / self._cap[:, b]
+        free[:N] = queues
         members = self._act_members
         x = np.zeros((len(members), A, P))
         # capacity rule: x_j ~ c_j, the same for every station of an episode
@@ -259,10 +271,30 @@ class MECVectorEnv:
             )
         at = members[:, :, None], np.arange(P)
         end = np.maximum(now + tx[at] * x, free[at]) + proc[at] * x
-        finish = max_first(np.where(x > 0, end, -np.inf)) - now  # (A, P)
-        out[b, k] = (min_first(finish) - finish).T
-        self._splits = (t, self.turn, k, b, x)
-        return out
+        return x, max_first(np.where(x > 0, end, -np.inf)) - now
+
+    def _expected_free(self, load: float) -> np.ndarray:
+        """(K, N, B) MECEnv.expected_queues(load) of every episode: station by station, each books a
+        task of `load` x the mean expected one where myopic would put it on the queues so far."""
+        cfg, B, K, N = self.cfg, self.num_envs, self.n_agents, self.cfg.n_servers
+        scale = load * cfg.arrival_prob
+        mbit, steps = np.full(B, scale * sum(cfg.task_mbit) / 2), np.full(B, scale * sum(cfg.task_steps) / 2)
+        b, now = np.arange(B), self.now
+        free = self._free.copy()
+        rows = np.empty((K, N, B))
+        for k in range(K):
+            rows[k] = free
+            if k + 1 == K:
+                break
+            x, finish = self._action_splits(np.full(B, k), b, mbit, steps, free)
+            best = np.argmin(finish, axis=0)  # the first of the earliest, as np.argmin in MECEnv
+            shares = np.zeros((N + 1, B))  # row N: the padding
+            shares[self._act_members[:, best], b] = x[:, best, b]
+            x = shares[:N]
+            # MECEnv._place: arrive, start and end of the parts on the servers with x_j > 0
+            start = np.maximum(now + mbit / self._links[:, k] * x, free)
+            free = np.where(x > 0, start + steps / self._cap * x, free)
+        return rows
 
     def global_state(self) -> np.ndarray:
         """The system state of the slot, (B, state_size) float32; layout in the class docstring."""
