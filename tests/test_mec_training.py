@@ -58,10 +58,10 @@ def test_ppo_with_the_diffusion_actor_trains_evaluates_and_registers(ppo_run):
     # a shared policy samples on the agent-slots sampler: one RLlib module
     assert np.isfinite(m["learner.vf_loss"]) and np.isfinite(m["learner.policy_loss"])
     assert m["episode_mean_delay"] > 0 and 1 <= m["episode_mean_parts"] <= 2
-    assert set(outcome.evaluation) == {"trained", "least_loaded", "smcoedge", "myopic"}
+    assert set(outcome.evaluation) == {"trained", "least_loaded", "smcoedge", "myopic", "anticipating_myopic"}
     trained, smcoedge = outcome.evaluation["trained"]["mean_delay"], outcome.evaluation["smcoedge"]["mean_delay"]
     assert m["eval.trained.mean_delay"] == pytest.approx(trained)
-    best = min(outcome.evaluation[b]["mean_delay"] for b in ("least_loaded", "smcoedge", "myopic"))
+    best = min(outcome.evaluation[b]["mean_delay"] for b in exp.evaluation.baselines)
     assert (m["eval.gain_vs_best_baseline"] > 0) == (trained < best)  # lower delay is the better side
     assert smcoedge == pytest.approx(evaluate_mec("smcoedge", exp.scenario(), 2, exp.evaluation.seed)["mean_delay"])
     assert outcome.model_version == "1" and outcome.promoted == (m["eval.gain_vs_best_baseline"] > 0)

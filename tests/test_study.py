@@ -64,7 +64,7 @@ def test_study_trains_every_variant_and_seed_and_reports(store, tmp_path, capsys
         # lower delay is better: the best heuristic has the smallest delay
         assert row["vs_best_heuristic"] == pytest.approx(row["score_mean"] / min(result["heuristics"].values()))
         assert 0 <= row["reached"] <= 2 and len(row["steps_to_target"]) == 2
-    assert set(result["heuristics"]) == {"least_loaded", "smcoedge", "myopic"}
+    assert set(result["heuristics"]) == {"least_loaded", "smcoedge", "myopic", "anticipating_myopic"}
     # the target is the reference's final delay (mean of its last iterations) / 0.9
     finals = []
     for run_id in result["variants"]["mlp"]["runs"]:

@@ -66,7 +66,7 @@ class MECProblem(Problem):
         Column("tasks", "tasks", ".0f"),
     )
     table_title = "per-task means over all stations"
-    default_baselines = ("least_loaded", "smcoedge", "myopic")
+    default_baselines = ("least_loaded", "smcoedge", "myopic", "anticipating_myopic")
     default_evaluate = MEC_POLICIES
     progress_fields = (
         ("episode_mean_delay", "delay/task s", ".3f"),
