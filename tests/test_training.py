@@ -157,3 +157,29 @@ def _policy_dir(first_run):
     _, outcome = first_run
     path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
     return f"{path}/policy"
+
+
+def test_select_best_keeps_the_policy_that_validated_best(store):
+    exp = load_experiment(
+        CONFIG,
+        {
+            **TINY,
+            "stop": {"iterations": 2},
+            "tracking.register_model": False,
+            "evaluation.select": "best",
+            "evaluation.validation_every": 1,
+            "evaluation.validation_episodes": 1,
+        },
+    )
+    outcome = train(exp)
+    problem, metric = exp.problem, exp.problem.score.metric
+    history = mlflow.MlflowClient().get_metric_history(outcome.run_id, f"validation.{metric}")
+    scores = {m.step: m.value for m in history}
+    assert sorted(scores) == [0, 1, 2]  # before training, then every iteration
+    best = max(scores, key=lambda step: problem.score.sign * scores[step])
+    assert outcome.selected_iteration == best
+    assert mlflow.MlflowClient().get_run(outcome.run_id).data.tags["aigcsched.selected_iteration"] == str(best)
+    # the kept copy is the policy as it was then, not the modules training went on changing
+    ev = exp.evaluation
+    kept = problem.evaluate(problem.bind(outcome.selected_policy), exp.scenario(), 1, ev.validation_seed)
+    assert kept[metric] == pytest.approx(scores[best])

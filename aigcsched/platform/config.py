@@ -234,6 +234,17 @@ class EvaluationSection(_Section):
         "its distribution, held out and once registered; a policy shared by all stations is a mixed strategy, "
         "and greedy sends stations that see alike to the same server",
     )
+    select: Literal["last", "best"] = Field(
+        "last",
+        description="the policy evaluated and registered: the last one trained, or the one that scored best on the "
+        "validation episodes, checked before training and every `validation_every` iterations (so a run never "
+        "ends below where it started on them, up to their noise)",
+    )
+    validation_every: int = Field(5, ge=1, description="select: best: iterations between validations")
+    validation_episodes: int = Field(5, ge=1, description="select: best: validation episodes (training scenario)")
+    validation_seed: int = Field(
+        500_000, ge=0, description="select: best: validation seeds seed..seed+episodes-1, apart from the held-out ones"
+    )
 
 
 class TrackingSection(_Section):

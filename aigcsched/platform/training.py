@@ -9,10 +9,12 @@ same run after the process was killed, from anywhere that reaches the tracking s
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import mlflow
 import yaml
@@ -43,6 +45,29 @@ class TrainOutcome:
     model_version: str | None = None
     promoted: bool = False
     promotion_reason: str = ""
+    selected_iteration: int | None = None  # evaluation.select: best: the iteration whose policy was kept
+    selected_policy: Any = None
+
+
+class BestPolicy:
+    """`evaluation.select: best`: scores the algorithm's current policy on the validation episodes
+    (training scenario, their own seeds) and keeps a copy of the best one so far."""
+
+    def __init__(self, exp: ExperimentConfig):
+        self.exp, self.cfg = exp, exp.scenario()
+        self.score, self.iteration, self.policy = None, None, None
+
+    def check(self, algo, iteration: int) -> float:
+        exp, problem = self.exp, self.exp.problem
+        policy = tracking.trained_policy(algo, exp)
+        ev = exp.evaluation
+        score = problem.evaluate(problem.bind(policy), self.cfg, ev.validation_episodes, ev.validation_seed)
+        score = score[problem.score.metric]
+        if self.score is None or problem.score.better(score, self.score):
+            policy.modules = copy.deepcopy(policy.modules)  # the live modules keep training
+            self.score, self.iteration, self.policy = score, iteration, policy
+        mlflow.log_metric(f"validation.{problem.score.metric}", score, step=iteration)
+        return score
 
 
 def start_ray(exp: ExperimentConfig, address: str | None) -> None:
@@ -137,6 +162,9 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console, on_iterati
     ]
     total = exp.stop.iterations
     stall_s, sampled_at = float(os.environ.get(STALL_S_ENV, DEFAULT_STALL_S)), time.time()
+    best = BestPolicy(exp) if exp.evaluation.select == "best" else None
+    if best is not None:
+        best.check(algo, algo.iteration)  # where training starts (a resumed run: where it was left)
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(f"training {run_id[:8]}", total=total, completed=algo.iteration, info="")
         try:
@@ -160,6 +188,8 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console, on_iterati
                 progress.update(task, completed=algo.iteration, info=info)
                 if algo.iteration % exp.tracking.checkpoint_every == 0:
                     outcome.checkpoint = tracking.save_checkpoint(algo, exp, algo.iteration)
+                if best is not None and algo.iteration % exp.evaluation.validation_every == 0:
+                    metrics[f"validation.{exp.problem.score.metric}"] = best.check(algo, algo.iteration)
                 if on_iteration is not None:
                     on_iteration({**metrics, "iteration": algo.iteration})
         except KeyboardInterrupt:
@@ -167,6 +197,15 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console, on_iterati
             console.print("interrupted: saving a final checkpoint")
     if outcome.checkpoint != f"checkpoints/iter_{algo.iteration:06d}":
         outcome.checkpoint = tracking.save_checkpoint(algo, exp, algo.iteration)
+    if best is not None and not outcome.interrupted:
+        if algo.iteration % exp.evaluation.validation_every:
+            best.check(algo, algo.iteration)  # the last policy is a candidate too
+        outcome.selected_iteration, outcome.selected_policy = best.iteration, best.policy
+        mlflow.set_tag("aigcsched.selected_iteration", str(best.iteration))
+        console.print(
+            f"selected the policy of iteration {best.iteration} (validation {exp.problem.score.metric} "
+            f"{best.score:,.3f} on {exp.evaluation.validation_episodes} episodes)"
+        )
     if outcome.interrupted:
         mlflow.set_tag("aigcsched.stopped_by", "interrupt")
         console.print(f"stopped at iteration {algo.iteration}; continue with: aigcsched train CONFIG --resume {run_id}")
@@ -176,7 +215,8 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console, on_iterati
 def _evaluate_and_register(algo, exp: ExperimentConfig, outcome: TrainOutcome, console: Console) -> None:
     from aigcsched.platform.promotion import evaluate_and_register
 
-    policy = tracking.trained_policy(algo, exp, {"uri": f"run:{outcome.run_id}"})
+    policy = outcome.selected_policy or tracking.trained_policy(algo, exp)
+    policy.info = {**policy.info, "uri": f"run:{outcome.run_id}"}
     done = evaluate_and_register(policy, exp, console)
     outcome.evaluation, outcome.model_version = done["results"], done["version"]
     outcome.promoted, outcome.promotion_reason = done["promoted"], done["reason"]
