@@ -40,6 +40,17 @@ def untrained_policy(exp) -> TrainedPolicy:
             {"env.config.observe_lookahead": True, "env.config.episode_slots": 30, "algorithm.module": "mlp"},
             "myopic",
         ),
+        # on the queues each station expects: the prior is anticipating_myopic's
+        (
+            "mec_ppo.yaml",
+            {
+                "env.config.observe_lookahead": True,
+                "env.config.lookahead_anticipation": 2.0,
+                "env.config.episode_slots": 30,
+                "algorithm.module": "mlp",
+            },
+            "anticipating_myopic",
+        ),
         # deciding in turn, the look-ahead holds the slot's earlier bookings: the prior is sequential_myopic's
         (
             "mec_ppo.yaml",
@@ -60,6 +71,16 @@ def untrained_policy(exp) -> TrainedPolicy:
                 "algorithm.shared_policy": True,
             },
             "combined",
+        ),
+        (
+            "datacenter_ppo.yaml",
+            {
+                "env.config.data_dir": None,
+                "env.config.observe_lookahead": True,
+                "env.config.lookahead_plan": "value_handoff",
+                "algorithm.module": "mlp",
+            },
+            "value_handoff",
         ),
     ],
 )
