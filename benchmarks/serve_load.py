@@ -180,10 +180,12 @@ def in_process(policy, single: list[bytes], batched: list[bytes], seconds: float
 
     one_torch_thread()
 
+    from aigcsched.serve.api import freeze_startup_heap
     from aigcsched.serve.policy import Decider
     from aigcsched.serve.schemas import DecideBatch, DecideRequest
 
     decider = Decider(policy)
+    freeze_startup_heap()  # as the hosts do
     one, many = TypeAdapter(DecideRequest), TypeAdapter(DecideBatch)
     out = {}
     for name, payloads, adapter, per_call in (
@@ -204,12 +206,13 @@ def run_bare_server(port: int, policy: str) -> None:
     """Child process: the API on plain uvicorn (one process, uvloop + httptools, no access log)."""
     import uvicorn
 
-    from aigcsched.serve.api import LocalService, make_api
+    from aigcsched.serve.api import LocalService, freeze_startup_heap, make_api
     from aigcsched.serve.policy import PolicySource
 
     one_torch_thread()
     source = PolicySource(model_uri=policy) if policy.startswith("models:/") else PolicySource(heuristic=policy)
     app = make_api(LocalService(source.load()))
+    freeze_startup_heap()  # as a Serve replica does
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -9,6 +9,7 @@ error a caller can cause is a 4xx with a `detail`, documented in the OpenAPI sch
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import inspect
@@ -73,6 +74,15 @@ class Service(Protocol):
 
     async def clusters(self, method: str, *args):
         """Call ClusterBook-like `method` (register, delete, dispatch, done, view); raises ApiError."""
+
+
+def freeze_startup_heap() -> None:
+    """Take every object alive now (Ray, torch, FastAPI, the policy: about half a million) out of
+    the cyclic garbage collector's walks, for good. A decide-batch call makes a few thousand
+    short-lived objects (the validated bodies); their churn sets off a full collection every few
+    hundred calls, and one walks the whole heap: about 0.4 s each, on average 1.3 ms of a 64-body
+    call, and a pause every request in flight waits out. Hosts call this once the policy is loaded."""
+    gc.freeze()
 
 
 def token_digest(token: str | None) -> bytes | None:
