@@ -80,8 +80,9 @@ def freeze_startup_heap() -> None:
     """Take every object alive now (Ray, torch, FastAPI, the policy: about half a million) out of
     the cyclic garbage collector's walks, for good. A decide-batch call makes a few thousand
     short-lived objects (the validated bodies); their churn sets off a full collection every few
-    hundred calls, and one walks the whole heap: about 0.4 s each, on average 1.3 ms of a 64-body
-    call, and a pause every request in flight waits out. Hosts call this once the policy is loaded."""
+    hundred calls, and one walks the whole heap: 0.4 s each in process, on average more than 1 ms
+    of a 64-body call, and a pause that every request in flight waits out (RESULTS.md). Hosts call
+    this once the policy is loaded."""
     gc.freeze()
 
 
@@ -149,7 +150,8 @@ class JsonBodyRoute(APIRoute):
     bytes in one pass in its Rust core (`validate_json`: about half the cost of `json.loads` then
     validating the dicts, for a decide-batch body), and the endpoint is called with the result.
     Anything else (another content type, a body the schema refuses) takes FastAPI's own path, so
-    the errors and the OpenAPI schema stay FastAPI's. Other routes are plain `APIRoute`s."""
+    the errors and the OpenAPI schema stay FastAPI's. Routes of any other shape keep FastAPI's
+    handler as it is."""
 
     def get_route_handler(self):
         standard = super().get_route_handler()
