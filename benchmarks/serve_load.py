@@ -46,6 +46,7 @@ BATCH = 64
 PENALTIES = ("linear", "quadratic", "sqrt")
 STORE = "/tmp/aigcsched-serve-load"  # the benchmark's own MLflow store (its trained model)
 MODEL_NAME = "aigcsched-edge-serve-load"
+COPIES = "serve-load-copies"  # experiment of the second version the switch run registers
 VERSION = re.compile(rb'"model_version":"([^"]*)"')
 
 
@@ -314,10 +315,12 @@ def learned_model(args) -> str:
 
     uri = f"models:/{MODEL_NAME}@{registry.CHAMPION}"
     if registry.champion_version(MODEL_NAME) is None:
-        cmd = [sys.executable, "-m", "aigcsched.cli", "train", "configs/edge_ppo.yaml", "--stop-iters", "2"]
+        config = os.path.abspath("configs/edge_ppo.yaml")
+        cmd = [sys.executable, "-m", "aigcsched.cli", "train", config, "--stop-iters", "2"]
         cmd += ["--set", f"tracking.model_name={MODEL_NAME}", "--set", "evaluation.episodes=2"]
+        # Run in the store's folder: the artifacts (./mlruns) stay with the database, not in this checkout.
         subprocess.run(
-            cmd, check=True, cwd=os.getcwd(), env={**_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+            cmd, check=True, cwd=STORE, env={**_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
         )
         if registry.champion_version(MODEL_NAME) is None:  # not better than the baselines: fine here
             import mlflow
@@ -346,7 +349,9 @@ def other_version(uri: str) -> tuple[str, str]:
     if name != MODEL_NAME:
         raise SystemExit(f"{name} has one version; the switch run needs two (or run without --model)")
     policy = registry.load_policy(uri)
-    mlflow.set_experiment("serve-load-copies")
+    if mlflow.get_experiment_by_name(COPIES) is None:  # its artifacts in the store's folder, not in this checkout
+        mlflow.create_experiment(COPIES, artifact_location=os.path.join(STORE, "copies"))
+    mlflow.set_experiment(COPIES)
     with mlflow.start_run(), tempfile.TemporaryDirectory() as tmp:
         save_policy(policy, tmp)
         return str(current.version), str(registry.log_policy_model(tmp, policy.cfg, name).registered_model_version)
