@@ -46,6 +46,7 @@ BATCH = 64
 PENALTIES = ("linear", "quadratic", "sqrt")
 STORE = "/tmp/aigcsched-serve-load"  # the benchmark's own MLflow store (its trained model)
 MODEL_NAME = "aigcsched-edge-serve-load"
+COPIES = "serve-load-copies"  # experiment of the second version the switch run registers
 VERSION = re.compile(rb'"model_version":"([^"]*)"')
 
 
@@ -173,15 +174,19 @@ def one_torch_thread() -> None:
 
 
 def in_process(policy, single: list[bytes], batched: list[bytes], seconds: float = 2.0) -> dict:
-    """The decision path without HTTP: JSON validation, policy call, response dicts."""
+    """The decision path without HTTP, as the routes take it: JSON validation from the bytes,
+    policy call, answer serialized in one pass."""
     from pydantic import TypeAdapter
+    from pydantic_core import to_json
 
     one_torch_thread()
 
+    from aigcsched.serve.api import freeze_startup_heap
     from aigcsched.serve.policy import Decider
     from aigcsched.serve.schemas import DecideBatch, DecideRequest
 
     decider = Decider(policy)
+    freeze_startup_heap()  # as the hosts do
     one, many = TypeAdapter(DecideRequest), TypeAdapter(DecideBatch)
     out = {}
     for name, payloads, adapter, per_call in (
@@ -191,7 +196,8 @@ def in_process(policy, single: list[bytes], batched: list[bytes], seconds: float
         calls, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             body = adapter.validate_json(payloads[calls % len(payloads)])
-            json.dumps(decider.decide_items(body if per_call > 1 else [body]))
+            answers = decider.decide_items(body if per_call > 1 else [body])
+            to_json(answers if per_call > 1 else answers[0])
             calls += 1
         out[name] = calls * per_call / (time.perf_counter() - start)
     return out
@@ -201,12 +207,13 @@ def run_bare_server(port: int, policy: str) -> None:
     """Child process: the API on plain uvicorn (one process, uvloop + httptools, no access log)."""
     import uvicorn
 
-    from aigcsched.serve.api import LocalService, make_api
+    from aigcsched.serve.api import LocalService, freeze_startup_heap, make_api
     from aigcsched.serve.policy import PolicySource
 
     one_torch_thread()
     source = PolicySource(model_uri=policy) if policy.startswith("models:/") else PolicySource(heuristic=policy)
     app = make_api(LocalService(source.load()))
+    freeze_startup_heap()  # as a Serve replica does
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -308,10 +315,12 @@ def learned_model(args) -> str:
 
     uri = f"models:/{MODEL_NAME}@{registry.CHAMPION}"
     if registry.champion_version(MODEL_NAME) is None:
-        cmd = [sys.executable, "-m", "aigcsched.cli", "train", "configs/edge_ppo.yaml", "--stop-iters", "2"]
+        config = os.path.abspath("configs/edge_ppo.yaml")
+        cmd = [sys.executable, "-m", "aigcsched.cli", "train", config, "--stop-iters", "2"]
         cmd += ["--set", f"tracking.model_name={MODEL_NAME}", "--set", "evaluation.episodes=2"]
+        # Run in the store's folder: the artifacts (./mlruns) stay with the database, not in this checkout.
         subprocess.run(
-            cmd, check=True, cwd=os.getcwd(), env={**_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+            cmd, check=True, cwd=STORE, env={**_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
         )
         if registry.champion_version(MODEL_NAME) is None:  # not better than the baselines: fine here
             import mlflow
@@ -340,7 +349,9 @@ def other_version(uri: str) -> tuple[str, str]:
     if name != MODEL_NAME:
         raise SystemExit(f"{name} has one version; the switch run needs two (or run without --model)")
     policy = registry.load_policy(uri)
-    mlflow.set_experiment("serve-load-copies")
+    if mlflow.get_experiment_by_name(COPIES) is None:  # its artifacts in the store's folder, not in this checkout
+        mlflow.create_experiment(COPIES, artifact_location=os.path.join(STORE, "copies"))
+    mlflow.set_experiment(COPIES)
     with mlflow.start_run(), tempfile.TemporaryDirectory() as tmp:
         save_policy(policy, tmp)
         return str(current.version), str(registry.log_policy_model(tmp, policy.cfg, name).registered_model_version)

@@ -532,6 +532,63 @@ def test_malformed_bodies_are_4xx(client, raw, status):
     assert e.value.status == status
 
 
+def asgi_post(app, path: str, raw: bytes, content_type: str) -> tuple[int, object]:
+    """One POST to an ASGI app, in process."""
+    import asyncio
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(raw)).encode())],
+    }
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def test_json_bodies_skipping_fastapis_dict_path_are_answered_as_on_it():
+    """`Content-Type: application/json` bodies are validated straight from the bytes (api.JsonBodyRoute);
+    with a charset parameter they take FastAPI's own path: the same answers, and the same errors."""
+    from aigcsched.serve.api import LocalService, make_api
+    from aigcsched.serve.policy import HeuristicPolicy
+
+    cfg = EdgeConfig()
+    app = make_api(LocalService(HeuristicPolicy("greedy", cfg)))
+    bodies = random_bodies(40, seed=7)  # mixed server counts: several policy calls in one batch
+    raw = json.dumps(bodies).encode()
+    status, batch = asgi_post(app, "/v1/edge/decide-batch", raw, "application/json")
+    assert status == 200
+    assert asgi_post(app, "/v1/edge/decide-batch", raw, "application/json; charset=utf-8") == (200, batch)
+    singles = [asgi_post(app, "/v1/edge/decide", json.dumps(b).encode(), "application/json") for b in bodies]
+    assert [answer for _, answer in singles] == batch
+    policy = greedy_policy(cfg)
+    for body, answer in zip(bodies, batch, strict=True):
+        assert answer == {**expected(policy, cfg, body), "policy": "heuristic:greedy", "model_version": None}
+    nan = b'{"servers": {"a": {"capability": NaN}}, ' + REQ + b"}"
+    for path, bad in (
+        ("/v1/edge/decide", json.dumps(with_server(capability="12")).encode()),
+        ("/v1/edge/decide", nan),
+        ("/v1/edge/decide", b"{not json"),
+        ("/v1/edge/decide-batch", b"[]"),
+        ("/v1/edge/decide-batch", json.dumps([GOOD, with_request(penalty="cubic")]).encode()),
+    ):
+        status, error = asgi_post(app, path, bad, "application/json")
+        assert status == 422 and error["detail"], error
+        assert asgi_post(app, path, bad, "application/json; charset=utf-8") == (status, error)
+
+
 def test_batch_limits(client):
     for bodies in ([], [GOOD] * 1025):
         with pytest.raises(EndpointError) as e:

@@ -18,7 +18,7 @@ import ray
 from ray import serve
 from ray.serve.schema import LoggingConfig
 
-from aigcsched.serve.api import DEFAULT_MAX_BODY_BYTES, make_api
+from aigcsched.serve.api import DEFAULT_MAX_BODY_BYTES, freeze_startup_heap, make_api
 from aigcsched.serve.cluster import ACTOR_NAMESPACE, actor_name, cluster_actor
 from aigcsched.serve.policy import ApiError, Decider, PolicySource, follow
 from aigcsched.serve.problems import ProblemDecider, load_decider
@@ -84,6 +84,7 @@ class Scheduler:
         await self._connect()
         if source.follows:
             self._following = asyncio.get_running_loop().create_task(follow(source, lambda: self.decider, self._swap))
+        freeze_startup_heap()
 
     def __del__(self):
         """Serve calls this when it stops the replica: stop polling before the loop goes."""

@@ -207,23 +207,28 @@ class Decider:
 
     def decide_items(self, items: Sequence) -> list[dict]:
         """Decisions for DecideRequest bodies, in order. Bodies with equal server counts share
-        one policy call."""
+        one policy call; its input and output go through flat lists (one pass over the bodies,
+        one `tolist` per answer column), not element by element."""
         out: list[dict | None] = [None] * len(items)
         groups: dict[int, list[int]] = {}
         for i, item in enumerate(items):
             groups.setdefault(len(item.servers), []).append(i)
         for idx in groups.values():
-            busy = np.array([[s.busy_for_s for s in items[i].servers.values()] for i in idx], dtype=np.float64)
-            cap = np.array([[s.capability for s in items[i].servers.values()] for i in idx], dtype=np.float64)
-            due = np.array([items[i].request.due_in_s for i in idx], dtype=np.float64)
-            kind = np.array([PENALTY_CODE[items[i].request.penalty] for i in idx], dtype=np.int64)
-            server, steps, finish, quality = self.decide_arrays(busy, cap, due, kind)
-            for k, i in enumerate(idx):
+            group = [items[i] for i in idx]
+            shape = (len(group), -1)
+            busy = np.array([s.busy_for_s for item in group for s in item.servers.values()], dtype=np.float64)
+            cap = np.array([s.capability for item in group for s in item.servers.values()], dtype=np.float64)
+            due = np.array([item.request.due_in_s for item in group], dtype=np.float64)
+            kind = np.array([PENALTY_CODE[item.request.penalty] for item in group], dtype=np.int64)
+            server, steps, finish, quality = self.decide_arrays(busy.reshape(shape), cap.reshape(shape), due, kind)
+            ids = [list(item.servers)[j] for item, j in zip(group, server.tolist(), strict=True)]
+            columns = zip(idx, ids, steps.tolist(), finish.tolist(), quality.tolist(), strict=True)
+            for i, server_id, n, f, q in columns:
                 out[i] = {
-                    "server": list(items[i].servers)[server[k]],
-                    "steps": int(steps[k]),
-                    "expected_finish_s": float(finish[k]),
-                    "expected_quality": float(quality[k]),
+                    "server": server_id,
+                    "steps": n,
+                    "expected_finish_s": f,
+                    "expected_quality": q,
                     "policy": self.label,
                     "model_version": self.version,
                 }
