@@ -32,12 +32,22 @@ def untrained_policy(exp) -> TrainedPolicy:
         ),
         (
             "mec_ppo.yaml",
-            {"env.config.observe_lookahead": True, "env.config.episode_slots": 30, "evaluation.actions": "greedy"},
+            {
+                "env.config.observe_lookahead": True,
+                "env.config.lookahead_anticipation": 0.0,
+                "env.config.episode_slots": 30,
+                "evaluation.actions": "greedy",
+            },
             "myopic",
         ),
         (
             "mec_ppo.yaml",
-            {"env.config.observe_lookahead": True, "env.config.episode_slots": 30, "algorithm.module": "mlp"},
+            {
+                "env.config.observe_lookahead": True,
+                "env.config.lookahead_anticipation": 0.0,
+                "env.config.episode_slots": 30,
+                "algorithm.module": "mlp",
+            },
             "myopic",
         ),
         # on the queues each station expects: the prior is anticipating_myopic's

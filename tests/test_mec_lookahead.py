@@ -80,10 +80,18 @@ def test_spaces_and_config():
     assert MECVectorEnv(2, observe_lookahead=True).single_observation_space == space
     with pytest.raises(ValidationError, match="observe_lookahead needs action_mode 'subset'"):
         MECConfig(action_mode="weights", observe_lookahead=True)
-    with pytest.raises(ValidationError, match="lookahead_anticipation needs observe_lookahead"):
-        MECConfig(lookahead_anticipation=2.0)
-    with pytest.raises(ValidationError, match="lookahead_anticipation needs decision 'simultaneous'"):
-        MECConfig(lookahead_anticipation=2.0, observe_lookahead=True, decision="in_turn")
+    # anticipation applies to the look-ahead of stations deciding at once only
+    assert MECConfig(lookahead_anticipation=2.0, observe_lookahead=True).anticipation == 2.0
+    assert MECConfig(lookahead_anticipation=2.0).anticipation == 0.0
+    in_turn = {"decision": "in_turn", "observe_lookahead": True, "episode_slots": 3}
+    with_it, without = MECEnv(lookahead_anticipation=2.0, **in_turn), MECEnv(**in_turn)
+    assert with_it.cfg.anticipation == 0.0
+    obs, _ = with_it.reset(seed=1)
+    plain, _ = without.reset(seed=1)
+    while with_it.agents:
+        assert all(np.array_equal(obs[a], plain[a]) for a in obs)
+        obs, *_ = with_it.step({a: 1 for a in with_it.agents})
+        plain, *_ = without.step({a: 1 for a in without.agents})
 
 
 def expected_queues_by_hand(env: MECEnv, load: float) -> list[np.ndarray]:

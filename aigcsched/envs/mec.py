@@ -72,7 +72,8 @@ class MECConfig(BaseModel):
         ge=0.0,
         description="stations deciding at once: compute the look-ahead on the queues a station expects, each "
         "station booked before it in the slot adding a task of this many times the mean expected one "
-        "(arrival_prob x the mean task) where myopic would put it (`MECEnv.expected_queues`); 0: current queues",
+        "(arrival_prob x the mean task) where myopic would put it (`MECEnv.expected_queues`); 0: current queues. "
+        "Unused without observe_lookahead and when deciding in turn (the queues then hold the earlier bookings)",
     )
     decision: Literal["simultaneous", "in_turn"] = Field(
         "simultaneous",
@@ -95,12 +96,13 @@ class MECConfig(BaseModel):
         if self.decision == "in_turn" and self.reward_mode == "sparse":
             # a turn's reward goes to the station on turn; the episode's sum belongs to no single turn
             raise ValueError("decision 'in_turn' takes reward_mode 'own' or 'team', not 'sparse'")
-        if self.lookahead_anticipation > 0 and not self.observe_lookahead:
-            raise ValueError("lookahead_anticipation needs observe_lookahead: true (it shapes the look-ahead)")
-        if self.decision == "in_turn" and self.lookahead_anticipation > 0:
-            # deciding in turn, the queues already hold the earlier bookings themselves
-            raise ValueError("lookahead_anticipation needs decision 'simultaneous'")
         return self
+
+    @property
+    def anticipation(self) -> float:
+        """The load the look-ahead expects of the earlier stations: `lookahead_anticipation` where it applies."""
+        applies = self.observe_lookahead and self.decision == "simultaneous"
+        return self.lookahead_anticipation if applies else 0.0
 
     def subsets(self) -> list[tuple[int, ...]]:
         """Server subsets of the subset action, by size then lexicographically."""
@@ -286,7 +288,7 @@ class MECEnv(ParallelEnv):
         backlog = np.maximum(self.free_at - self.now, 0.0)
         shared = np.concatenate([backlog, inst.capacity / 50.0])
         out = {}
-        anticipation = self.cfg.lookahead_anticipation if self.cfg.observe_lookahead else 0.0
+        anticipation = self.cfg.anticipation
         expected = self.expected_queues(anticipation) if anticipation and self.slot < self.cfg.episode_slots else None
         for i, agent in enumerate(self.agents):
             task = self.slot < self.cfg.episode_slots and inst.has_task[slot, i]

@@ -231,7 +231,7 @@ class MECVectorEnv:
             return out
         t = self._slot
         k, b = np.nonzero(self._deciding())
-        anticipation = self.cfg.lookahead_anticipation
+        anticipation = self.cfg.anticipation
         free = self._expected_free(anticipation)[k, :, b].T if anticipation else self._free[:, b]
         x, finish = self._action_splits(k, b, self._mbit[t, k, b], self._steps[t, k, b], free)
         out[b, k] = (min_first(finish) - finish).T

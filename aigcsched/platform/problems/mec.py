@@ -37,16 +37,21 @@ class MECTrainedPolicy:
 
     def _as_trained(self, env: MECEnv, agent: str, obs):
         """The observation in the policy's layout: the look-ahead block (an observation, not part of
-        the scenario's dynamics) appended or dropped when the scenario's option differs."""
-        want, have = self.trained.cfg.observe_lookahead, env.cfg.observe_lookahead
-        if want == have:
+        the scenario's dynamics) appended, dropped or recomputed on the queues the policy was trained
+        to expect when the scenario's options differ."""
+        trained, scenario = self.trained.cfg, env.cfg
+        want, have = trained.observe_lookahead, scenario.observe_lookahead
+        load = trained.lookahead_anticipation if want and not env.in_turn else 0.0
+        if want == have and (not want or load == scenario.anticipation):
             return obs
         n = env.action_space(agent).n
-        if have:
-            return obs[:-n]
-        has_task = obs[0] > 0
-        block = env.lookahead(env.possible_agents.index(agent)) if has_task else np.zeros(n)
-        return np.concatenate([obs, block]).astype(np.float32)
+        body = obs[:-n] if have else obs
+        if not want:
+            return body
+        i = env.possible_agents.index(agent)
+        queues = env.expected_queues(load)[i] if load else None
+        block = env.lookahead(i, queues) if obs[0] > 0 else np.zeros(n)
+        return np.concatenate([body, block]).astype(np.float32)
 
     def check_fits(self, cfg) -> None:
         self.trained.check_fits(cfg)
