@@ -170,6 +170,7 @@ def run_study(
     leave_job_working_dir()  # every file is read: a job's `out` goes to the home directory
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    own_ray = not ray.is_initialized()
     start_ray(evaluation, address)
     tracking_uri = resolve_tracking_uri(mlflow.get_tracking_uri())
     store = tracking.open_store_meanwhile(tracking_uri)  # a new store's tables, while the driver imports
@@ -198,6 +199,8 @@ def run_study(
         restart=restart,
         log=log,
     )
+    if own_ray:
+        ray.shutdown()  # the report needs no cluster; at exit Ray would first wait half a second for logs
     done = {r.config["run"]: r.metrics["run_id"] for r in grid if r.error is None and r.metrics.get("finished")}
     failed = {r.config["run"]: r.error for r in grid if r.error is not None}
     # Ctrl-C: Tune saves its state and returns; the trials it stopped have not finished
