@@ -61,7 +61,7 @@ def _is_number(value) -> bool:
 def iteration_metrics(exp: ExperimentConfig, result: dict, seconds: float, steps_before: int) -> dict:
     """The metrics of one `algo.train()` result worth logging: env steps and their rate, the
     problem's own env-runner metrics, the return, and the learners' losses."""
-    from ray.rllib.core import DEFAULT_MODULE_ID  # here: RLlib imports torch, seconds a study driver saves
+    from ray.rllib.core import DEFAULT_MODULE_ID  # here: RLlib imports torch; a study connects to Ray first
 
     runners = result.get("env_runners", {})
     steps = int(runners.get("num_env_steps_sampled_lifetime", result.get("num_env_steps_sampled_lifetime", 0)))
