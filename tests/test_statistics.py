@@ -9,12 +9,20 @@ from aigcsched.platform.statistics import (
     probability_of_improvement,
     stratified_bootstrap,
     summarize,
+    trimmed_mean,
 )
 
 
 def test_iqm_drops_the_top_and_bottom_quarter():
     assert iqm([1.0, 2, 3, 4, 100]) == pytest.approx(3.0)  # 5 runs: the middle three
     assert iqm([[1.0, 5], [2, 6], [3, 7], [4, 8]]) == pytest.approx(4.5)  # over all (run, task) scores
+
+
+def test_the_trimmed_mean_cuts_int_of_the_share_off_each_end_along_the_last_axis():
+    values = np.array([[-50.0, 1, 2, 3, 4, 5, 6, 7, 100], [9.0, 9, 9, 9, 1, 1, 1, 1, 5]])
+    # 9 values at 25%: int(2.25) = 2 off each end, as scipy.stats.trim_mean
+    assert trimmed_mean(values, 0.25) == pytest.approx([4.0, 5.0])
+    assert trimmed_mean(values[:, :2], 0.25) == pytest.approx([-24.5, 9.0])  # 2 values: none cut
 
 
 def test_the_bootstrap_resamples_runs_within_each_task():

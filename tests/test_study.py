@@ -81,6 +81,19 @@ def test_study_trains_every_variant_and_seed_and_reports(store, tmp_path, capsys
     assert len(trained) == 4
 
 
+def test_a_new_tracking_store_gets_its_tables_in_a_task_on_the_drivers_node(store, tmp_path):
+    import sqlite3
+
+    import ray
+
+    from aigcsched.platform.tracking import open_store_meanwhile
+
+    db = tmp_path / "new.db"
+    ray.get(open_store_meanwhile(f"sqlite:///{db}"))
+    tables = {row[0] for row in sqlite3.connect(db).execute("select name from sqlite_master where type = 'table'")}
+    assert {"experiments", "runs", "alembic_version"} <= tables
+
+
 def test_steps_to_reach_uses_the_smoothed_curve():
     x = np.array([10.0, 20, 30, 40, 50])
     y = np.array([0.0, 3, 0, 3, 3])  # 3-point means: 1, 2, 2 (ending at 30, 40, 50)

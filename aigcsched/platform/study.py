@@ -31,7 +31,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, model_validator
-from scipy import stats
+from scipy.special import stdtrit  # the t quantile; scipy.stats takes a second to import
 
 from aigcsched.platform import statistics
 from aigcsched.platform.config import ConfigError, ExperimentConfig, load_experiment, read_yaml, validation_message
@@ -106,7 +106,7 @@ def mean_ci(values) -> tuple[float, float]:
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 2:
         return float(v.mean()), float("nan")
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return float(v.mean()), float(stdtrit(len(v) - 1, 0.975) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 def run_curve(run_id: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -148,13 +148,11 @@ def run_study(
     plots in `out`, also logged to an MLflow run of their own. Tune's experiment state lives in
     `out`/tune: run again after a crash or Ctrl-C, the study goes on where it stopped (`restart`:
     from scratch)."""
-    from ray import tune
+    import ray
 
     from aigcsched.platform import tracking
     from aigcsched.platform.jobs import resolve_tracking_uri
-    from aigcsched.platform.promotion import held_out_results
     from aigcsched.platform.training import leave_job_working_dir, start_ray
-    from aigcsched.platform.trials import CODE_TAG, run_trials, train_trial, trial_resources, version_tags
 
     study, experiments = load_study(path, overrides)
     if seeds is not None:
@@ -172,16 +170,24 @@ def run_study(
     leave_job_working_dir()  # every file is read: a job's `out` goes to the home directory
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    own_ray = not ray.is_initialized()
     start_ray(evaluation, address)
     tracking_uri = resolve_tracking_uri(mlflow.get_tracking_uri())
-    mlflow.set_tracking_uri(tracking_uri)
-    tracking.use_experiment(f"study-{study.name}")  # made here: its artifact root is the driver's
+    store = tracking.open_store_meanwhile(tracking_uri)  # a new store's tables, while the driver imports
+    from ray import tune
+
+    from aigcsched.platform.promotion import held_out_results
+    from aigcsched.platform.trials import CODE_TAG, run_trials, train_trial, trial_resources, version_tags
+
     versions = version_tags()
     version = versions[CODE_TAG]
     spec = {"study": study.name, "trials": {run: exp.model_dump(mode="json") for run, exp in trials.items()}}
     resources = {run: trial_resources(exp) for run, exp in trials.items()}
     log(f"{len(trials)} trials, each {resources[next(iter(trials))].bundles} (code {version})")
     heuristics = {b: r[key] for b, r in held_out_results(evaluation).items()}
+    ray.wait([store])  # done or failed: the driver's own first use of the store says what is wrong
+    mlflow.set_tracking_uri(tracking_uri)
+    tracking.use_experiment(f"study-{study.name}")  # made here: its artifact root is the driver's
     tags = {"aigcsched.study": study.name, **versions}
     grid = run_trials(
         tune.with_parameters(train_trial, experiments=trials, tracking_uri=tracking_uri, tags=tags),
@@ -193,6 +199,8 @@ def run_study(
         restart=restart,
         log=log,
     )
+    if own_ray:
+        ray.shutdown()  # the report needs no cluster; at exit Ray would first wait half a second for logs
     done = {r.config["run"]: r.metrics["run_id"] for r in grid if r.error is None and r.metrics.get("finished")}
     failed = {r.config["run"]: r.error for r in grid if r.error is not None}
     # Ctrl-C: Tune saves its state and returns; the trials it stopped have not finished
@@ -303,7 +311,7 @@ def curve_band(ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = ys.mean(axis=0)
     if len(ys) < 2:
         return mean, mean, mean
-    half = stats.t.ppf(0.975, len(ys) - 1) * ys.std(axis=0, ddof=1) / np.sqrt(len(ys))
+    half = stdtrit(len(ys) - 1, 0.975) * ys.std(axis=0, ddof=1) / np.sqrt(len(ys))
     return mean, np.maximum(mean - half, ys.min(axis=0)), np.minimum(mean + half, ys.max(axis=0))
 
 

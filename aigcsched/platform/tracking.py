@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 import mlflow
-from ray.rllib.core import DEFAULT_MODULE_ID
 
 from aigcsched.platform.config import ConfigError, ExperimentConfig
 from aigcsched.platform.jobs import ARTIFACT_ROOT_ENV
@@ -39,6 +38,22 @@ def use_experiment(name: str) -> None:
     mlflow.set_experiment(name)
 
 
+def open_store_meanwhile(tracking_uri: str):
+    """Open the tracking store once, in a Ray task on this driver's node (where a local store's path
+    means the same) while the driver goes on: a new SQL store creates its tables there (seconds of
+    schema migrations). Returns the task's reference to wait for."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    def open_store(uri: str) -> None:  # sent by value: the task imports MLflow alone
+        import mlflow
+
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(open_store).options(num_cpus=0, max_retries=0, scheduling_strategy=here).remote(tracking_uri)
+
+
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -46,6 +61,8 @@ def _is_number(value) -> bool:
 def iteration_metrics(exp: ExperimentConfig, result: dict, seconds: float, steps_before: int) -> dict:
     """The metrics of one `algo.train()` result worth logging: env steps and their rate, the
     problem's own env-runner metrics, the return, and the learners' losses."""
+    from ray.rllib.core import DEFAULT_MODULE_ID  # here: RLlib imports torch; a study connects to Ray first
+
     runners = result.get("env_runners", {})
     steps = int(runners.get("num_env_steps_sampled_lifetime", result.get("num_env_steps_sampled_lifetime", 0)))
     steps //= exp.slots_per_env_step  # the agent-slots sampler counts agent steps
