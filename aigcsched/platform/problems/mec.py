@@ -41,7 +41,7 @@ class MECTrainedPolicy:
         to expect when the scenario's options differ."""
         trained, scenario = self.trained.cfg, env.cfg
         want, have = trained.observe_lookahead, scenario.observe_lookahead
-        load = trained.lookahead_anticipation if want and not env.in_turn else 0.0
+        load = 0.0 if env.in_turn else trained.anticipation  # what its look-ahead expected, where it applies
         if want == have and (not want or load == scenario.anticipation):
             return obs
         n = env.action_space(agent).n
