@@ -81,14 +81,21 @@ def service_values(cfg: DataCenterConfig) -> tuple[np.ndarray, np.ndarray, np.nd
     return capacity, revenue, kwh
 
 
-def best_value_service(cfg: DataCenterConfig, state: DataCenterState) -> tuple[np.ndarray, np.ndarray]:
+def job_values(cfg: DataCenterConfig, state: DataCenterState) -> tuple[np.ndarray, np.ndarray]:
+    """(K, S, P) whole jobs per slot and (..., K, S, P) what a job earns, per step level and power
+    cap: revenue at its steps less its GPUs' energy above idle at this slot's PUE and price."""
+    capacity, revenue, kwh = service_values(cfg)
+    return capacity, revenue - kwh * (state.pue * state.price / 1000.0)[..., None, None]
+
+
+def best_value_service(
+    cfg: DataCenterConfig, state: DataCenterState, values: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(step level, power cap) per data center: of the pairs whose jobs per slot cover the jobs due
     this slot (`state.due`; in the episode's last slot, the expected arrivals too: whatever is left
-    then pays its penalty), the one that earns the most per job (revenue at its steps less its
-    GPUs' energy above idle at this slot's PUE and price); where none covers them, the best of
-    those that serve the most."""
-    capacity, revenue, kwh = service_values(cfg)
-    value = revenue - kwh * (state.pue * state.price / 1000.0)[..., None, None]  # (..., K, S, P)
+    then pays its penalty), the one that earns the most per job (`job_values`, or `values` when
+    already known); where none covers them, the best of those that serve the most."""
+    capacity, value = job_values(cfg, state) if values is None else values
     due = state.due + (state.expected_arrivals if state.slot == cfg.episode_slots - 1 else 0.0)
     covers = capacity >= due[..., None, None]
     most = capacity == capacity.max(axis=(-2, -1), keepdims=True)
@@ -136,10 +143,9 @@ def value_handoff_plan(cfg: DataCenterConfig, state: DataCenterState, battery: n
     expected arrivals) takes. Providers choose in index order, each taking up the room it fills."""
     k = cfg.n_asps
     others = np.array([[j for j in range(k) if j != i] for i in range(k)])
-    capacity, revenue, kwh = service_values(cfg)
+    capacity, value = job_values(cfg, state)
     handed_share = 1.0 - np.asarray(cfg.keep_levels)
-    level, cap = best_value_service(cfg, state)
-    value = revenue - kwh * (state.pue * state.price / 1000.0)[..., None, None]  # (..., K, S, P)
+    level, cap = best_value_service(cfg, state, (capacity, value))
     best = value.reshape(*value.shape[:-2], -1).max(axis=-1)  # (..., K): each provider's best value per job
     room = capacity[np.arange(k), level, cap] - (state.queue + state.expected_arrivals)
     arrivals = state.expected_arrivals
