@@ -19,7 +19,7 @@ from aigcsched.envs.mec import MECConfig, MECEnv
 from aigcsched.platform.config import ConfigError
 from aigcsched.platform.policies import resolve_policy
 from aigcsched.platform.problems.datacenter_serving import EXAMPLE as DATACENTER_EXAMPLE
-from aigcsched.platform.problems.datacenter_serving import observe
+from aigcsched.platform.problems.datacenter_serving import observe, site_of
 from aigcsched.platform.problems.mec_serving import EXAMPLE as MEC_EXAMPLE
 from aigcsched.serve.api import make_api
 from aigcsched.serve.cluster import ClusterBook
@@ -205,8 +205,9 @@ def test_non_finite_numbers_are_422_not_500():
 # --- datacenter -----------------------------------------------------------------------------------
 
 
-def datacenter_body(env: DataCenterEnv) -> dict:
-    """The body describing the env's state before its next slot (providers p0, p1, ...)."""
+def datacenter_body(env: DataCenterEnv, sites: bool = False) -> dict:
+    """The body describing the env's state before its next slot (providers p0, p1, ...); `sites`:
+    with each provider's constants."""
     cfg, t, inp = env.cfg, env._t, env._inputs
     q = env._q
     by_class, late = q[:, 1:].sum(axis=(1, 3)), q[:, 0].sum(axis=(1, 2))
@@ -230,13 +231,14 @@ def datacenter_body(env: DataCenterEnv) -> dict:
                 "weather": {"temperature_c": float(temperature[k]), "renewable_kw": float(inp.renewable_kw[k, t])},
                 "local_hour": float(inp.local_hour[k, t]),
                 "arrivals": {"last_slot": int(env._last_arrivals[k]), "expected": float(inp.rate[k, t])},
+                **({"site": site_of(cfg, k).model_dump()} if sites else {}),
             }
             for k in range(cfg.n_asps)
         ]
     }
 
 
-def check_datacenter_day(app, policy, cfg: DataCenterConfig, slots: int = 6) -> set:
+def check_datacenter_day(app, policy, cfg: DataCenterConfig, slots: int = 6, sites: bool = False) -> set:
     """Play `slots` slots (from 10:00 local-ish, busy hours) with `policy`; every slot the body's
     observations must be the env's, and the endpoint's answer the policy's actions. Returns the
     distinct actions seen."""
@@ -247,7 +249,7 @@ def check_datacenter_day(app, policy, cfg: DataCenterConfig, slots: int = 6) -> 
     seen = set()
     for t in range(slots * 12):
         if t % 12 == 0:  # one slot an hour: queues, battery and prices all move between checks
-            body = datacenter_body(env)
+            body = datacenter_body(env, sites)
             built, _ = observe(cfg, _parse(body))
             np.testing.assert_array_equal(built, np.stack([obs[a] for a in env.agents]))
             status, answer = call(app, "POST", "/v1/datacenter/decide", body)
@@ -283,6 +285,44 @@ def test_a_datacenter_heuristic_answers_as_on_the_env():
     assert len(seen) > 1  # the state moved the decisions
 
 
+# five providers, each site unlike the default scenario's (regions only pick the simulated traces)
+FIVE_SITES = DataCenterConfig(
+    data_dir="embedded",
+    regions=("CAISO", "PJM", "ERCOT", "NYISO", "PJM"),
+    models=("a", "b", "c", "d", "e"),
+    n_gpus=(16, 48, 32, 8, 24),
+    sec_per_step=(0.05, 0.12, 0.2, 0.08, 0.3),
+    gpu_power_w=(300.0, 700.0, 700.0, 400.0, 1000.0),
+    gpu_idle_w=(40.0, 75.0, 90.0, 55.0, 120.0),
+    quality_max=(0.4, 0.6, 0.7, 0.45, 0.8),
+    quality_mid_steps=(8.0, 10.0, 12.0, 6.0, 14.0),
+    quality_scale_steps=(3.0, 3.5, 4.0, 2.0, 5.0),
+    base_rate=(1500.0, 2500.0, 900.0, 600.0, 700.0),
+    pv_kwp=(30.0, 20.0, 25.0, 0.0, 10.0),
+    wind_kw=(10.0, 15.0, 20.0, 5.0, 0.0),
+    battery_kwh=(100.0, 200.0, 50.0, 0.0, 80.0),
+    battery_kw=(50.0, 100.0, 25.0, 0.0, 40.0),
+)
+
+
+@pytest.mark.parametrize("heuristic", ["combined", "value_handoff"])
+def test_a_datacenter_heuristic_answers_for_any_provider_count_from_the_sites(heuristic):
+    app, _ = app_of(heuristic=heuristic, problem="datacenter")
+    seen = check_datacenter_day(app, make_datacenter_heuristic(heuristic, FIVE_SITES), FIVE_SITES, sites=True)
+    assert len(seen) > 1
+    two = [{**p, "site": site_of(DataCenterConfig(), 0).model_dump()} for p in DATACENTER_EXAMPLE["providers"][:2]]
+    status, answer = call(app, "POST", "/v1/datacenter/decide", {"providers": two})
+    assert status == 200 and [p["id"] for p in answer["providers"]] == ["caiso", "pjm"], answer
+    # without sites, the default scenario's three; sites for some providers only: refused, naming them
+    status, answer = call(
+        app, "POST", "/v1/datacenter/decide", {"providers": [two[0], DATACENTER_EXAMPLE["providers"][1]]}
+    )
+    assert status == 422 and answer["detail"] == "provider(s) 'pjm' have no site: give every provider its site, or none"
+    bad = {**two[1], "site": {**two[1]["site"], "gpu_idle_w": 500.0}}
+    status, answer = call(app, "POST", "/v1/datacenter/decide", {"providers": [two[0], bad]})
+    assert status == 422 and "gpu_idle_w must not exceed gpu_power_w" in json.dumps(answer["detail"])
+
+
 def test_a_registered_datacenter_model_answers_as_on_the_env(models):
     uri = models[DC_MODEL]
     app, decider = app_of(model_uri=uri, problem="datacenter")
@@ -293,6 +333,15 @@ def test_a_registered_datacenter_model_answers_as_on_the_env(models):
     status, answer = call(app, "POST", "/v1/datacenter/decide", two)
     assert status == 422 and answer["detail"] == (
         f"the policy {decider.label} was trained for 3 providers; the body has 2 providers"
+    )
+    # sites are checked against the training scenario's
+    check_datacenter_day(app, resolve_policy(uri, DC_SCENARIO), DC_SCENARIO, slots=1, sites=True)
+    other = {**DATACENTER_EXAMPLE["providers"][2], "site": {**site_of(DC_SCENARIO, 2).model_dump(), "n_gpus": 64}}
+    status, answer = call(
+        app, "POST", "/v1/datacenter/decide", {"providers": [*DATACENTER_EXAMPLE["providers"][:2], other]}
+    )
+    assert status == 422 and answer["detail"] == (
+        "provider 'ercot': site.n_gpus is 64, the policy was trained with 32 (omit site to use the training scenario's)"
     )
 
 
@@ -415,11 +464,12 @@ def test_unknown_problems_and_policies_and_mismatched_models_are_config_errors(m
         load_decider(PolicySource(heuristic="random", problem="datacenter"))
     with pytest.raises(ConfigError, match=f"models:/{MEC_MODEL}@champion is a mec policy, not a datacenter one"):
         load_decider(PolicySource(model_uri=models[MEC_MODEL], problem="datacenter"))
-    # a heuristic of datacenter acts for the default scenario's providers: another count is 422
+    # a datacenter heuristic without sites acts for the default scenario's providers: another count is 422
     app, _ = app_of(heuristic="local", problem="datacenter")
     status, answer = call(app, "POST", "/v1/datacenter/decide", {"providers": DATACENTER_EXAMPLE["providers"][:2]})
-    assert (
-        status == 422 and answer["detail"] == "the policy heuristic:local takes 3 providers; the body has 2 providers"
+    assert status == 422 and answer["detail"] == (
+        "the default scenario has 3 providers, the body 2: give each provider its site (GPUs, model speed, "
+        "power, battery) to decide for another count"
     )
 
 

@@ -3,9 +3,10 @@ each provider's action out, in named fields.
 
 A body is the state `DataCenterEnv` shows its agents before a slot: the observations are built by
 the env's own `Observations` (and look-ahead plan) from it, and `DataCenterState` for the
-heuristics. A provider's constants (GPUs, model speed, power, battery size) are the scenario's:
-a registered model's training scenario, or the default scenario for a heuristic; so a body has as
-many providers, deadline classes and price forecasts as that scenario.
+heuristics. A provider's constants (GPUs, model speed, power, battery size: its `site`) are the
+scenario's: a registered model's training scenario; for a heuristic, the sites the body gives (any
+provider count), else the default scenario's three. The deadline classes and price forecasts are
+the scenario's (the default one for a heuristic).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
 from aigcsched.envs import physics
+from aigcsched.envs.data import REGIONS
 from aigcsched.envs.datacenter import BATTERY_ACTIONS, DataCenterConfig, DataCenterState
+from aigcsched.envs.datacenter.config import make_config
 from aigcsched.envs.datacenter.deadlines import due_places, jobs_due
 from aigcsched.envs.datacenter.env import per_job_at_full_power
 from aigcsched.envs.datacenter.inputs import EpisodeInputs
@@ -99,6 +102,31 @@ class ProviderArrivals(BaseModel):
     expected: float = finite(ge=0, le=MAX_JOBS, description="mean jobs expected this slot")
 
 
+class ProviderSite(BaseModel):
+    """The provider's data center: the constants a slot's decision depends on (the scenario's
+    per-provider entries of the same names)."""
+
+    model_config = ConfigDict(**STRICT, frozen=True)  # frozen: hashable, a scenario's cache key
+    n_gpus: int = Field(strict=True, ge=1, le=10**6, description="GPUs in the data center")
+    sec_per_step: float = finite(ge=1e-4, le=100, description="GPU seconds per inference step of its model")
+    gpu_power_w: float = finite(ge=1, le=1e4, description="power of a busy GPU, W")
+    gpu_idle_w: float = finite(ge=0, le=1e4, description="power of an idle GPU, W (at most gpu_power_w)")
+    quality_max: float = finite(gt=0, le=1, description="its model's quality ceiling (e.g. GenEval score)")
+    # bounded so that the quality sigmoid exp(-(steps - mid) / scale) stays finite
+    quality_mid_steps: float = finite(ge=0, le=200, description="inference steps at half the quality ceiling")
+    quality_scale_steps: float = finite(ge=0.5, le=100, description="width of the quality curve, steps")
+    battery_kwh: float = finite(ge=0, le=MAX_KW, description="battery capacity, kWh (0: none)")
+
+    @model_validator(mode="after")
+    def _check(self) -> ProviderSite:
+        if self.gpu_idle_w > self.gpu_power_w:
+            raise ValueError("gpu_idle_w must not exceed gpu_power_w")
+        return self
+
+
+SITE_FIELDS = tuple(ProviderSite.model_fields)
+
+
 class Provider(BaseModel):
     """An AIGC service provider's data center before the slot."""
 
@@ -111,6 +139,11 @@ class Provider(BaseModel):
     weather: ProviderWeather
     local_hour: float = finite(ge=0, lt=HOURS_PER_DAY, description="local time of day, hours")
     arrivals: ProviderArrivals
+    site: ProviderSite | None = Field(
+        None,
+        description="its data center's constants; a heuristic needs them for every provider or for none (the "
+        "default scenario's 3 providers), a registered model only checks them against its training scenario",
+    )
 
 
 class DataCenterDecideRequest(BaseModel):
@@ -171,6 +204,65 @@ def _constants(cfg: DataCenterConfig) -> tuple[Observations, np.ndarray, np.ndar
     capacity, kwh_per_job = per_job_at_full_power(cfg)
     battery = np.maximum(np.asarray(cfg.battery_kwh, dtype=np.float64), 1e-12)  # as the env divides
     return Observations(cfg.model_copy(update={"episode_slots": 1})), capacity, kwh_per_job, battery
+
+
+DEFAULT_SCENARIO = DataCenterConfig()
+
+
+def site_of(cfg: DataCenterConfig, k: int) -> ProviderSite:
+    """Provider k's site in scenario `cfg`."""
+    return ProviderSite(**{name: getattr(cfg, name)[k] for name in SITE_FIELDS})
+
+
+@lru_cache(maxsize=64)
+def site_scenario(sites: tuple[ProviderSite, ...]) -> DataCenterConfig:
+    """The default scenario with these providers. Region, workload scale and on-site generation
+    only shape the traces of a simulated day; a body brings its slot's prices, arrivals and
+    renewable power itself."""
+    k = len(sites)
+    return make_config(
+        DEFAULT_SCENARIO,
+        {
+            "regions": (next(iter(REGIONS)),) * k,
+            "models": ("site",) * k,
+            "base_rate": (0.0,) * k,
+            "pv_kwp": (0.0,) * k,
+            "wind_kw": (0.0,) * k,
+            "battery_kw": (0.0,) * k,
+            **{name: tuple(getattr(s, name) for s in sites) for name in SITE_FIELDS},
+        },
+    )
+
+
+def scenario_of(body: DataCenterDecideRequest) -> DataCenterConfig:
+    """A heuristic's scenario: the body's sites, or the default scenario if it gives none."""
+    providers = body.providers
+    missing = [p.id for p in providers if p.site is None]
+    if len(missing) == len(providers):
+        if len(providers) != DEFAULT_SCENARIO.n_asps:
+            raise BodyError(
+                f"the default scenario has {DEFAULT_SCENARIO.n_asps} providers, the body {len(providers)}: give "
+                f"each provider its site (GPUs, model speed, power, battery) to decide for another count"
+            )
+        return DEFAULT_SCENARIO
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise BodyError(f"provider(s) {names} have no site: give every provider its site, or none")
+    return site_scenario(tuple(p.site for p in providers))
+
+
+def check_sites(cfg: DataCenterConfig, body: DataCenterDecideRequest) -> None:
+    """A model decides for the sites it was trained on: the body's sites, where given, must be those."""
+    for k, p in enumerate(body.providers[: cfg.n_asps]):
+        if p.site is None:
+            continue
+        trained = site_of(cfg, k)
+        for name in SITE_FIELDS:
+            if getattr(p.site, name) != getattr(trained, name):
+                raise BodyError(
+                    f"provider {p.id!r}: site.{name} is {getattr(p.site, name)}, the policy was trained with "
+                    f"{getattr(trained, name)} (omit site to use the training scenario's)"
+                )
 
 
 def check_body(cfg: DataCenterConfig, body: DataCenterDecideRequest) -> None:
@@ -252,15 +344,16 @@ class DataCenterServing(ProblemServing):
     decision_model = DataCenterDecision
     summary = (
         "What each provider keeps, hands over, how many steps it runs and how it uses its battery. The "
-        "providers' constants (GPUs, model speed, power, battery size) are the policy's scenario: a model's "
-        "training scenario, the default one (3 providers) for a heuristic."
+        "providers' constants (GPUs, model speed, power, battery size) are a model's training scenario; a "
+        "heuristic takes them from each provider's `site`, or uses the default scenario's 3 providers."
     )
     heuristics = tuple(name for name in DATACENTER_HEURISTICS if name != "random")
 
-    def heuristic(self, name: str):
+    def heuristic(self, name: str) -> str:
+        """The heuristic's name: `decide` builds it for the scenario each body describes."""
         if name not in self.heuristics:
             raise ConfigError(f"unknown datacenter policy {name!r} to serve; choose from {', '.join(self.heuristics)}")
-        return make_datacenter_heuristic(name, DataCenterConfig())
+        return name
 
     def agent_count(self, body: DataCenterDecideRequest) -> int:
         return len(body.providers)
@@ -268,11 +361,12 @@ class DataCenterServing(ProblemServing):
     def model_agent_count(self, cfg: DataCenterConfig) -> int:
         return cfg.n_asps
 
-    def heuristic_agent_count(self) -> int:
-        return DataCenterConfig().n_asps  # their constants (GPUs, speed, power) are the default scenario's
-
     def decide(self, policy, cfg: DataCenterConfig | None, body: DataCenterDecideRequest) -> dict:
-        cfg = cfg or DataCenterConfig()  # a heuristic's providers are the default scenario's
+        if cfg is None:  # a heuristic: the body's scenario
+            cfg = scenario_of(body)
+            policy = _heuristic(policy, cfg)
+        else:
+            check_sites(cfg, body)
         obs, state = observe(cfg, body)
         agents = [f"asp_{i}" for i in range(cfg.n_asps)]
         actions = policy(dict(zip(agents, obs, strict=True)), state)
@@ -293,6 +387,11 @@ class DataCenterServing(ProblemServing):
                 }
             )
         return {"providers": out}
+
+
+@lru_cache(maxsize=64)
+def _heuristic(name: str, cfg: DataCenterConfig):
+    return make_datacenter_heuristic(name, cfg)
 
 
 DATACENTER_SERVING = DataCenterServing()
