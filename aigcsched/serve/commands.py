@@ -77,6 +77,8 @@ def serve_command(
 
     A registered model takes the servers / stations / providers it was trained for; GET /v1/model names the problem.
 
+    A heuristic takes any count (datacenter: each provider with its site, i.e. its GPUs, speed, power and battery).
+
     A model URI with an alias (or /latest) is followed (--follow-every): replicas swap in the version it points to
     now, of any problem, and every decision names its `model_version`.
 
