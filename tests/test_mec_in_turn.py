@@ -91,13 +91,13 @@ def test_turn_slots_are_the_station_on_turn_of_every_episode():
         ({"resources.sampler": "multi_agent"}, "decision: in_turn trains a policy shared by all stations"),
         ({"env.config.reward_mode": "sparse"}, "decision 'in_turn' takes reward_mode 'own' or 'team'"),
         # 4 episodes per runner deciding at once are 4 x 5 in turn (a sampler slot each): seeds up to seed + 19
-        ({"seed": 1000000 - 19}, "overlap the training seeds"),
+        ({"evaluation.seed": 19}, "overlap the training seeds"),
     ],
 )
 def test_in_turn_training_needs_the_shared_policy_on_the_batched_env(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_experiment(CONFIGS / "mec_ppo.yaml", {"env.config.decision": "in_turn", **overrides})
-    load_experiment(CONFIGS / "mec_ppo.yaml", {"env.config.decision": "in_turn", "seed": 1000000 - 20})
+    load_experiment(CONFIGS / "mec_ppo.yaml", {"env.config.decision": "in_turn", "evaluation.seed": 20})
 
 
 def test_tables_name_how_the_stations_decide():

@@ -46,13 +46,14 @@ class AgentSlots(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._autoreset = False
+        self.seed_offset = 0  # added to a reset's seed (the batched env seeds episode i with seed + i)
 
     def slot(self, index: int) -> tuple[int, int]:
         """(episode, agent) of a slot."""
         return divmod(index, self.n_agents)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        obs, _ = self.env.reset(seed=seed)
+        obs, _ = self.env.reset(seed=None if seed is None else seed + self.seed_offset)
         self._autoreset = False
         return self._slots(obs), {}
 

@@ -254,6 +254,12 @@ class TrackingSection(_Section):
     checkpoint_every: int = Field(5, ge=1, description="iterations between checkpoints")
 
 
+# Run seed s trains on the episodes seeded from s x SEED_STRIDE on. RLlib seeds env runner w with
+# seed + w, and a batched env seeds its episode i with that + i: with the run seed itself there,
+# consecutive run seeds would train on all but one of the same episode streams.
+SEED_STRIDE = 2**16
+
+
 class ExperimentConfig(_Section):
     env: EnvSection = Field(default_factory=EnvSection)
     algorithm: AlgorithmSection = Field(default_factory=PPOSection)
@@ -262,7 +268,13 @@ class ExperimentConfig(_Section):
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     reward_shaping: RewardShapingConfig = Field(default_factory=RewardShapingConfig)
-    seed: int = Field(0, ge=0, description="training seed (sub-env i starts from seed + i)")
+    seed: int = Field(
+        0,
+        ge=0,
+        lt=2**15,  # seeds x SEED_STRIDE stay below 2**31, as numpy's global seeding needs
+        description="training seed: the network's, and the training episodes' (seeded from seed x 65536 on, so "
+        "that two seeds train on different episodes)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
@@ -319,11 +331,17 @@ class ExperimentConfig(_Section):
         # agents acting in turn on the agent-slots sampler: an episode per slot, K times the episodes
         in_turn = self.agent_slots and problem.decides_in_turn(scenario)
         episodes = self.resources.num_envs_per_env_runner * (self.slots_per_env_step if in_turn else 1)
-        train = range(self.seed, self.seed + episodes * max(1, self.resources.num_env_runners))
+        # env runner w (0: the local one) draws episodes env_seed + w x episodes + i (`agent_slots.make_env`)
+        train = range(self.env_seed, self.env_seed + episodes * (self.resources.num_env_runners + 1))
         held_out = range(ev.seed, ev.seed + ev.episodes)
         if train.start < held_out.stop and held_out.start < train.stop:
             raise ValueError(f"evaluation seeds {held_out.start}..{held_out.stop - 1} overlap the training seeds")
         return self
+
+    @property
+    def env_seed(self) -> int:
+        """The seed of the first training episode stream (RLlib's `seed`)."""
+        return self.seed * SEED_STRIDE
 
     @property
     def problem(self) -> Problem:

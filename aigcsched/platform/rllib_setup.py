@@ -174,7 +174,7 @@ def algorithm_config(exp: ExperimentConfig) -> AlgorithmConfig:
         .learners(num_gpus_per_learner=res.num_gpus_per_learner)
         .training(gamma=alg.gamma)
         .fault_tolerance(restart_failed_env_runners=True)
-        .debugging(seed=exp.seed)
+        .debugging(seed=exp.env_seed)
     )
     if alg.name == "DSAC":
         actor = {
