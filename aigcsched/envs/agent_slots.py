@@ -48,6 +48,11 @@ class AgentSlots(VectorEnv):
         self._autoreset = False
         self.seed_offset = 0  # added to a reset's seed (the batched env seeds episode i with seed + i)
 
+    def place_runner(self, runner: int) -> None:
+        """For env runner `runner` of a sampler that seeds it with seed + runner: episode i then
+        starts from seed + runner x episodes + i, apart from every other runner's."""
+        self.seed_offset = runner * (self.n_episodes - 1)
+
     def slot(self, index: int) -> tuple[int, int]:
         """(episode, agent) of a slot."""
         return divmod(index, self.n_agents)

@@ -53,10 +53,16 @@ class EdgeVectorEnv(VectorEnv):
         self._t = np.zeros(B, dtype=np.int64)
         self._autoreset = np.zeros(B, dtype=bool)
         self._valid = np.ones(B, dtype=bool)
+        self.seed_offset = 0  # added to an int seed: sub-env i is seeded seed + seed_offset + i
+
+    def place_runner(self, runner: int) -> None:
+        """For env runner `runner` of a sampler that seeds it with seed + runner: sub-env i then
+        starts from seed + runner x num_envs + i, apart from every other runner's."""
+        self.seed_offset = runner * (self.num_envs - 1)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         if isinstance(seed, int):
-            seed = [seed + i for i in range(self.num_envs)]
+            seed = [seed + self.seed_offset + i for i in range(self.num_envs)]
         if seed is not None:
             if len(seed) != self.num_envs:
                 raise ValueError(f"expected {self.num_envs} seeds, got {len(seed)}")

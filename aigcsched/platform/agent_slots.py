@@ -20,10 +20,7 @@ def env_config(problem_name: str, scenario: dict, with_state: bool) -> dict:
 
 
 def make_env(config: dict) -> AgentSlots:
-    """RLlib's env creator: `num_envs` slots (RLlib's count) are num_envs / K episodes of K agents.
-    RLlib seeds env runner w with seed + w: its episodes start from seed + w x episodes instead, so
-    that no two runners draw the same episodes."""
-    runner = getattr(config, "worker_index", 0)  # `config` is RLlib's EnvContext
+    """RLlib's env creator: `num_envs` slots (RLlib's count) are num_envs / K episodes of K agents."""
     config = dict(config)
     problem = get_problem(config.pop(PROBLEM_KEY))
     with_state = config.pop(STATE_KEY)
@@ -31,18 +28,14 @@ def make_env(config: dict) -> AgentSlots:
     cfg = problem.scenario(config)
     if problem.decides_in_turn(cfg):  # an episode's agents act one per step: a slot per episode
         env = TurnSlots(problem.batched_env(cfg, slots or 1), with_state=with_state)
-        return _placed(env, problem, runner)
+        env.problem = problem
+        return env
     agents = len(problem.agents(cfg))
     episodes = 1 if slots is None else slots // agents
     if slots is not None and episodes * agents != slots:
         raise ValueError(f"{slots} env slots are no whole number of episodes of {agents} agents")
     env = AgentSlots(problem.batched_env(cfg, episodes), with_state=with_state)
-    return _placed(env, problem, runner)
-
-
-def _placed(env: AgentSlots, problem, runner: int) -> AgentSlots:
     env.problem = problem
-    env.seed_offset = runner * (env.n_episodes - 1)  # runner w's episodes: seed + w x episodes + i
     return env
 
 

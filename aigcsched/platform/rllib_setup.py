@@ -141,6 +141,15 @@ def _n_actions(exp: ExperimentConfig) -> int:
     return int(action_space.n)
 
 
+def place_runner_episodes(*, env_runner, env, **kwargs) -> None:
+    """RLlib seeds env runner w with seed + w and a batched env its episode i with that + i, so
+    runners w and w + 1 would draw all but one of the same episodes: a batched env of the project's
+    spaces its runners apart instead (`place_runner`)."""
+    place = getattr(env.unwrapped, "place_runner", None)
+    if place is not None:
+        place(env_runner.worker_index or 0)
+
+
 def algorithm_config(exp: ExperimentConfig) -> AlgorithmConfig:
     """The experiment's algorithm on the problem's env: single-agent; a policy shared by all agents
     on the agent-slots sampler; or multi-agent with one policy per agent (or one shared) on RLlib's
@@ -175,6 +184,7 @@ def algorithm_config(exp: ExperimentConfig) -> AlgorithmConfig:
         .training(gamma=alg.gamma)
         .fault_tolerance(restart_failed_env_runners=True)
         .debugging(seed=exp.env_seed)
+        .callbacks(on_environment_created=place_runner_episodes)
     )
     if alg.name == "DSAC":
         actor = {
