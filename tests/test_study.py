@@ -79,6 +79,14 @@ def test_study_trains_every_variant_and_seed_and_reports(store, tmp_path, capsys
     assert {n: r["runs"] for n, r in again["variants"].items()} == {n: r["runs"] for n, r in result["variants"].items()}
     trained = mlflow.search_runs(experiment_names=["study-tiny"], filter_string="tags.mlflow.runName LIKE '%-seed%'")
     assert len(trained) == 4
+    # run against another tracking store, where its finished trials' runs are not: refused before Ray starts
+    store_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        with pytest.raises(ConfigError, match=r"holds a run tracked in .*, not in .*other\.db"):
+            run_study(path, tmp_path / "out", seeds=2)
+    finally:
+        mlflow.set_tracking_uri(store_uri)
 
 
 def test_a_new_tracking_store_gets_its_tables_in_a_task_on_the_drivers_node(store, tmp_path):

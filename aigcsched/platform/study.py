@@ -153,6 +153,7 @@ def run_study(
     from aigcsched.platform import tracking
     from aigcsched.platform.jobs import resolve_tracking_uri
     from aigcsched.platform.training import leave_job_working_dir, start_ray
+    from aigcsched.platform.trials import STORE_KEY, check_spec
 
     study, experiments = load_study(path, overrides)
     if seeds is not None:
@@ -170,9 +171,16 @@ def run_study(
     leave_job_working_dir()  # every file is read: a job's `out` goes to the home directory
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    tracking_uri = resolve_tracking_uri(mlflow.get_tracking_uri())
+    spec = {
+        "study": study.name,
+        STORE_KEY: tracking_uri,
+        "trials": {run: exp.model_dump(mode="json") for run, exp in trials.items()},
+    }
+    if not restart:
+        check_spec(out / "tune", spec)  # another study or store in `out`: an error before Ray starts
     own_ray = not ray.is_initialized()
     start_ray(evaluation, address)
-    tracking_uri = resolve_tracking_uri(mlflow.get_tracking_uri())
     store = tracking.open_store_meanwhile(tracking_uri)  # a new store's tables, while the driver imports
     from ray import tune
 
@@ -181,7 +189,6 @@ def run_study(
 
     versions = version_tags()
     version = versions[CODE_TAG]
-    spec = {"study": study.name, "trials": {run: exp.model_dump(mode="json") for run, exp in trials.items()}}
     resources = {run: trial_resources(exp) for run, exp in trials.items()}
     log(f"{len(trials)} trials, each {resources[next(iter(trials))].bundles} (code {version})")
     heuristics = {b: r[key] for b, r in held_out_results(evaluation).items()}

@@ -134,7 +134,7 @@ def run_sweep(
     from aigcsched.platform import tracking
     from aigcsched.platform.jobs import resolve_tracking_uri
     from aigcsched.platform.training import leave_job_working_dir, start_ray
-    from aigcsched.platform.trials import CODE_TAG, run_trials, train_trial, trial_resources, version_tags
+    from aigcsched.platform.trials import CODE_TAG, STORE_KEY, run_trials, train_trial, trial_resources, version_tags
 
     sweep, base = load_sweep(path, overrides)
     folder = Path(path).resolve().parent
@@ -164,7 +164,7 @@ def run_sweep(
     versions = version_tags()
     version = versions[CODE_TAG]
     tags = {"aigcsched.sweep": sweep.name, **versions}
-    spec = {"sweep": sweep.model_dump(mode="json"), "base": base.model_dump(mode="json")}
+    spec = {"sweep": sweep.model_dump(mode="json"), "base": base.model_dump(mode="json"), STORE_KEY: tracking_uri}
     log(f"{sweep.trials} trials over {', '.join(sweep.search)} (code {version})")
     grid = run_trials(
         tune.with_parameters(train_trial, experiments={"": base}, tracking_uri=tracking_uri, tags=tags),

@@ -128,6 +128,9 @@ def train_trial(config: dict, *, experiments: dict, tracking_uri: str, tags: dic
     ray.tune.report(final)
 
 
+STORE_KEY = "tracking_uri"  # a spec's MLflow store: the trials' runs are there
+
+
 def check_spec(folder: Path, spec: dict) -> bool:
     """Whether `folder` holds a Tune experiment started with this same spec (True: restore it;
     False: none there). A different one is an error: restoring would run the old trials."""
@@ -135,6 +138,12 @@ def check_spec(folder: Path, spec: dict) -> bool:
     if not saved.is_file():
         return False
     old = json.loads(saved.read_text())
+    stores = old.get(STORE_KEY), spec.get(STORE_KEY)
+    if stores[0] != stores[1]:  # its finished trials' runs are in the other store
+        raise ConfigError(
+            f"{folder} holds a run tracked in {stores[0]}, not in {stores[1]}: set MLFLOW_TRACKING_URI "
+            "to that store to resume it, or pass --restart to start over, or --out for another folder"
+        )
     if old != spec:
         raise ConfigError(
             f"{folder} holds an unfinished run of another version of this study or sweep (its variants, seeds "
