@@ -6,9 +6,13 @@ The study: 4 variants (edge PPO: the scored actor, the MLP, two learning rates) 
 trainings. It runs twice through `aigcsched study --address`, first with --max-concurrent 1 (the
 sequential reference), then with as many trials at once as the cluster holds, each into its own
 folder and MLflow store. Prints both wall times and their ratio (target: <= 0.6 on 2 nodes).
+With several trial lengths (--iterations 4,16,48) it also fits wall time = fixed + per iteration x
+iterations to each column: the fixed part (driver and trial processes starting, held-out
+heuristics, report) does not shrink with trials at once, so the ratio falls with longer trials, and
+it prints the trial length from which the ratio is <= 0.6.
 With --gpu the trials' learners take a GPU each (num_gpus_per_learner, where torch sees CUDA) and
 the head gets the machine's GPUs.
-Usage: python benchmarks/study_speed.py [--nodes 2] [--iterations 4] [--gpu] [--out /tmp/study_speed]
+Usage: python benchmarks/study_speed.py [--nodes 2] [--iterations 4[,16,48]] [--gpu] [--out /tmp/study_speed]
 """
 
 from __future__ import annotations
@@ -122,7 +126,9 @@ def timed_study(path: Path, address: str, out: Path, env: dict, max_concurrent: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=4, help="training iterations per trial")
+    parser.add_argument(
+        "--iterations", default="4", help="training iterations per trial; a comma list runs each in turn"
+    )
     parser.add_argument("--gpu", action="store_true", help="a GPU learner per trial (CUDA machines)")
     parser.add_argument("--out", default="/tmp/study_speed")
     args = parser.parse_args()
@@ -138,10 +144,21 @@ def main() -> None:
             raise SystemExit("--gpu: torch sees no CUDA device")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}"}
     address, procs, temps = start_cluster(args.nodes, folder, env, gpus)
+    lengths = [int(n) for n in args.iterations.split(",")]
+    rows = []
     try:
-        path = study_file(folder, args.iterations, args.gpu)
-        sequential = timed_study(path, address, folder / "sequential", env, max_concurrent=1)
-        parallel = timed_study(path, address, folder / "parallel", env, max_concurrent=None)
+        for n in lengths:
+            path = study_file(folder, n, args.gpu)
+            sequential = timed_study(path, address, folder / f"sequential-{n}", env, max_concurrent=1)
+            parallel = timed_study(path, address, folder / f"parallel-{n}", env, max_concurrent=None)
+            rows.append(
+                {"iterations_per_trial": n, "sequential_s": round(sequential, 1), "parallel_s": round(parallel, 1)}
+            )
+            print(
+                f"4 variants x 2 seeds of {n} iterations on {args.nodes} nodes: sequential {sequential:.1f} s, "
+                f"parallel {parallel:.1f} s, ratio {parallel / sequential:.3f} (target <= 0.6)",
+                flush=True,
+            )
     finally:
         for proc in reversed(procs):  # ending the --block processes stops the nodes
             proc.send_signal(signal.SIGTERM)
@@ -152,20 +169,45 @@ def main() -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)
-    figures = {
-        "nodes": args.nodes,
-        "trials": 8,
-        "iterations_per_trial": args.iterations,
-        "gpu_learner": args.gpu,
-        "sequential_s": round(sequential, 1),
-        "parallel_s": round(parallel, 1),
-        "ratio": round(parallel / sequential, 3),
-    }
+    for row in rows:
+        row["ratio"] = round(row["parallel_s"] / row["sequential_s"], 3)
+    figures = {"nodes": args.nodes, "trials": 8, "gpu_learner": args.gpu, "runs": rows}
+    if len(rows) > 1:
+        figures["fit"] = fit(rows)
+        f = figures["fit"]
+        print(
+            f"fixed part: {f['sequential_fixed_s']:.1f} s sequential, {f['parallel_fixed_s']:.1f} s parallel; "
+            f"an iteration more per trial adds {f['sequential_s_per_iteration']:.2f} s one trial at a time, "
+            f"{f['parallel_s_per_iteration']:.2f} s in parallel ({f['trial_scaling']:.2f}x, ideal {1 / args.nodes:.2f})"
+        )
+        if f["iterations_for_0_6"] is not None:
+            print(
+                f"ratio <= 0.6 from about {f['iterations_for_0_6']:.0f} iterations per trial "
+                f"(about {f['trial_seconds_for_0_6']:.0f} s of training per trial)"
+            )
     (folder / "study_speed.json").write_text(json.dumps(figures, indent=2))
-    print(
-        f"4 variants x 2 seeds on {args.nodes} nodes: sequential {sequential:.1f} s, parallel {parallel:.1f} s, "
-        f"ratio {parallel / sequential:.3f} (target <= 0.6)"
-    )
+
+
+def fit(rows: list[dict]) -> dict:
+    """Least-squares lines wall time = fixed + per iteration x iterations, and where their ratio is 0.6."""
+    import numpy as np
+
+    n = np.array([r["iterations_per_trial"] for r in rows], dtype=float)
+    seq_slope, seq_fixed = np.polyfit(n, [r["sequential_s"] for r in rows], 1)
+    par_slope, par_fixed = np.polyfit(n, [r["parallel_s"] for r in rows], 1)
+    # (par_fixed + par_slope n) / (seq_fixed + seq_slope n) <= 0.6
+    crossing = None
+    if 0.6 * seq_slope > par_slope:
+        crossing = max(0.0, (par_fixed - 0.6 * seq_fixed) / (0.6 * seq_slope - par_slope))
+    return {
+        "sequential_fixed_s": float(seq_fixed),
+        "parallel_fixed_s": float(par_fixed),
+        "sequential_s_per_iteration": float(seq_slope),
+        "parallel_s_per_iteration": float(par_slope),
+        "trial_scaling": float(par_slope / seq_slope),
+        "iterations_for_0_6": None if crossing is None else float(crossing),
+        "trial_seconds_for_0_6": None if crossing is None else float(crossing * seq_slope / 8),  # 8 trials
+    }
 
 
 if __name__ == "__main__":
