@@ -152,7 +152,12 @@ def main() -> None:
             sequential = timed_study(path, address, folder / f"sequential-{n}", env, max_concurrent=1)
             parallel = timed_study(path, address, folder / f"parallel-{n}", env, max_concurrent=None)
             rows.append(
-                {"iterations_per_trial": n, "sequential_s": round(sequential, 1), "parallel_s": round(parallel, 1)}
+                {
+                    "iterations_per_trial": n,
+                    "sequential_s": round(sequential, 1),
+                    "parallel_s": round(parallel, 1),
+                    "ratio": round(parallel / sequential, 3),
+                }
             )
             print(
                 f"4 variants x 2 seeds of {n} iterations on {args.nodes} nodes: sequential {sequential:.1f} s, "
@@ -169,8 +174,6 @@ def main() -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)
-    for row in rows:
-        row["ratio"] = round(row["parallel_s"] / row["sequential_s"], 3)
     figures = {"nodes": args.nodes, "trials": 8, "gpu_learner": args.gpu, "runs": rows}
     if len(rows) > 1:
         figures["fit"] = fit(rows)
