@@ -52,3 +52,22 @@ def test_training_seeds_are_bounded_and_apart_from_the_held_out_ones():
     load_experiment(mec, {"seed": 15, "evaluation.seed": 983_040 + 4})
     with pytest.raises(ConfigError, match="overlap the training seeds"):
         load_experiment(mec, {"seed": 15, "evaluation.seed": 983_040 + 3})
+
+
+def test_env_runners_of_the_multi_agent_sampler_draw_disjoint_episodes():
+    """Per-agent policies sample copies of the multi-agent env in RLlib's vector env."""
+    from ray.rllib.env.vector.sync_vector_multi_agent_env import SyncVectorMultiAgentEnv
+
+    from aigcsched.envs.rllib_adapter import MECRLlibEnv
+
+    exp = load_experiment(CONFIGS / "mec_ppo.yaml", {"algorithm.shared_policy": False})
+    config = algorithm_config(exp)
+    drawn = []
+    for runner in (1, 2, 3):
+        env = SyncVectorMultiAgentEnv([lambda: MECRLlibEnv(exp.scenario().model_dump())] * EPISODES)
+        placed = SimpleNamespace(worker_index=runner)
+        config.callbacks_on_environment_created(env_runner=placed, env=env, env_context={})
+        env.reset(seed=config.seed + runner)  # RLlib: seed + worker index, copy i + i
+        drawn.append({str(copy.par_env.np_random.bit_generator.state["state"]) for copy in env.envs})
+    assert all(len(d) == EPISODES for d in drawn)
+    assert all(not (a & b) for i, a in enumerate(drawn) for b in drawn[i + 1 :])

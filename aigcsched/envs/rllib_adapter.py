@@ -26,8 +26,15 @@ class ParallelEnvAdapter(MultiAgentEnv):
         self.agents = list(self.possible_agents)
         self.observation_spaces = {a: env.observation_space(a) for a in self.possible_agents}
         self.action_spaces = {a: env.action_space(a) for a in self.possible_agents}
+        self.seed_offset = 0  # added to a reset's seed: see `place_runner`
+
+    def place_runner(self, runner: int, copies: int) -> None:
+        """For copy i of `copies` on env runner `runner` of a sampler that seeds it with seed +
+        runner + i: it then starts from seed + runner x copies + i, apart from every other runner's."""
+        self.seed_offset = runner * (copies - 1)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        seed = None if seed is None else seed + self.seed_offset
         obs, infos = self.par_env.reset(seed=seed, options=options)
         self.agents = list(self.par_env.agents)
         return obs, infos

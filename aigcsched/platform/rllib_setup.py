@@ -143,11 +143,17 @@ def _n_actions(exp: ExperimentConfig) -> int:
 
 def place_runner_episodes(*, env_runner, env, **kwargs) -> None:
     """RLlib seeds env runner w with seed + w and a batched env its episode i with that + i, so
-    runners w and w + 1 would draw all but one of the same episodes: a batched env of the project's
-    spaces its runners apart instead (`place_runner`)."""
-    place = getattr(env.unwrapped, "place_runner", None)
-    if place is not None:
-        place(env_runner.worker_index or 0)
+    runners w and w + 1 would draw all but one of the same episodes: the project's batched envs,
+    and the copies of its multi-agent envs in RLlib's vector env, space the runners apart instead
+    (`place_runner`)."""
+    runner, batched = env_runner.worker_index or 0, env.unwrapped
+    if hasattr(batched, "place_runner"):
+        batched.place_runner(runner)
+        return
+    copies = getattr(batched, "envs", [])  # RLlib's vector env of multi-agent env copies
+    for copy in copies:
+        if hasattr(copy.unwrapped, "place_runner"):
+            copy.unwrapped.place_runner(runner, len(copies))
 
 
 def algorithm_config(exp: ExperimentConfig) -> AlgorithmConfig:
