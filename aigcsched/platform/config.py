@@ -331,7 +331,7 @@ class ExperimentConfig(_Section):
         # agents acting in turn on the agent-slots sampler: an episode per slot, K times the episodes
         in_turn = self.agent_slots and problem.decides_in_turn(scenario)
         episodes = self.resources.num_envs_per_env_runner * (self.slots_per_env_step if in_turn else 1)
-        # env runner w (0: the local one) draws episodes env_seed + w x episodes + i (`agent_slots.make_env`)
+        # env runner w (0: the local one) draws episodes env_seed + w x episodes + i (`place_runner_episodes`)
         train = range(self.env_seed, self.env_seed + episodes * (self.resources.num_env_runners + 1))
         held_out = range(ev.seed, ev.seed + ev.episodes)
         if train.start < held_out.stop and held_out.start < train.stop:
