@@ -183,3 +183,8 @@ def test_select_best_keeps_the_policy_that_validated_best(store):
     ev = exp.evaluation
     kept = problem.evaluate(problem.bind(outcome.selected_policy), exp.scenario(), 1, ev.validation_seed)
     assert kept[metric] == pytest.approx(scores[best])
+    # the run keeps it too: run:RUN_ID is the kept policy, not the last checkpoint's
+    from_run = resolve_policy(f"run:{outcome.run_id}", exp.scenario())
+    assert problem.evaluate(from_run, exp.scenario(), 1, ev.validation_seed)[metric] == pytest.approx(scores[best])
+    with pytest.raises(ConfigError, match="no MLflow run nope"):
+        resolve_policy("run:nope", exp.scenario())

@@ -107,6 +107,32 @@ def save_checkpoint(algo, exp: ExperimentConfig, iteration: int) -> str:
     return artifact_path
 
 
+SELECTED_POLICY = "selected_policy"  # run artifact: the policy `evaluation.select: best` kept
+
+
+def save_selected_policy(policy) -> None:
+    """The kept policy as a policy folder in the active run (the checkpoints hold the last one)."""
+    from aigcsched.platform.trained_policy import save_policy
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_policy(policy, tmp)
+        mlflow.log_artifacts(tmp, SELECTED_POLICY)
+
+
+def run_policy_dir(run_id: str) -> str:
+    """A run's policy folder, downloaded: the one `evaluation.select: best` kept, else its latest checkpoint's."""
+    try:
+        run = mlflow.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise ConfigError(f"no MLflow run {run_id} in {mlflow.get_tracking_uri()}") from None
+    if any(a.path == SELECTED_POLICY for a in mlflow.MlflowClient().list_artifacts(run_id)):
+        return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SELECTED_POLICY)
+    artifact = run.data.tags.get(CHECKPOINT_TAG)
+    if not artifact:
+        raise ConfigError(f"run {run_id} has no policy: no checkpoint and no selected policy")
+    return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{artifact}/policy")
+
+
 def checkpoint_of(run_id: str) -> str:
     """The latest checkpoint of a run, downloaded (to resume it)."""
     try:

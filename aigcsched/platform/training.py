@@ -202,6 +202,7 @@ def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console, on_iterati
             best.check(algo, algo.iteration)  # the last policy is a candidate too
         outcome.selected_iteration, outcome.selected_policy = best.iteration, best.policy
         mlflow.set_tag("aigcsched.selected_iteration", str(best.iteration))
+        tracking.save_selected_policy(best.policy)
         console.print(
             f"selected the policy of iteration {best.iteration} (validation {exp.problem.score.metric} "
             f"{best.score:,.3f} on {exp.evaluation.validation_episodes} episodes)"
