@@ -119,12 +119,16 @@ def save_selected_policy(policy) -> None:
         mlflow.log_artifacts(tmp, SELECTED_POLICY)
 
 
-def run_policy_dir(run_id: str) -> str:
-    """A run's policy folder, downloaded: the one `evaluation.select: best` kept, else its latest checkpoint's."""
+def _run(run_id: str):
     try:
-        run = mlflow.get_run(run_id)
+        return mlflow.get_run(run_id)
     except mlflow.exceptions.MlflowException:
         raise ConfigError(f"no MLflow run {run_id} in {mlflow.get_tracking_uri()}") from None
+
+
+def run_policy_dir(run_id: str) -> str:
+    """A run's policy folder, downloaded: the one `evaluation.select: best` kept, else its latest checkpoint's."""
+    run = _run(run_id)
     if any(a.path == SELECTED_POLICY for a in mlflow.MlflowClient().list_artifacts(run_id)):
         return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SELECTED_POLICY)
     artifact = run.data.tags.get(CHECKPOINT_TAG)
@@ -135,10 +139,7 @@ def run_policy_dir(run_id: str) -> str:
 
 def checkpoint_of(run_id: str) -> str:
     """The latest checkpoint of a run, downloaded (to resume it)."""
-    try:
-        run = mlflow.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        raise ConfigError(f"no MLflow run {run_id} in {mlflow.get_tracking_uri()}") from None
+    run = _run(run_id)
     artifact = run.data.tags.get(CHECKPOINT_TAG)
     if not artifact:
         raise ConfigError(f"run {run_id} has no checkpoint to resume from")
