@@ -79,6 +79,9 @@ def play_both(num_envs: int, seed: int, episodes: int = 2, **config):
         (6, {"reward_mode": "dense", "agent_id_in_obs": True, "handoff_delay_slots": 1, "observe_lookahead": True}),
         (3, {"reward_mode": "sparse", "handoff_delay_slots": 0, "day_split": "heldout"}),
         (4, {"reward_mode": "team", "agent_id_in_obs": True, "day_split": "train"}),
+        # the plans that read the jobs due this slot (with jobs landing from a hand-off)
+        (3, {"episode_slots": 24, "handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "deadline"}),
+        (3, {"handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "value_handoff"}),
     ],
 )
 def test_batched_episodes_equal_single_envs(num_envs, config):

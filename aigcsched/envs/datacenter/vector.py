@@ -156,7 +156,7 @@ class DataCenterVectorEnv:
         return DataCenterState(
             slot=self._t,
             queue=self._q.sum(axis=-1),
-            due=None,  # filled by state(): the observation's plan does not need it
+            due=None,  # filled by state()
             expected_arrivals=self._rate[t],
             capacity=self._capacity,
             kwh_per_job=self._kwh_per_job * site[0][..., None],  # x PUE
@@ -205,5 +205,7 @@ class DataCenterVectorEnv:
         obs = self._observations.at_slot_batch(static, self._q, self._busy, self._soc, self._last_arrivals)
         if self.cfg.observe_lookahead:  # the plan for the state the agents now decide on
             battery = self._battery_plan[min(self._t, self.cfg.episode_slots - 1)]
-            obs[..., obs.shape[-1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, self._state(), battery)
+            # `deadline` and `value_handoff` read the jobs due, which only state() counts
+            state = self._state() if self.cfg.lookahead_plan == "combined" else self.state()
+            obs[..., obs.shape[-1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, state, battery)
         return obs
