@@ -145,12 +145,13 @@ def plot_days(cfg: DataCenterConfig, policies: dict, seed: int, path: Path) -> N
 
 def train_policy(minutes: float, data_dir: str | None, console: Console) -> str:
     """Train configs/datacenter_ppo.yaml for `minutes` in a throwaway MLflow store; return the
-    downloaded final checkpoint."""
+    downloaded policy of the run (the one it kept, see `evaluation.select`)."""
     import tempfile
 
     import mlflow
 
     from aigcsched.platform.config import load_experiment
+    from aigcsched.platform.tracking import run_policy_dir
     from aigcsched.platform.training import train
 
     root = tempfile.mkdtemp(prefix="datacenter-bench-")
@@ -159,9 +160,7 @@ def train_policy(minutes: float, data_dir: str | None, console: Console) -> str:
     exp = load_experiment(CONFIG, overrides)
     outcome = train(exp, console=console)
     console.print(f"trained {outcome.iterations} iterations, {outcome.env_steps:,} env steps")
-    return mlflow.artifacts.download_artifacts(
-        run_id=outcome.run_id, artifact_path=outcome.checkpoint, dst_path=f"{root}/checkpoint"
-    )
+    return run_policy_dir(outcome.run_id)
 
 
 def compare_trained(checkpoint: str, episodes: int, seed: int, out: Path, console: Console) -> None:

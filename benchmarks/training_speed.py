@@ -57,7 +57,13 @@ VARIANTS = {
         (
             "stock RLlib",
             "datacenter_ppo.yaml",
-            {"algorithm.shared_policy": True, "resources.sampler": "multi_agent", "env.config.data_dir": "embedded"},
+            {
+                "algorithm.module": "default",
+                "algorithm.anchor_scale": 0.0,
+                "algorithm.shared_policy": True,
+                "resources.sampler": "multi_agent",
+                "env.config.data_dir": "embedded",
+            },
         ),
         (
             "multi_agent",

@@ -69,14 +69,14 @@ def untrained_policy(exp) -> TrainedPolicy:
         ),
         (
             "datacenter_ppo.yaml",
-            {"env.config.data_dir": None, "env.config.observe_lookahead": True, "algorithm.module": "mlp"},
+            {"env.config.data_dir": None, "env.config.lookahead_plan": "combined", "algorithm.module": "mlp"},
             "combined",
         ),
         (
             "datacenter_ppo.yaml",
             {
                 "env.config.data_dir": None,
-                "env.config.observe_lookahead": True,
+                "env.config.lookahead_plan": "combined",
                 "algorithm.module": "diffusion",
                 "algorithm.shared_policy": True,
             },
@@ -116,7 +116,7 @@ def test_an_untrained_anchored_policy_scores_as_its_heuristic(config, overrides,
     [
         ("edge_ppo.yaml", {"algorithm.module": "default"}, "needs module edge_scheduler, diffusion or mlp"),
         ("edge_ppo.yaml", {"algorithm.module": "mlp"}, "edge has none"),
-        ("datacenter_ppo.yaml", {"algorithm.module": "mlp"}, "set env.config.observe_lookahead: true"),
+        ("datacenter_ppo.yaml", {"env.config.observe_lookahead": False}, "set env.config.observe_lookahead: true"),
         ("mec_ppo.yaml", {"env.config.observe_lookahead": False}, "set env.config.observe_lookahead: true"),
         ("mec_ppo.yaml", {"algorithm.module": "default"}, "needs module edge_scheduler, diffusion or mlp"),
     ],
