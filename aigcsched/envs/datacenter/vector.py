@@ -205,7 +205,5 @@ class DataCenterVectorEnv:
         obs = self._observations.at_slot_batch(static, self._q, self._busy, self._soc, self._last_arrivals)
         if self.cfg.observe_lookahead:  # the plan for the state the agents now decide on
             battery = self._battery_plan[min(self._t, self.cfg.episode_slots - 1)]
-            # `deadline` and `value_handoff` read the jobs due, which only state() counts
-            state = self._state() if self.cfg.lookahead_plan == "combined" else self.state()
-            obs[..., obs.shape[-1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, state, battery)
+            obs[..., obs.shape[-1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, self.state(), battery)
         return obs
