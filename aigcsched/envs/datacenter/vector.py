@@ -134,35 +134,24 @@ class DataCenterVectorEnv:
     def state(self) -> DataCenterState:
         """Full-knowledge view of every episode before the next slot (for heuristics):
         `DataCenterEnv.state()`'s fields with the axis of episodes in front, (B, K) and (B, K, S)."""
-        view = self._state()
+        t = min(self._t, self.cfg.episode_slots - 1)
+        site = self._site[t]
         waiting, delay = self._q, self.cfg.handoff_delay_slots
         if delay:  # with the jobs that land before this slot's service
             waiting = waiting.copy()
             ring = self._transit[:, self._t % delay]  # (B, exec, class, origin)
             waiting[..., self._layout.landing.ravel()] += ring.reshape(*ring.shape[:2], -1)
-        return view._replace(
-            due=jobs_due(waiting, self._layout.late_or_due, last=self._t == self.cfg.episode_slots - 1),
-            pue=view.pue.copy(),
-            expected_arrivals=view.expected_arrivals.copy(),
-            capacity=np.broadcast_to(view.capacity, view.kwh_per_job.shape).copy(),
-            price=view.price.copy(),
-            day_prices=view.day_prices.copy(),
-        )
-
-    def _state(self) -> DataCenterState:
-        """`state()` with views of the env's arrays and capacity (K, S), the same for every episode."""
-        t = min(self._t, self.cfg.episode_slots - 1)
-        site = self._site[t]
+        kwh_per_job = self._kwh_per_job * site[0][..., None]  # x PUE
         return DataCenterState(
             slot=self._t,
             queue=self._q.sum(axis=-1),
-            due=None,  # filled by state()
-            expected_arrivals=self._rate[t],
-            capacity=self._capacity,
-            kwh_per_job=self._kwh_per_job * site[0][..., None],  # x PUE
-            pue=site[0],
-            price=site[2],
-            day_prices=self._day_prices,
+            due=jobs_due(waiting, self._layout.late_or_due, last=self._t == self.cfg.episode_slots - 1),
+            expected_arrivals=self._rate[t].copy(),
+            capacity=np.broadcast_to(self._capacity, kwh_per_job.shape).copy(),
+            kwh_per_job=kwh_per_job,
+            pue=site[0].copy(),
+            price=site[2].copy(),
+            day_prices=self._day_prices.copy(),
             soc=self._soc / self._battery_kwh,
             handoff_fee=self.cfg.handoff_fee,
         )
