@@ -7,6 +7,8 @@ few float32 roundings of the row's largest term, and an argmax may differ only w
 own top two logits tie to within that (exact ties at a few steps, where Q(s) is flat in float32).
 The value head is unchanged, bit for bit. Sampling draws from the same distribution with other
 random numbers (an inverse CDF, not torch.multinomial's exponential race): tested statistically.
+One change since, in the reference too: the weights are bounded so that lateness never scores
+(`never_reward_lateness`), tested on its own below.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 
-from aigcsched.algorithms.edge_module import EdgeSchedulerModule, edge_model_config
+from aigcsched.algorithms import edge_module
+from aigcsched.algorithms.edge_module import EdgeSchedulerModule, _PairScores, edge_model_config
 from aigcsched.envs import EdgeConfig, EdgeVectorEnv
 from aigcsched.platform.problems.edge import EDGE
 
@@ -69,6 +72,10 @@ def reference_logits(m, obs):
         dim=-1,
     )
     w = m.weights_net(server_x)
+    # lateness never scores: per second, w_penalty / 10 <= 0 and w_tardy / 10 + w_finish / 30 <= 0
+    w1 = torch.clamp(w[..., 1], max=0.0)
+    w2 = torch.minimum(w[..., 2], -w[..., 3] / 3.0)
+    w = torch.stack([w[..., 0], w1, w2, w[..., 3], w[..., 4]], dim=-1)
     logits = m.model_config["logit_scale"] * (basis * w[..., None, :]).sum(-1)
     return logits.reshape(*logits.shape[:-2], J * m.max_steps)
 
@@ -309,3 +316,34 @@ def test_checkpoint_layout_is_unchanged(tmp_path):
         a = m.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
         b = loaded.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
     assert torch.equal(a, b)
+
+
+def test_a_later_finish_never_scores_higher_once_late(case, monkeypatch):
+    """Whatever the weights (large random ones here), a pair past its due time scores no higher when
+    its server's queue is longer, for the same coefficients: the residual cannot make a long queue
+    attractive, which once drew every request to one server (RESULTS, edge robustness)."""
+    cfg, obs = case
+    m = build(cfg, weight_std=2.0)
+    J = cfg.n_servers
+    busy_s, cap_s, due_s = obs[..., :J, None], obs[..., J : 2 * J, None], obs[..., 2 * J, None, None]
+    with torch.no_grad():
+        coef = m._coefficients(obs, m._parts(obs))
+        assert (coef[..., 1] <= 0).all()
+        assert (coef[..., 2] + coef[..., 3] <= 1e-6 * coef[..., 3].abs().clamp_min(1.0)).all()  # to rounding
+        kind = m._parts(obs)[3]
+        rows = torch.stack([m.quality_feature, m.steps])
+        now = _PairScores.apply(coef, busy_s, cap_s, due_s, kind, rows)
+        later = _PairScores.apply(coef, busy_s + 100.0, cap_s, due_s, kind, rows)
+    late = (busy_s + m.steps / cap_s - due_s) > 0  # late already before the extra 100 s
+    assert late.any()
+    # to rounding: where the bounds hold with equality, the terms in t and f cancel exactly
+    scale = torch.maximum(now.abs(), later.abs()).amax((-2, -1), keepdim=True).clamp_min(1.0).expand_as(now)
+    assert ((later - now)[late] <= TOL * scale[late]).all()
+    # and the bounds bite: the unbounded weights would have scored some late pairs higher
+    monkeypatch.setattr(edge_module, "never_reward_lateness", lambda coef: coef)
+    with torch.no_grad():
+        free = m._coefficients(obs, m._parts(obs))
+        gain = _PairScores.apply(free, busy_s + 100.0, cap_s, due_s, kind, rows) - _PairScores.apply(
+            free, busy_s, cap_s, due_s, kind, rows
+        )
+    assert (gain[late] > 0).any()

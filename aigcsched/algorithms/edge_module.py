@@ -9,7 +9,8 @@ where phi are exact per-pair consequences computed from the observation (quality
 tardiness t = max(0, m_j + s / c_j - o_t), the penalty g(t) of the request's kind, the finish
 time) and w(x_j) is a small MLP of server j's situation (its busy time and capability, the
 request, the load on the other servers) shared by all servers. The network learns how to trade
-quality against lateness now and capacity later; it is not told the reward's weights.
+quality against lateness now and capacity later; it is not told the reward's weights. One thing
+it may not learn: past the due time, a later finish never scores higher (`never_reward_lateness`).
 
 Needs the observation with capabilities (`observe_capabilities=True`).
 
@@ -229,6 +230,20 @@ def joint_categorical(max_steps: int) -> type[TorchCategorical]:
     return JointServerStepsCategorical
 
 
+def never_reward_lateness(coef):
+    """Pair-score coefficients (..., N_BASIS) with w_penalty <= 0 and w_tardy + w_finish <= 0 (per
+    second, `_PairScores`' units): past the due time c1 g(t) + c2 t + c3 f then falls as the finish
+    moves later, on every server, for every penalty kind (g rises with t). Before the due time the
+    finish-time term is free: it is how the scores value steps against a server's time.
+    Why: the residual is a network of the servers' queues; on a queue far longer than any seen in
+    training it once set c2 + c3 > 0 for that server, which then drew every request and its queue
+    grew without end (RESULTS, edge robustness). Where the bounds hold, nothing changes, and there
+    the gradient is the unconstrained one (relu'(0) = 0: the anchored start is unchanged)."""
+    penalty, tardy, finish = coef[..., 1], coef[..., 2], coef[..., 3]
+    bounded = torch.stack([penalty - torch.relu(penalty), tardy - torch.relu(tardy + finish)], dim=-1)
+    return torch.cat([coef[..., :1], bounded, coef[..., 3:]], dim=-1)
+
+
 def edge_model_config(
     cfg: EdgeConfig,
     hidden: int = 64,
@@ -321,15 +336,14 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
         busy, cap, due_in, kind = parts
         return torch.cat([busy, cap, due_in[..., None], obs[..., -1:] / 10.0, kind], dim=-1)
 
-    def _logits(self, obs, parts):
-        """logit(j, s) = scale * (w0 Q(s) + w1 g(t) / 10 + w2 t / 10 + w3 f / 30 + w4), f = m_j + s / c_j,
-        t = max(0, f - o_t), without materialising the (B, J, S, 5) basis: the terms in Q(s), f and 1
-        are per-server coefficients times a row over s; only t and g(t) are per pair."""
+    def _coefficients(self, obs, parts):
+        """Per-server pair-score coefficients (..., J, N_BASIS) in `_PairScores`' units: the anchor
+        plus the learned residual, a function of each server's situation, within `never_reward_lateness`."""
         J = self.n_servers
-        busy_s, cap_s, due_s = obs[..., :J, None], obs[..., J : 2 * J, None], obs[..., 2 * J, None, None]
         busy, capn, due_in, kind = parts
+        cap_s = obs[..., J : 2 * J]
         slack = due_in[..., None] - busy
-        ten_steps = 10.0 / cap_s[..., 0]  # seconds that 10 steps take on each server
+        ten_steps = 10.0 / cap_s  # seconds that 10 steps take on each server
         load = torch.stack([busy.mean(-1), busy.min(-1).values, busy.max(-1).values], dim=-1)
         server_x = torch.cat(
             [
@@ -340,6 +354,16 @@ class EdgeSchedulerModule(TorchRLModule, ValueFunctionAPI):
             dim=-1,
         )
         coef = self.weights_net(server_x) * self.basis_scale + self.anchor  # scale and feature units folded in
+        return never_reward_lateness(coef)
+
+    def _logits(self, obs, parts):
+        """logit(j, s) = scale * (w0 Q(s) + w1 g(t) / 10 + w2 t / 10 + w3 f / 30 + w4), f = m_j + s / c_j,
+        t = max(0, f - o_t), without materialising the (B, J, S, 5) basis: the terms in Q(s), f and 1
+        are per-server coefficients times a row over s; only t and g(t) are per pair."""
+        J = self.n_servers
+        busy_s, cap_s, due_s = obs[..., :J, None], obs[..., J : 2 * J, None], obs[..., 2 * J, None, None]
+        coef = self._coefficients(obs, parts)
+        kind = parts[3]
         rows = torch.stack([self.quality_feature, self.steps])  # from the buffers a checkpoint sets
         logits = _PairScores.apply(coef, busy_s, cap_s, due_s, kind, rows)
         return logits.reshape(*logits.shape[:-2], J * self.max_steps)
