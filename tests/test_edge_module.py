@@ -326,11 +326,12 @@ def test_a_later_finish_never_scores_higher_once_late(case, monkeypatch):
     m = build(cfg, weight_std=2.0)
     J = cfg.n_servers
     busy_s, cap_s, due_s = obs[..., :J, None], obs[..., J : 2 * J, None], obs[..., 2 * J, None, None]
+    parts = m._parts(obs)
+    kind = parts[3]
     with torch.no_grad():
-        coef = m._coefficients(obs, m._parts(obs))
+        coef = m._coefficients(obs, parts)
         assert (coef[..., 1] <= 0).all()
         assert (coef[..., 2] + coef[..., 3] <= 1e-6 * coef[..., 3].abs().clamp_min(1.0)).all()  # to rounding
-        kind = m._parts(obs)[3]
         rows = torch.stack([m.quality_feature, m.steps])
         now = _PairScores.apply(coef, busy_s, cap_s, due_s, kind, rows)
         later = _PairScores.apply(coef, busy_s + 100.0, cap_s, due_s, kind, rows)
@@ -342,7 +343,7 @@ def test_a_later_finish_never_scores_higher_once_late(case, monkeypatch):
     # and the bounds bite: the unbounded weights would have scored some late pairs higher
     monkeypatch.setattr(edge_module, "never_reward_lateness", lambda coef: coef)
     with torch.no_grad():
-        free = m._coefficients(obs, m._parts(obs))
+        free = m._coefficients(obs, parts)
         gain = _PairScores.apply(free, busy_s + 100.0, cap_s, due_s, kind, rows) - _PairScores.apply(
             free, busy_s, cap_s, due_s, kind, rows
         )

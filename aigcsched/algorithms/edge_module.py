@@ -236,8 +236,8 @@ def never_reward_lateness(coef):
     moves later, on every server, for every penalty kind (g rises with t). Before the due time the
     finish-time term is free: it is how the scores value steps against a server's time.
     Why: the residual is a network of the servers' queues; on a queue far longer than any seen in
-    training it once set c2 + c3 > 0 for that server, which then drew every request and its queue
-    grew without end (RESULTS, edge robustness). Where the bounds hold, nothing changes, and there
+    training it once set c2 + c3 > 0 for that server, which then kept drawing requests while its
+    queue grew without end (RESULTS, edge robustness). Where the bounds hold, nothing changes, and there
     the gradient is the unconstrained one (relu'(0) = 0: the anchored start is unchanged)."""
     penalty, tardy, finish = coef[..., 1], coef[..., 2], coef[..., 3]
     bounded = torch.stack([penalty - torch.relu(penalty), tardy - torch.relu(tardy + finish)], dim=-1)
