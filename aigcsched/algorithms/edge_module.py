@@ -237,11 +237,11 @@ def never_reward_lateness(coef):
     finish-time term is free: it is how the scores value steps against a server's time.
     Why: the residual is a network of the servers' queues; on a queue far longer than any seen in
     training it once set c2 + c3 > 0 for that server, which then kept drawing requests while its
-    queue grew without end (RESULTS, edge robustness). Where the bounds hold, nothing changes, and there
-    the gradient is the unconstrained one (relu'(0) = 0: the anchored start is unchanged). Where the
-    bounds bite the gradient is zero, and an unanchored residual starts on them: unanchored short
-    runs (configs/studies/edge_actors.yaml) stall more often (3 of 5 seeds near 59.5 per request,
-    62.8 without the bound) but no longer run away (1 of 5 at -2.9e7 without it)."""
+    queue grew without end (RESULTS, edge robustness). Where the bounds hold, nothing changes, and
+    there the gradient is the unconstrained one (relu'(0) = 0: the anchored start is unchanged).
+    Where the bounds bite the gradient is zero, and an unanchored residual starts on them:
+    unanchored short runs (configs/studies/edge_actors.yaml) stall more often (3 of 5 seeds near
+    59.5 per request, 62.8 without the bound) but no longer run away (1 of 5 at -2.9e7 without it)."""
     penalty, tardy, finish = coef[..., 1], coef[..., 2], coef[..., 3]
     bounded = torch.stack([penalty - torch.relu(penalty), tardy - torch.relu(tardy + finish)], dim=-1)
     return torch.cat([coef[..., :1], bounded, coef[..., 3:]], dim=-1)
