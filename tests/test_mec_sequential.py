@@ -8,6 +8,7 @@ from aigcsched.algorithms.mec_heuristics import (
     evaluate,
     make_policy,
     make_sequential_myopic,
+    make_spreading_myopic,
     myopic,
     run_episode,
 )
@@ -68,3 +69,30 @@ def test_registered_and_fresh_per_episode():
     assert (
         run_episode(env, policy, seed=5) == first == run_episode(MECEnv(episode_slots=20), make_sequential_myopic(), 5)
     )
+
+
+def test_spreading_myopic_adds_the_weighted_booked_seconds_to_the_look_ahead():
+    env, policy, weight = MECEnv(decision="in_turn", episode_slots=30), make_spreading_myopic(0.25), 0.25
+    obs, _ = env.reset(seed=8)
+    differs = 0
+    while env.agents:
+        i = env.turn
+        agent = env.possible_agents[i]
+        if env.instance.has_task[env.slot, i]:
+            action = int(np.argmax(env.lookahead(i) + weight * env.booked_work(i).sum(axis=1)))
+            shares = policy(env, agent, obs[agent])
+            assert np.array_equal(shares, env.shares(agent, action))
+            differs += not np.array_equal(shares, myopic(env, agent, None))
+            obs, *_ = env.step_shares({agent: shares})
+        else:
+            obs, *_ = env.step_shares({})
+    assert differs > 5  # it does not always book myopic's choice
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25])
+def test_spreading_myopic_plans_a_slot_at_once_as_its_stations_decide_in_turn(weight):
+    at_once, in_turn = MECConfig(episode_slots=30), MECConfig(episode_slots=30, decision="in_turn")
+    planned = evaluate(make_spreading_myopic(weight), at_once, episodes=2, seed=3)
+    assert planned == evaluate(make_spreading_myopic(weight), in_turn, episodes=2, seed=3)
+    if weight == 0.0:  # no weight: sequential_myopic
+        assert planned == evaluate("sequential_myopic", at_once, episodes=2, seed=3)

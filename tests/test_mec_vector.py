@@ -90,6 +90,13 @@ SCENARIOS = [
     (4, {"decision": "in_turn", "observe_lookahead": True, "arrival_prob": 0.9, "episode_slots": 20}),
     (3, {"decision": "in_turn", "reward_mode": "team", "n_servers": 6, "max_split": 3, "episode_slots": 10}),
     (3, {"decision": "in_turn", "action_mode": "weights", "n_servers": 4, "episode_slots": 15}),
+    # the booked-work block: every action's processing seconds per server, with and without the look-ahead
+    (4, {"decision": "in_turn", "observe_lookahead": True, "observe_booked_work": True, "episode_slots": 20}),
+    (3, {"observe_booked_work": True, "n_servers": 6, "max_split": 3, "episode_slots": 12}),
+    (
+        3,
+        {"observe_lookahead": True, "observe_booked_work": True, "lookahead_anticipation": 2.0, "episode_slots": 15},
+    ),
 ]
 
 

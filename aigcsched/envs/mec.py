@@ -10,6 +10,7 @@ comment says it is this project's choice.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from typing import Any, Literal, NamedTuple
 
@@ -65,6 +66,12 @@ class MECConfig(BaseModel):
         description="subset mode: append per action how much later (s, as <= 0) than the best action the "
         "station's task would finish on the current queues",
     )
+    observe_booked_work: bool = Field(
+        False,
+        description="subset mode: append, per action and server (action-major), the seconds of processing the "
+        "action would book on that server for the station's task (split on the look-ahead's queues); before the "
+        "look-ahead block",
+    )
     # Stations deciding at once cannot see each other's tasks; expecting the ones booked before them
     # to load the servers myopic would pick keeps them from piling onto the same fast servers.
     lookahead_anticipation: float = Field(
@@ -93,6 +100,8 @@ class MECConfig(BaseModel):
             raise ValueError(f"split_rules must be a non-empty subset of {SPLIT_RULES}, got {self.split_rules}")
         if self.observe_lookahead and self.action_mode != "subset":
             raise ValueError("observe_lookahead needs action_mode 'subset' (one entry per Discrete action)")
+        if self.observe_booked_work and self.action_mode != "subset":
+            raise ValueError("observe_booked_work needs action_mode 'subset' (entries per Discrete action)")
         if self.decision == "in_turn" and self.reward_mode == "sparse":
             # a turn's reward goes to the station on turn; the episode's sum belongs to no single turn
             raise ValueError("decision 'in_turn' takes reward_mode 'own' or 'team', not 'sparse'")
@@ -221,8 +230,9 @@ class MECEnv(ParallelEnv):
             self._act_space = spaces.Discrete(n_actions)
         else:
             self._act_space = spaces.MultiDiscrete([cfg.weight_levels] * n)
-        low = np.zeros(3 + 3 * n + n + (n_actions if cfg.observe_lookahead else 0), dtype=np.float32)
-        low[3 + 4 * n :] = -np.inf  # the look-ahead block is <= 0
+        work = n_actions * n if cfg.observe_booked_work else 0
+        low = np.zeros(3 + 4 * n + work + (n_actions if cfg.observe_lookahead else 0), dtype=np.float32)
+        low[3 + 4 * n + work :] = -np.inf  # the look-ahead block is <= 0
         self._obs_space = spaces.Box(low, np.inf, dtype=np.float32)
         self.instance: MECInstance | None = None
         self.np_random = np.random.default_rng()
@@ -295,9 +305,12 @@ class MECEnv(ParallelEnv):
             head = [1.0, inst.task_mbit[slot, i] / 5.0, inst.task_steps[slot, i] / 60.0] if task else [0.0, 0.0, 0.0]
             links = np.minimum(inst.link_mbps[i] / 500.0, 1.0)  # own server (inf) shows as 1
             parts = [head, shared, links, np.eye(n)[i]]
+            queues = None if expected is None else expected[i]
+            deciding = task and self.decides(i)
+            if self.cfg.observe_booked_work:
+                parts.append(self.booked_work(i, queues).ravel() if deciding else np.zeros(self._act_space.n * n))
             if self.cfg.observe_lookahead:
-                queues = None if expected is None else expected[i]
-                parts.append(self.lookahead(i, queues) if task and self.decides(i) else np.zeros(self._act_space.n))
+                parts.append(self.lookahead(i, queues) if deciding else np.zeros(self._act_space.n))
             out[agent] = np.concatenate(parts).astype(np.float32)
         return out
 
@@ -310,15 +323,28 @@ class MECEnv(ParallelEnv):
     def lookahead(self, i: int, queues: np.ndarray | None = None) -> np.ndarray:
         """min finish - finish per subset action: <= 0, first 0 (np.argmax) at the myopic action; on
         `queues` (free-at times per server) instead of the current ones when given."""
-        if queues is None:
+        with self._on_queues(queues):
             finish = self.action_finishes(i)
-        else:
-            current, self.free_at = self.free_at, queues
-            try:
-                finish = self.action_finishes(i)
-            finally:
-                self.free_at = current
         return finish.min() - finish  # = -(finish - min) exactly, without -0.0
+
+    def booked_work(self, i: int, queues: np.ndarray | None = None) -> np.ndarray:
+        """(A, N): the seconds of processing each subset action (in action order) would book on each
+        server for station i's current task, split on the current queues (or `queues`)."""
+        proc = self.part_costs(i)[1]
+        with self._on_queues(queues):
+            return np.array([proc * self.split(i, s, r) for s in self._subsets for r in self.cfg.split_rules])
+
+    @contextlib.contextmanager
+    def _on_queues(self, queues: np.ndarray | None):
+        """Free-at times `queues` in place of the current ones for a while (None: the current ones)."""
+        if queues is None:
+            yield
+            return
+        current, self.free_at = self.free_at, queues
+        try:
+            yield
+        finally:
+            self.free_at = current
 
     def expected_queues(self, load: float) -> np.ndarray:
         """(K, N) free-at times: row i the queues station i expects when it cannot see the others'

@@ -114,7 +114,8 @@ class MECVectorEnv:
     space for a station with a task is an error.
 
     With `observe_lookahead`, the last A = #actions entries of each observation are MECEnv's
-    look-ahead, computed for all episodes, stations and actions at once (`_lookahead`).
+    look-ahead, and with `observe_booked_work` the A x N entries before it MECEnv's booked work,
+    computed for all episodes, stations and actions at once (`_action_blocks`).
 
     With `decision: in_turn`, each step is one turn, the same station's (`turn`) in every episode:
     only its action counts, as in MECEnv; a slot takes K steps.
@@ -217,27 +218,42 @@ class MECVectorEnv:
         has, mbit, steps = self._task()
         obs[:, :, 0], obs[:, :, 1], obs[:, :, 2] = has.T, mbit.T, steps.T
         obs[:, :, 3 : 3 + N] = np.maximum(self._free - self.now, 0.0).T[:, None, :]
-        if self.cfg.observe_lookahead:
-            obs[:, :, 3 + 4 * N :] = self._lookahead()
+        if self.cfg.observe_lookahead or self.cfg.observe_booked_work:
+            lookahead, work = self._action_blocks()
+            if self.cfg.observe_booked_work:
+                obs[:, :, 3 + 4 * N : 3 + 4 * N + work[0, 0].size] = work.reshape(*work.shape[:2], -1)
+            if self.cfg.observe_lookahead:
+                obs[:, :, -lookahead.shape[-1] :] = lookahead
         return obs
 
-    def _lookahead(self) -> np.ndarray:
-        """MECEnv.lookahead of every station with a task now, (B, K, A), zeros elsewhere; with
-        `lookahead_anticipation`, on the queues each station expects (MECEnv.expected_queues)."""
-        B, K, A = self.num_envs, self.n_agents, len(self._act_size)
-        out = np.zeros((B, K, A))
+    def _action_blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """MECEnv.lookahead (B, K, A) and MECEnv.booked_work (B, K, A, N) of every station with a task
+        now, zeros elsewhere; with `lookahead_anticipation`, on the queues each station expects
+        (MECEnv.expected_queues)."""
+        B, K, N, A = self.num_envs, self.n_agents, self.cfg.n_servers, len(self._act_size)
+        lookahead, work = np.zeros((B, K, A)), np.zeros((B, K, A, N))
         self._splits = None
         if self._slot >= self.cfg.episode_slots:
-            return out
+            return lookahead, work
         t = self._slot
         k, b = np.nonzero(self._deciding())
         anticipation = self.cfg.anticipation
         free = self._expected_free(anticipation)[k, :, b].T if anticipation else self._free[:, b]
-        x, finish = self._action_splits(k, b, self._mbit[t, k, b], self._steps[t, k, b], free)
-        out[b, k] = (min_first(finish) - finish).T
+        steps = self._steps[t, k, b]
+        x, finish = self._action_splits(k, b, self._mbit[t, k, b], steps, free)
+        lookahead[b, k] = (min_first(finish) - finish).T
+        if self.cfg.observe_booked_work:
+            # processing seconds by member (M, A, P), scattered to the servers (the padding row N drops)
+            P, members = len(k), self._act_members[:, :, None]
+            proc = np.ones((N + 1, P))
+            proc[:N] = steps / self._cap[:, b]  # as MECEnv.part_costs
+            at = members, np.arange(A)[:, None], np.arange(P)
+            booked = np.zeros((N + 1, A, P))
+            booked[at] = proc[members, at[2]] * x
+            work[b, k] = booked[:N].transpose(2, 1, 0)
         if not anticipation:  # splits on the actual queues: `step` then only picks the chosen ones
             self._splits = (t, self.turn, k, b, x)
-        return out
+        return lookahead, work
 
     def _action_splits(
         self, k: np.ndarray, b: np.ndarray, mbit: np.ndarray, steps: np.ndarray, queues: np.ndarray

@@ -84,7 +84,7 @@ class EnvSection(_Section):
 
 
 _DIFFUSION = DiffusionActorConfig.model_fields
-MODULES = ("edge_scheduler", "default", "diffusion", "mlp")
+MODULES = ("edge_scheduler", "mec_scheduler", "default", "diffusion", "mlp")
 
 
 class _AlgorithmBase(_Section):
@@ -92,7 +92,8 @@ class _AlgorithmBase(_Section):
 
     module: Literal[MODULES] | None = Field(
         None,
-        description="the actor: edge_scheduler (edge's per-server scored actor), default (RLlib's MLP), "
+        description="the actor: edge_scheduler (edge's per-server scored actor), mec_scheduler (mec's look-ahead "
+        "plus learned per-server weights of booked work), default (RLlib's MLP), "
         "diffusion (denoising chain over action logits), mlp (the diffusion module's MLP twin); "
         "none: the problem's default for PPO (edge_scheduler on edge, else default); DSAC always uses the "
         "diffusion actor, DQN and SAC RLlib's default",
@@ -139,7 +140,15 @@ class PPOSection(_AlgorithmBase):
         "most likely action is the heuristic's. edge_scheduler: myopic's reward of each (server, steps) pair in "
         "quality points; diffusion and mlp: the prior the env appends with env.config.observe_lookahead (mec: "
         "minus the seconds each action finishes after myopic's; datacenter: a one-hot of combined's choice per "
-        "branch). 0: no anchor",
+        "branch); mec_scheduler: the look-ahead, plus the learned weights of booked work (needs > 0). 0: no anchor",
+    )
+
+    booked_work_start: float = Field(
+        0.0,
+        gt=-1,
+        lt=1,
+        description="mec_scheduler: the weight of booked work every server starts at (0: the untrained policy is "
+        "sequential_myopic deciding in turn; 0.25: spreading_myopic's weight)",
     )
 
     @model_validator(mode="after")
@@ -315,10 +324,19 @@ class ExperimentConfig(_Section):
                 "algorithm.central_critic needs PPO with module diffusion or mlp on the agent_slots sampler "
                 "(a shared policy on a problem with a batched env)"
             )
+        if getattr(alg, "booked_work_start", 0.0) and alg.module != "mec_scheduler":
+            raise ValueError(f"algorithm.booked_work_start applies to module mec_scheduler, not {alg.module}")
+        if alg.module == "mec_scheduler" and not (
+            getattr(alg, "anchor_scale", 0.0) > 0 and scenario.observe_lookahead and scenario.observe_booked_work
+        ):
+            raise ValueError(
+                "algorithm.module mec_scheduler scores on the look-ahead and the booked work: set "
+                "algorithm.anchor_scale > 0, env.config.observe_lookahead: true and env.config.observe_booked_work: true"
+            )
         if getattr(alg, "anchor_scale", 0.0) > 0:
-            if alg.module not in ("edge_scheduler", "diffusion", "mlp"):
+            if alg.module not in ("edge_scheduler", "mec_scheduler", "diffusion", "mlp"):
                 raise ValueError(
-                    f"algorithm.anchor_scale needs module edge_scheduler, diffusion or mlp, not {alg.module}"
+                    f"algorithm.anchor_scale needs module edge_scheduler, mec_scheduler, diffusion or mlp, not {alg.module}"
                 )
             if alg.module != "edge_scheduler" and not problem.prior_size(scenario):
                 raise ValueError(

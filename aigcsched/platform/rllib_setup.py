@@ -17,6 +17,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from aigcsched.algorithms.diffusion.dsac import DSACConfig
 from aigcsched.algorithms.diffusion.module import diffusion_module_spec
 from aigcsched.algorithms.edge_module import EdgeSchedulerModule, edge_model_config
+from aigcsched.algorithms.mec_module import mec_scheduler_spec
 from aigcsched.algorithms.reward_shaping import add_reward_shaping
 from aigcsched.platform.config import ExperimentConfig
 
@@ -65,6 +66,8 @@ def module_spec(exp: ExperimentConfig) -> RLModuleSpec | None:
     if alg.module == "edge_scheduler":
         model_config = edge_model_config(exp.scenario(), alg.hidden, alg.logit_scale, alg.value_scale, alg.anchor_scale)
         return RLModuleSpec(module_class=EdgeSchedulerModule, model_config=model_config)
+    if alg.module == "mec_scheduler":
+        return mec_scheduler_spec(exp.scenario().n_servers, alg.hidden, alg.anchor_scale, alg.booked_work_start)
     widths = (alg.hidden, alg.hidden)
     # a centralized critic sees [own observation | global state]; the actor only the first part
     own = exp.problem.spaces(exp.scenario())[0].shape[0] if alg.central_critic else None

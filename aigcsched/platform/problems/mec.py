@@ -36,22 +36,24 @@ class MECTrainedPolicy:
         return env.shares(agent, self.trained.act_agent(agent, self._as_trained(env, agent, obs)))
 
     def _as_trained(self, env: MECEnv, agent: str, obs):
-        """The observation in the policy's layout: the look-ahead block (an observation, not part of
-        the scenario's dynamics) appended, dropped or recomputed on the queues the policy was trained
-        to expect when the scenario's options differ."""
+        """The observation in the policy's layout: the booked-work and look-ahead blocks (observations,
+        not part of the scenario's dynamics) appended, dropped or recomputed on the queues the policy
+        was trained to expect when the scenario's options differ."""
         trained, scenario = self.trained.cfg, env.cfg
-        want, have = trained.observe_lookahead, scenario.observe_lookahead
+        blocks = ("observe_booked_work", "observe_lookahead")
+        want = [getattr(trained, b) for b in blocks]
         load = 0.0 if env.in_turn else trained.anticipation  # what its look-ahead expected, where it applies
-        if want == have and (not want or load == scenario.anticipation):
+        if want == [getattr(scenario, b) for b in blocks] and (not any(want) or load == scenario.anticipation):
             return obs
-        n = env.action_space(agent).n
-        body = obs[:-n] if have else obs
-        if not want:
-            return body
-        i = env.possible_agents.index(agent)
-        queues = env.expected_queues(load)[i] if load else None
-        block = env.lookahead(i, queues) if obs[0] > 0 else np.zeros(n)
-        return np.concatenate([body, block]).astype(np.float32)
+        i, n, actions = env.possible_agents.index(agent), env.cfg.n_servers, env.action_space(agent).n
+        task = obs[0] > 0
+        queues = env.expected_queues(load)[i] if load and task else None
+        parts = [obs[: 3 + 4 * n]]
+        if trained.observe_booked_work:
+            parts.append(env.booked_work(i, queues).ravel() if task else np.zeros(actions * n))
+        if trained.observe_lookahead:
+            parts.append(env.lookahead(i, queues) if task else np.zeros(actions))
+        return np.concatenate(parts).astype(np.float32)
 
     def check_fits(self, cfg) -> None:
         self.trained.check_fits(cfg)
@@ -78,6 +80,7 @@ class MECProblem(Problem):
         ("episode_mean_parts", "parts", ".2f"),
         ("episode_return_mean", "return", ",.1f"),
     )
+    modules = ("mec_scheduler", "default", "diffusion", "mlp")
     servable = True
     fit_keys = ("n_servers", "action_mode", "max_split", "split_rules", "weight_levels")
 
