@@ -141,7 +141,7 @@ def check_mec_episode(app, policy, cfg: MECConfig, seed: int, slots: int = 8) ->
     return split
 
 
-@pytest.mark.parametrize("name", ["myopic", "sequential_myopic", "anticipating_myopic", "smcoedge"])
+@pytest.mark.parametrize("name", ["myopic", "sequential_myopic", "anticipating_myopic", "spreading_myopic", "smcoedge"])
 def test_a_mec_heuristic_answers_as_on_the_env_for_any_station_count(name):
     app, _ = app_of(heuristic=name, problem="mec")
     for n, seed in ((4, 0), (2, 1)):

@@ -25,8 +25,8 @@ def serve_command(
         str | None,
         typer.Option(
             help="serve a heuristic of --problem instead of a model: edge: greedy, myopic; mec: local, "
-            "least_loaded, smcoedge, myopic, anticipating_myopic, sequential_myopic; datacenter: local, handoff, "
-            "arbitrage, combined, deadline, value_handoff"
+            "least_loaded, smcoedge, myopic, anticipating_myopic, sequential_myopic, spreading_myopic; datacenter: "
+            "local, handoff, arbitrage, combined, deadline, value_handoff"
         ),
     ] = None,
     problem: Annotated[

@@ -159,7 +159,15 @@ class MECServing(ProblemServing):
         "Which edge servers get which share of each base station's task. A heuristic takes any number of "
         f"stations (2-{MAX_STATIONS}), on the default scenario's rules (subsets of up to 2 servers)."
     )
-    heuristics = ("local", "least_loaded", "smcoedge", "myopic", "anticipating_myopic", "sequential_myopic")
+    heuristics = (
+        "local",
+        "least_loaded",
+        "smcoedge",
+        "myopic",
+        "anticipating_myopic",
+        "sequential_myopic",
+        "spreading_myopic",
+    )
     max_batch = MAX_BATCH
 
     def heuristic(self, name: str):
