@@ -10,6 +10,8 @@ from aigcsched.algorithms.datacenter_heuristics import (
     handoff_plan,
     make_datacenter_heuristic,
     most_steps_that_clear,
+    tuned_handoff_policy,
+    value_handoff_policy,
 )
 from aigcsched.envs import DataCenterConfig, DataCenterEnv, DataCenterState
 from aigcsched.envs.datacenter.lookahead import best_value_service, service_values
@@ -160,3 +162,21 @@ def test_heuristics_at_defaults():
     assert res["arbitrage"]["revenue"] == pytest.approx(res["local"]["revenue"])
     # the SD3.5 site is over its 30-step capacity at peak: the combined policy hands jobs off
     assert res["combined"]["handed_over"] > 0
+
+
+def test_the_arbitrage_band_idles_the_battery_near_the_median():
+    # day prices 0..115: spread 115, so a band of 0.1 idles within 11.5 of the median 57.5
+    s = state(price=np.array([40.0, 50.0, 70.0]))
+    assert arbitrage(s).tolist() == [CHARGE, CHARGE, DISCHARGE]
+    assert arbitrage(s, band=0.1).tolist() == [CHARGE, IDLE, DISCHARGE]
+
+
+def test_tuned_handoff_without_its_knobs_is_value_handoff_and_with_them_differs():
+    cfg = DATACENTER.evaluation_scenario(DataCenterConfig(episode_slots=96))
+    plain = evaluate_datacenter(value_handoff_policy(cfg), cfg, episodes=2, seed=100)
+    assert evaluate_datacenter(tuned_handoff_policy(cfg, 1.0, 0.0), cfg, episodes=2, seed=100) == plain
+    # a larger room factor hands off more; the band changes the battery, not the hand-offs
+    wider = evaluate_datacenter(tuned_handoff_policy(cfg, 1.5, 0.0), cfg, episodes=2, seed=100)
+    assert wider["handed_over"] > plain["handed_over"]
+    banded = evaluate_datacenter(tuned_handoff_policy(cfg, 1.0, 0.15), cfg, episodes=2, seed=100)
+    assert banded["handed_over"] == plain["handed_over"] and banded["energy_cost"] != plain["energy_cost"]

@@ -23,6 +23,7 @@ def branches(cfg, block: np.ndarray) -> list[np.ndarray]:
         {},
         {"agent_id_in_obs": True, **BUSY},
         {"lookahead_plan": "value_handoff"},
+        {"lookahead_plan": "tuned_handoff", **BUSY},
         {"lookahead_plan": "deadline", **BUSY},
     ],
 )

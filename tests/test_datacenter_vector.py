@@ -82,6 +82,8 @@ def play_both(num_envs: int, seed: int, episodes: int = 2, **config):
         # the plans that read the jobs due this slot (with jobs landing from a hand-off)
         (3, {"episode_slots": 24, "handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "deadline"}),
         (3, {"handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "value_handoff"}),
+        # its battery band, precomputed for every slot
+        (2, {"handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "tuned_handoff"}),
     ],
 )
 def test_batched_episodes_equal_single_envs(num_envs, config):

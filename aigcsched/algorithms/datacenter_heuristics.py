@@ -1,9 +1,10 @@
 """Reference policies for `datacenter`: local-only, price-aware hand-off, battery arbitrage, both,
-deadline-aware service, and that service with hand-offs to where jobs earn more (the strongest).
+deadline-aware service, that service with hand-offs to where jobs earn more, and the same with two
+knobs tuned on training days (`tuned_handoff`, the strongest).
 
 Each policy maps (observations by agent, DataCenterState) to actions by agent; an action is
 (keep level, hand-off target among the others, step level, battery, power cap) as in
-`DataCenterEnv`. All but `deadline` and `value_handoff` run the GPUs at full power. The per-state
+`DataCenterEnv`. All but `deadline`, `value_handoff` and `tuned_handoff` run the GPUs at full power. The per-state
 computations they share (steps that clear the load, hand-off plan, battery arbitrage, best-value
 service of the jobs due) and the plans of `combined`, `deadline` and `value_handoff` live in the
 env's `lookahead`, which also offers one of those plans as observation features.
@@ -17,9 +18,11 @@ import numpy as np
 
 from aigcsched.envs.datacenter import DataCenterConfig, DataCenterState
 from aigcsched.envs.datacenter.lookahead import (  # the battery commands too, for callers of this module
+    ARBITRAGE_BAND,
     CHARGE,  # noqa: F401
     DISCHARGE,  # noqa: F401
     IDLE,
+    ROOM_FACTOR,
     arbitrage,
     combined_plan,
     deadline_plan,
@@ -94,6 +97,21 @@ def value_handoff_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
     return _plan_policy(cfg, value_handoff_plan)
 
 
+def tuned_handoff_policy(
+    cfg: DataCenterConfig, room_factor: float = ROOM_FACTOR, band: float = ARBITRAGE_BAND
+) -> DataCenterPolicy:
+    """`value_handoff` with two knobs tuned on training days (`lookahead.tuned_handoff_plan` at the
+    defaults): it hands a receiver up to `room_factor` x its capacity at the service rule's choice
+    (less its queue and expected arrivals), as the hindsight optimum hands off more, and its battery
+    cycles only when the price is more than `band` x the day's price spread from the day's median,
+    as each cycle wears it."""
+
+    def plan(cfg: DataCenterConfig, state: DataCenterState, battery=None) -> np.ndarray:
+        return value_handoff_plan(cfg, state, arbitrage(state, band), room_factor)
+
+    return _plan_policy(cfg, plan)
+
+
 def _plan_policy(cfg: DataCenterConfig, plan) -> DataCenterPolicy:
     agents = _agents(cfg)
 
@@ -122,6 +140,7 @@ DATACENTER_HEURISTICS: dict[str, Callable[..., DataCenterPolicy]] = {
     "combined": combined_policy,
     "deadline": deadline_policy,
     "value_handoff": value_handoff_policy,
+    "tuned_handoff": tuned_handoff_policy,
 }
 
 

@@ -1,0 +1,81 @@
+"""How far `tuned_handoff` should hand jobs beyond the receiver's room, and how wide a price band
+its battery should leave idle, chosen on training days and judged on held-out days.
+
+`value_handoff` hands new jobs to the provider that earns more per job, as far as that provider's
+room goes (its capacity at the service rule's choice less its queue and expected arrivals), and
+its battery does `arbitrage` (charge below the day's median price, discharge above it). Two knobs:
+the room factor (hand off up to factor x that capacity, less queue and arrivals) and the battery's
+band (charge only below median - band x the day's price spread, discharge only above median + band
+x spread; the battery wears with every cycle). Grid over both on training days (the default
+scenario, days seeded 0..N-1), then the best pair against `value_handoff` on held-out days (the
+evaluation split, seeded from 100 as `aigcsched evaluate` and the optimality-gap table use).
+Utility in USD per day, higher is better, with each ratio to `value_handoff` measured in the same run.
+
+Usage: python benchmarks/datacenter_handoff_tuning.py [--factors 1,1.25,1.5,1.75,2] [--bands 0,0.1,0.15,0.2,0.3]
+           [--train-days 10] [--held-out-days 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from aigcsched.algorithms.datacenter_heuristics import tuned_handoff_policy, value_handoff_policy
+from aigcsched.envs import DataCenterConfig
+from aigcsched.platform.problems.datacenter import DATACENTER, evaluate_datacenter
+
+HELD_OUT_SEED = 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--factors", default="1,1.25,1.5,1.75,2", help="comma-separated room factors")
+    parser.add_argument("--bands", default="0,0.1,0.15,0.2,0.3", help="comma-separated battery bands")
+    parser.add_argument("--train-days", type=int, default=10, help="training days (seeds 0..N-1) for the choice")
+    parser.add_argument("--held-out-days", type=int, default=5, help="held-out days from seed 100")
+    args = parser.parse_args()
+    factors = [float(x) for x in args.factors.split(",")]
+    bands = [float(x) for x in args.bands.split(",")]
+    if min(args.train_days, args.held_out_days) < 1 or min(factors) <= 0 or min(bands) < 0:
+        parser.error("days must be >= 1, factors > 0 and bands >= 0")
+    train, held = DataCenterConfig(), DATACENTER.evaluation_scenario(DataCenterConfig())
+    console = Console(width=120)
+
+    utility = {
+        (f, b): evaluate_datacenter(tuned_handoff_policy(train, f, b), train, args.train_days, 0)["utility"]
+        for f in factors
+        for b in bands
+    }
+    reference = evaluate_datacenter(value_handoff_policy(train), train, args.train_days, 0)["utility"]
+    grid = Table(title=f"utility $/day on {args.train_days} training days (seeds 0..); value_handoff {reference:.2f}")
+    grid.add_column("room factor", justify="right")
+    for b in bands:
+        grid.add_column(f"band {b:g}", justify="right")
+    for f in factors:
+        grid.add_row(f"{f:g}", *(f"{utility[f, b]:.2f}" for b in bands))
+    console.print(grid)
+    best = max(utility, key=utility.get)
+
+    table = Table(title=f"{args.held_out_days} held-out days (seeds from {HELD_OUT_SEED}), room factor {best[0]:g}, band {best[1]:g}")
+    for col in ("policy", "utility $/day", "x value_handoff", "energy $", "handed", "violations"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    results = {
+        "value_handoff": evaluate_datacenter(value_handoff_policy(held), held, args.held_out_days, HELD_OUT_SEED),
+        "tuned_handoff": evaluate_datacenter(tuned_handoff_policy(held, *best), held, args.held_out_days, HELD_OUT_SEED),
+    }
+    for name, r in results.items():
+        table.add_row(
+            name,
+            f"{r['utility']:.2f}",
+            f"{r['utility'] / results['value_handoff']['utility']:.4f}",
+            f"{r['energy_cost']:.1f}",
+            f"{r['handed_over']:.3f}",
+            f"{r['violation_rate']:.4f}",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
