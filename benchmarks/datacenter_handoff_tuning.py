@@ -58,12 +58,17 @@ def main() -> None:
     console.print(grid)
     best = max(utility, key=utility.get)
 
-    table = Table(title=f"{args.held_out_days} held-out days (seeds from {HELD_OUT_SEED}), room factor {best[0]:g}, band {best[1]:g}")
+    table = Table(
+        title=f"{args.held_out_days} held-out days (seeds from {HELD_OUT_SEED}), "
+        f"room factor {best[0]:g}, band {best[1]:g}"
+    )
     for col in ("policy", "utility $/day", "x value_handoff", "energy $", "handed", "violations"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     results = {
         "value_handoff": evaluate_datacenter(value_handoff_policy(held), held, args.held_out_days, HELD_OUT_SEED),
-        "tuned_handoff": evaluate_datacenter(tuned_handoff_policy(held, *best), held, args.held_out_days, HELD_OUT_SEED),
+        "tuned_handoff": evaluate_datacenter(
+            tuned_handoff_policy(held, *best), held, args.held_out_days, HELD_OUT_SEED
+        ),
     }
     for name, r in results.items():
         table.add_row(

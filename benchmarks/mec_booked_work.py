@@ -41,7 +41,9 @@ def main() -> None:
     cfg = MECConfig(**values)
     console = Console(width=120)
 
-    train = Table(title=f"mec ({cfg.decision}): booked-work weight, {args.train_episodes} training episodes (seeds 0..)")
+    train = Table(
+        title=f"mec ({cfg.decision}): booked-work weight, {args.train_episodes} training episodes (seeds 0..)"
+    )
     for col in ("weight", "delay per task (s)", "x sequential_myopic"):
         train.add_column(col, justify="right")
     reference = evaluate("sequential_myopic", cfg, args.train_episodes, 0)["mean_delay"]

@@ -124,11 +124,19 @@ def test_an_untrained_anchored_policy_scores_as_its_heuristic(config, overrides,
 @pytest.mark.parametrize(
     "config, overrides, message",
     [
-        ("edge_ppo.yaml", {"algorithm.module": "default"}, "needs module edge_scheduler, mec_scheduler, diffusion or mlp"),
+        (
+            "edge_ppo.yaml",
+            {"algorithm.module": "default"},
+            "needs module edge_scheduler, mec_scheduler, diffusion or mlp",
+        ),
         ("edge_ppo.yaml", {"algorithm.module": "mlp"}, "edge has none"),
         ("datacenter_ppo.yaml", {"env.config.observe_lookahead": False}, "set env.config.observe_lookahead: true"),
         ("mec_ppo.yaml", {"env.config.observe_lookahead": False}, "set env.config.observe_lookahead: true"),
-        ("mec_ppo.yaml", {"algorithm.module": "default"}, "needs module edge_scheduler, mec_scheduler, diffusion or mlp"),
+        (
+            "mec_ppo.yaml",
+            {"algorithm.module": "default"},
+            "needs module edge_scheduler, mec_scheduler, diffusion or mlp",
+        ),
     ],
 )
 def test_anchor_needs_a_module_and_a_prior(config, overrides, message):

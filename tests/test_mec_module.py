@@ -133,15 +133,14 @@ def test_a_policy_with_booked_work_acts_the_same_on_a_scenario_without_the_block
     trained = TrainedPolicy({m: module for m in set(agent_modules(exp).values())}, agent_modules(exp), exp.scenario())
     policy = exp.problem.bind(trained)
     plain = exp.scenario().model_copy(update={"observe_booked_work": False, "observe_lookahead": False})
-    for scenario in (exp.scenario(), plain):
+
+    def first_shares(scenario):
         env = MECEnv(scenario)
         obs, _ = env.reset(seed=5)
-        i = env.turn
-        agent = env.possible_agents[i]
-        shares = policy(env, agent, obs[agent])
-        if scenario is plain:
-            assert np.array_equal(shares, first)
-        first = shares
+        agent = env.possible_agents[env.turn]
+        return policy(env, agent, obs[agent])
+
+    assert np.array_equal(first_shares(plain), first_shares(exp.scenario()))
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,9 @@ SERVER_FEATURES = 10  # see MECSchedulerModule.server_features
 
 
 def _mlp(width: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, out))
+    return nn.Sequential(
+        nn.Linear(width, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, out)
+    )
 
 
 class MECSchedulerModule(TorchRLModule, ValueFunctionAPI):
@@ -55,7 +57,8 @@ class MECSchedulerModule(TorchRLModule, ValueFunctionAPI):
         want = self.view + self.n_actions * (self.n_servers + 1)
         if size != want:
             raise ValueError(
-                f"the mec scheduler reads {want} observation entries (observe_booked_work and observe_lookahead), got {size}"
+                f"the mec scheduler reads {want} observation entries (observe_booked_work and "
+                f"observe_lookahead), got {size}"
             )
         self.weights = _mlp(SERVER_FEATURES, mc["hidden"], 1)
         nn.init.zeros_(self.weights[-1].weight)
@@ -98,5 +101,10 @@ def mec_scheduler_spec(n_servers: int, hidden: int, anchor_scale: float, start_w
         raise ValueError(f"the mec scheduler's weights lie in (-1, 1); start_weight {start_weight}")
     return RLModuleSpec(
         module_class=MECSchedulerModule,
-        model_config={"n_servers": n_servers, "hidden": hidden, "anchor_scale": anchor_scale, "start_weight": start_weight},
+        model_config={
+            "n_servers": n_servers,
+            "hidden": hidden,
+            "anchor_scale": anchor_scale,
+            "start_weight": start_weight,
+        },
     )

@@ -331,12 +331,14 @@ class ExperimentConfig(_Section):
         ):
             raise ValueError(
                 "algorithm.module mec_scheduler scores on the look-ahead and the booked work: set "
-                "algorithm.anchor_scale > 0, env.config.observe_lookahead: true and env.config.observe_booked_work: true"
+                "algorithm.anchor_scale > 0, env.config.observe_lookahead: true and "
+                "env.config.observe_booked_work: true"
             )
         if getattr(alg, "anchor_scale", 0.0) > 0:
             if alg.module not in ("edge_scheduler", "mec_scheduler", "diffusion", "mlp"):
                 raise ValueError(
-                    f"algorithm.anchor_scale needs module edge_scheduler, mec_scheduler, diffusion or mlp, not {alg.module}"
+                    "algorithm.anchor_scale needs module edge_scheduler, mec_scheduler, diffusion or mlp, "
+                    f"not {alg.module}"
                 )
             if alg.module != "edge_scheduler" and not problem.prior_size(scenario):
                 raise ValueError(
