@@ -15,7 +15,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from aigcsched.algorithms.mec_heuristics import make_policy
+from aigcsched.algorithms.mec_heuristics import MEC_POLICIES, make_policy
 from aigcsched.envs.mec import MECConfig, MECEnv, MECInstance
 from aigcsched.platform.errors import ConfigError
 from aigcsched.platform.problems.serving import STRICT, BodyError, Decided, Ident, ProblemServing, finite, unique_ids
@@ -159,15 +159,8 @@ class MECServing(ProblemServing):
         "Which edge servers get which share of each base station's task. A heuristic takes any number of "
         f"stations (2-{MAX_STATIONS}), on the default scenario's rules (subsets of up to 2 servers)."
     )
-    heuristics = (
-        "local",
-        "least_loaded",
-        "smcoedge",
-        "myopic",
-        "anticipating_myopic",
-        "sequential_myopic",
-        "spreading_myopic",
-    )
+    # random and round_robin draw or turn per call: nothing a caller could rely on
+    heuristics = tuple(name for name in MEC_POLICIES if name not in ("random", "round_robin"))
     max_batch = MAX_BATCH
 
     def heuristic(self, name: str):
