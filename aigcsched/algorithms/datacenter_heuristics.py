@@ -4,10 +4,11 @@ knobs tuned on training days (`tuned_handoff`, the strongest).
 
 Each policy maps (observations by agent, DataCenterState) to actions by agent; an action is
 (keep level, hand-off target among the others, step level, battery, power cap) as in
-`DataCenterEnv`. All but `deadline`, `value_handoff` and `tuned_handoff` run the GPUs at full power. The per-state
-computations they share (steps that clear the load, hand-off plan, battery arbitrage, best-value
-service of the jobs due) and the plans of `combined`, `deadline` and `value_handoff` live in the
-env's `lookahead`, which also offers one of those plans as observation features.
+`DataCenterEnv`. All but `deadline`, `value_handoff` and `tuned_handoff` run the GPUs at full
+power. The per-state computations they share (steps that clear the load, hand-off plan, battery
+arbitrage, best-value service of the jobs due) and the plans of `combined`, `deadline`,
+`value_handoff` and `tuned_handoff` live in the env's `lookahead`, which also offers one of those
+plans as observation features.
 """
 
 from __future__ import annotations
