@@ -9,7 +9,8 @@ earns more); gap = (reference - policy) / reference, per day, then averaged. The
 lies in [optimum, bound].
 
 The last lines answer the issue's target: >= 1.10x the best heuristic, or, where the optimum
-shows less room than that, half of the best heuristic's gap to it closed.
+shows less room than that, half of the best heuristic's gap to it closed (unreadable where the best
+heuristic earns as much as the replayed schedule).
 
 Usage: python benchmarks/datacenter_optimality_gap.py [--days 5] [--seed 100] [--time-limit 300]
            [--policy models:/aigcsched-datacenter@champion ...] [--set KEY=VALUE ...]
@@ -94,6 +95,11 @@ def main() -> None:
     )
     if opt >= TARGET_RATIO * ref:
         console.print(f"target: {TARGET_RATIO:.2f}x {best} = {TARGET_RATIO * ref:.1f} is below the optimum: it stands")
+    elif opt <= ref:
+        console.print(
+            f"target: {best} earns as much as the replayed schedule, which then bounds nothing from below; the "
+            f"room is somewhere in [0, {bound / ref - 1:.1%}], so half of the gap cannot be read"
+        )
     else:
         half = ref + 0.5 * (opt - ref)
         console.print(
