@@ -13,6 +13,7 @@ plans as observation features.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -31,6 +32,7 @@ from aigcsched.envs.datacenter.lookahead import (  # the battery commands too, f
     handoff_plan,
     keep_all,
     most_steps_that_clear,
+    tuned_handoff_plan,
     value_handoff_plan,
 )
 
@@ -107,10 +109,7 @@ def tuned_handoff_policy(
     cycles only when the price is more than `band` x the day's price spread from the day's median,
     as each cycle wears it."""
 
-    def plan(cfg: DataCenterConfig, state: DataCenterState, battery=None) -> np.ndarray:
-        return value_handoff_plan(cfg, state, arbitrage(state, band), room_factor)
-
-    return _plan_policy(cfg, plan)
+    return _plan_policy(cfg, functools.partial(tuned_handoff_plan, room_factor=room_factor, band=band))
 
 
 def _plan_policy(cfg: DataCenterConfig, plan) -> DataCenterPolicy:

@@ -184,11 +184,17 @@ ROOM_FACTOR = 1.5
 ARBITRAGE_BAND = 0.15
 
 
-def tuned_handoff_plan(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
+def tuned_handoff_plan(
+    cfg: DataCenterConfig,
+    state: DataCenterState,
+    battery: np.ndarray | None = None,
+    room_factor: float = ROOM_FACTOR,
+    band: float = ARBITRAGE_BAND,
+) -> np.ndarray:
     """(..., K, 5) the `tuned_handoff` heuristic's action per provider: `value_handoff_plan` with the
-    receivers' room at ROOM_FACTOR x their capacity, and the battery cycling only beyond
-    ARBITRAGE_BAND x the day's price spread from the median (`battery` when already known)."""
-    return value_handoff_plan(cfg, state, arbitrage(state, ARBITRAGE_BAND) if battery is None else battery, ROOM_FACTOR)
+    receivers' room at `room_factor` x their capacity, and the battery cycling only beyond `band` x
+    the day's price spread from the median (`battery` when already known)."""
+    return value_handoff_plan(cfg, state, arbitrage(state, band) if battery is None else battery, room_factor)
 
 
 # The heuristics whose action `observe_lookahead` offers (`DataCenterConfig.lookahead_plan`), and
