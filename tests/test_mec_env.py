@@ -35,7 +35,7 @@ def tiny_instance() -> MECInstance:
     )
 
 
-@pytest.mark.parametrize("reward_mode", ["own", "team"])
+@pytest.mark.parametrize("reward_mode", ["own", "team", "marginal"])
 def test_hand_checked_delays(reward_mode):
     env = MECEnv(n_servers=2, episode_slots=2, action_mode="weights", weight_levels=5, reward_mode=reward_mode)
     env.reset(options={"instance": tiny_instance()})
@@ -45,13 +45,21 @@ def test_hand_checked_delays(reward_mode):
     _, rewards, _, _, infos = env.step({"bs_0": np.array([1, 3]), "bs_1": np.array([0, 1])})
     assert infos["bs_0"]["delay"] == pytest.approx(1.0075)
     assert infos["bs_1"]["delay"] == pytest.approx(2.0075) and infos["bs_1"]["queueing"] == pytest.approx(1.0075)
-    expected = {"own": {"bs_0": -1.0075, "bs_1": -2.0075}, "team": {"bs_0": -3.015, "bs_1": -3.015}}[reward_mode]
+    # marginal: bs_0's remote part pushed server 1 to 1.0075 s, and bs_1's task waited all of it
+    expected = {
+        "own": {"bs_0": -1.0075, "bs_1": -2.0075},
+        "team": {"bs_0": -3.015, "bs_1": -3.015},
+        "marginal": {"bs_0": -1.0075 - 1.0075, "bs_1": -2.0075},
+    }[reward_mode]
     assert rewards == pytest.approx(expected)
     # Slot 1 (t = 1 s). bs_0 sends everything to server 1: arrives at 1 + 5 / 400 s, waits until
     # 2.0075 s, takes 20 / 30 s: delay 2.0075 + 0.6667 - 1.
     _, rewards, _, truncations, infos = env.step({"bs_0": np.array([0, 4]), "bs_1": np.array([2, 2])})
     assert infos["bs_0"]["delay"] == pytest.approx(1.0075 + 20 / 30)
     assert not infos["bs_1"]["has_task"]
+    if reward_mode == "marginal":
+        # without bs_1's 1 s of work server 1 is free at 1.0075 s, before the part arrives (1.0125 s)
+        assert rewards == pytest.approx({"bs_0": -(1.0075 + 20 / 30), "bs_1": -(2.0075 - 1.0125)})
     assert all(truncations.values()) and env.agents == []
 
 
@@ -107,6 +115,36 @@ def test_myopic_picks_the_action_whose_placement_finishes_first():
             checked += busy.any()
         env.step({a: env.action_space(a).sample() for a in env.agents})
     assert checked > 20  # most checks had queues to avoid
+
+
+@pytest.mark.parametrize("overrides", [{}, {"n_servers": 6, "max_split": 3, "arrival_prob": 0.9}])
+def test_marginal_reward_sums_to_the_team_delay_a_station_adds(overrides):
+    """Over an episode, a station's marginal rewards are the team's delay without its tasks (the
+    others booking the same shares) less the team's delay with them."""
+    env = MECEnv(reward_mode="marginal", episode_slots=30, **overrides)
+    env.reset(seed=3)
+    inst, rng, agents = env.instance, np.random.default_rng(0), env.possible_agents
+    booked, returns, total = [], dict.fromkeys(agents, 0.0), 0.0
+    for _ in range(env.cfg.episode_slots):
+        has = inst.has_task[env.slot]
+        actions = {a: rng.integers(env.action_space(a).n) for a in agents}
+        shares = {a: env.shares(a, actions[a]) for i, a in enumerate(agents) if has[i]}
+        _, rewards, _, _, infos = env.step_shares(shares)
+        booked.append(shares)
+        total += sum(info.get("delay", 0.0) for info in infos.values())
+        for a in agents:
+            returns[a] += rewards[a]
+    for k, agent in enumerate(agents):
+        without = MECEnv(reward_mode="own", episode_slots=30, **overrides)
+        has_task = inst.has_task.copy()
+        has_task[:, k] = False
+        without.reset(options={"instance": inst._replace(has_task=has_task)})
+        total_without = 0.0
+        for shares in booked:
+            _, rewards, *_ = without.step_shares({a: x for a, x in shares.items() if a != agent})
+            total_without -= sum(rewards.values())
+        assert total_without < total  # every station had tasks that others queued behind
+        assert returns[agent] == pytest.approx(total_without - total, rel=1e-9)
 
 
 def test_bad_configs_and_inputs_are_clear_errors():

@@ -90,6 +90,7 @@ def test_turn_slots_are_the_station_on_turn_of_every_episode():
         ({"algorithm.shared_policy": False}, "decision: in_turn trains a policy shared by all stations"),
         ({"resources.sampler": "multi_agent"}, "decision: in_turn trains a policy shared by all stations"),
         ({"env.config.reward_mode": "sparse"}, "decision 'in_turn' takes reward_mode 'own' or 'team'"),
+        ({"env.config.reward_mode": "marginal"}, "decision 'in_turn' takes reward_mode 'own' or 'team'"),
         # 4 episodes per runner deciding at once are 4 x 5 in turn (a sampler slot each): seeds up to seed + 19
         ({"evaluation.seed": 19}, "overlap the training seeds"),
     ],

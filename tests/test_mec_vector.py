@@ -97,6 +97,10 @@ SCENARIOS = [
         3,
         {"observe_lookahead": True, "observe_booked_work": True, "lookahead_anticipation": 2.0, "episode_slots": 15},
     ),
+    # the difference reward: every station's pushes on every server, station by station
+    (5, {"reward_mode": "marginal", "arrival_prob": 0.9, "episode_slots": 40}),
+    (3, {"reward_mode": "marginal", "n_servers": 6, "max_split": 3, "split_rules": ("finish_together",)}),
+    (3, {"reward_mode": "marginal", "action_mode": "weights", "n_servers": 4, "episode_slots": 30}),
 ]
 
 

@@ -56,10 +56,12 @@ class MECConfig(BaseModel):
         SPLIT_RULES, description="rules offered with each subset: capacity-proportional, finish-together"
     )
     weight_levels: int = Field(4, ge=2, description="weight levels 0..L-1 per server in the weights action")
-    reward_mode: Literal["own", "team", "sparse"] = Field(
+    reward_mode: Literal["own", "team", "sparse", "marginal"] = Field(
         "own",
         description="own: minus the delay of the station's own task; team: minus all delays of the slot; "
-        "sparse: minus the station's summed delays, paid once at the end of the episode",
+        "sparse: minus the station's summed delays, paid once at the end of the episode; marginal: own, plus "
+        "minus the seconds the station's bookings add to the other stations' tasks, as those tasks are booked "
+        "(a difference reward: its episode sum is the team's delay with the station against without its tasks)",
     )
     observe_lookahead: bool = Field(
         False,
@@ -102,9 +104,10 @@ class MECConfig(BaseModel):
             raise ValueError("observe_lookahead needs action_mode 'subset' (one entry per Discrete action)")
         if self.observe_booked_work and self.action_mode != "subset":
             raise ValueError("observe_booked_work needs action_mode 'subset' (entries per Discrete action)")
-        if self.decision == "in_turn" and self.reward_mode == "sparse":
-            # a turn's reward goes to the station on turn; the episode's sum belongs to no single turn
-            raise ValueError("decision 'in_turn' takes reward_mode 'own' or 'team', not 'sparse'")
+        if self.decision == "in_turn" and self.reward_mode in ("sparse", "marginal"):
+            # a turn's reward goes to the station on turn; the episode's sum belongs to no single turn,
+            # and one trajectory of turns already returns the later stations' delays
+            raise ValueError(f"decision 'in_turn' takes reward_mode 'own' or 'team', not {self.reward_mode!r}")
         return self
 
     @property
@@ -195,6 +198,13 @@ class MECEnv(ParallelEnv):
     Reward: minus the delay (s) of the agent's own task this slot (0 without one), or in `team`
     mode minus the total delay of all tasks of the slot, for every agent; in `sparse` mode 0 until
     the last slot, which pays minus the summed delays of all the agent's tasks of the episode.
+    In `marginal` mode, own plus minus the delay the agent's bookings add to other stations' tasks
+    booked this step: `pushed` (N, K) holds how much later each server is free because of each
+    station's bookings so far (exact for FIFO queues with the other bookings as they were), and a
+    task's added delay is its finish less its finish on the queues without that station's work.
+    Summed over an episode, station k's rewards are minus the team's total delay plus the team's
+    total delay had k booked nothing (the others' shares kept): a difference reward, which scores a
+    station by what it costs the others too, not by its own delay alone.
 
     Start: capacities, links and all tasks are drawn from the seed at reset; queues are empty.
     `reset(options={"instance": MECInstance(...)})` plays a given instance; `options={"backlog_s": b}`
@@ -258,6 +268,9 @@ class MECEnv(ParallelEnv):
             if backlog.shape != (self.cfg.n_servers,) or not np.all((backlog >= 0) & np.isfinite(backlog)):
                 raise ValueError(f"backlog_s needs {self.cfg.n_servers} finite values >= 0, got {backlog}")
             self.free_at = backlog.copy()
+        # seconds each station's bookings (column) push each server's (row) free-at (reward_mode marginal)
+        self.pushed = np.zeros((self.cfg.n_servers, self.cfg.n_servers))
+        self._added = np.zeros(self.cfg.n_servers)  # delay each station's bookings added this step
         self.assigned_steps = np.zeros(self.cfg.n_servers)  # work given to each server so far
         self.arrived_steps = 0.0
         # per agent over the episode so far: tasks, summed delay (s), summed parts
@@ -416,6 +429,7 @@ class MECEnv(ParallelEnv):
         for each station with a task (in_turn: the station on turn only)."""
         cfg, inst = self.cfg, self.instance
         infos, delays = {}, {}
+        self._added = np.zeros(cfg.n_servers)
         for i, agent in enumerate(self.agents):
             info = {"has_task": bool(inst.has_task[self.slot, i]) and self.decides(i)}
             if info["has_task"]:
@@ -440,6 +454,8 @@ class MECEnv(ParallelEnv):
             rewards = {a: -total for a in self.agents}
         elif cfg.reward_mode == "sparse":
             rewards = {a: -self.tally[a]["delay_s"] if done else 0.0 for a in self.agents}
+        elif cfg.reward_mode == "marginal":
+            rewards = {a: -(delays.get(a, 0.0) + self._added[k]) for k, a in enumerate(self.agents)}
         else:
             rewards = {a: -delays.get(a, 0.0) for a in self.agents}
         terminations = {a: False for a in self.agents}
@@ -469,6 +485,8 @@ class MECEnv(ParallelEnv):
         parts = np.flatnonzero(x > 0)
         arrive, start, end = (t[parts] for t in self.part_times(i, x))
         processing = self.part_costs(i)[1][parts] * x[parts]
+        if self.cfg.reward_mode == "marginal":
+            self._push(i, parts, arrive, end, processing)
         self.free_at[parts] = end
         worst = {
             "transfer": float(np.max(arrive - now, initial=0.0)),
@@ -480,6 +498,22 @@ class MECEnv(ParallelEnv):
         self.assigned_steps += work * x
         self.arrived_steps += work
         return {"delay": finish - now, **worst, "parts": int(len(parts))}
+
+    def _push(self, i: int, parts: np.ndarray, arrive: np.ndarray, end: np.ndarray, work: np.ndarray) -> None:
+        """Station i books `work` seconds arriving at `arrive` on servers `parts` (ending at `end`):
+        the delay the other stations' earlier bookings add to it, and the new `pushed`."""
+        free, pushed = self.free_at[parts, None], self.pushed[parts]
+        # without station k's work a server is free `pushed` earlier: this part starts that much
+        # earlier, or from its arrival, whichever is later
+        shift = np.minimum(np.maximum(free - arrive[:, None], 0.0), pushed)
+        added = np.max(end) - np.max(end[:, None] - shift, axis=0)
+        added[i] = 0.0  # station i's own earlier work is in its own delay
+        self._added += added
+        # station i's own push grows by its work, and by any idle time before it (the server
+        # without i's work stays free from where it was)
+        own = np.maximum(arrive - free[:, 0], 0.0) + pushed[:, i] + work
+        shift[:, i] = own
+        self.pushed[parts] = shift
 
     def render(self):
         return None

@@ -179,6 +179,7 @@ class MECVectorEnv:
         self._slot = 0
         self.turn = 0  # the station on turn (in_turn; always 0 when all decide at once)
         self._free = np.zeros((N, B))  # absolute time each server's queue empties
+        self._pushed = np.zeros((N, N, B))  # reward_mode marginal: MECEnv.pushed (server, station)
         self.tally = {
             "tasks": np.zeros((B, N), dtype=np.int64),
             "delay_s": np.zeros((B, N)),
@@ -344,10 +345,14 @@ class MECVectorEnv:
         # tasks join the queues in station order (the shares were all chosen on the queues at the
         # start of the slot, as in MECEnv), so one station at a time over all episodes
         free = self._free
+        marginal = cfg.reward_mode == "marginal"
+        added = np.zeros((K, self.num_envs))  # marginal: delay each station's bookings added this step
         start, end = np.zeros((2, *shares.shape))  # zeros where no task is booked
         for k in [self.turn] if self.in_turn else range(K):
             np.maximum(arrive[:, k], free, out=start[:, k])
             np.add(start[:, k], work[:, k], out=end[:, k])
+            if marginal:
+                self._push(k, placed[:, k], arrive[:, k], end[:, k], work[:, k], added)
             np.copyto(free, end[:, k], where=placed[:, k])
 
         delay = max_first(np.where(placed, end, now)) - now  # (K, B), 0 without a task
@@ -374,11 +379,30 @@ class MECVectorEnv:
             rewards = np.repeat(-sum_first(delay)[:, None], K, axis=1)
         elif cfg.reward_mode == "sparse":
             rewards = -tally["delay_s"] if done else np.zeros((self.num_envs, K))
+        elif marginal:
+            rewards = -(delay + added).T
         else:
             rewards = -infos["delay"]
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.full(self.num_envs, done)
         return self._observations(), rewards, terminated, truncated, infos
+
+    def _push(
+        self, k: int, placed: np.ndarray, arrive: np.ndarray, end: np.ndarray, work: np.ndarray, added: np.ndarray
+    ) -> None:
+        """MECEnv._push for station k's task in every episode (placed, arrive, end, work: (N, B)):
+        adds to `added` (K, B) and updates the pushes, where the task has parts."""
+        free, pushed = self._free[:, None], self._pushed
+        shift = np.minimum(np.maximum(free - arrive[:, None], 0.0), pushed)  # (N, K, B)
+        now = self.now
+        finish = max_first(np.where(placed, end, now))  # (B,)
+        without = max_first(np.where(placed[:, None], end[:, None] - shift, now))  # (K, B)
+        has = placed.any(axis=0)
+        gain = np.where(has, finish - without, 0.0)
+        gain[k] = 0.0
+        added += gain
+        shift[:, k] = np.maximum(arrive - free[:, 0], 0.0) + pushed[:, k] + work
+        np.copyto(pushed, shift, where=placed[:, None])
 
     def _weight_shares(self, actions: np.ndarray, has: np.ndarray) -> np.ndarray:
         """x_j ~ weight j; all zeros: the own server. (N, K, B)"""
