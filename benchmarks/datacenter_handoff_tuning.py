@@ -10,9 +10,11 @@ x spread; the battery wears with every cycle). Grid over both on training days (
 scenario, days seeded 0..N-1), then the best pair against `value_handoff` on held-out days (the
 evaluation split, seeded from 100 as `aigcsched evaluate` and the optimality-gap table use).
 Utility in USD per day, higher is better, with each ratio to `value_handoff` measured in the same run.
+With `--per-day`, also the best pair of the grid for each held-out day, chosen in hindsight on that
+day: how much a policy that set the knobs day by day could earn at most over the fixed pair.
 
 Usage: python benchmarks/datacenter_handoff_tuning.py [--factors 1,1.25,1.5,1.75,2] [--bands 0,0.1,0.15,0.2,0.3]
-           [--train-days 10] [--held-out-days 5]
+           [--train-days 10] [--held-out-days 5] [--per-day]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--bands", default="0,0.1,0.15,0.2,0.3", help="comma-separated battery bands")
     parser.add_argument("--train-days", type=int, default=10, help="training days (seeds 0..N-1) for the choice")
     parser.add_argument("--held-out-days", type=int, default=5, help="held-out days from seed 100")
+    parser.add_argument("--per-day", action="store_true", help="also each held-out day's best pair, in hindsight")
     args = parser.parse_args()
     factors = [float(x) for x in args.factors.split(",")]
     bands = [float(x) for x in args.bands.split(",")]
@@ -80,6 +83,30 @@ def main() -> None:
             f"{r['violation_rate']:.4f}",
         )
     console.print(table)
+    if args.per_day:
+        print_per_day(console, held, factors, bands, best, args.held_out_days)
+
+
+def print_per_day(console: Console, cfg: DataCenterConfig, factors, bands, chosen, days: int) -> None:
+    """Each held-out day's best knob pair of the grid (hindsight) against the pair chosen on training days."""
+    table = Table(title="each held-out day's best pair of the grid, chosen in hindsight on that day")
+    for col in ("seed", "chosen pair $", "day's best $", "its pair"):
+        table.add_column(col, justify="right")
+    fixed, hindsight = [], []
+    for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + days):
+        utility = {
+            (f, b): evaluate_datacenter(tuned_handoff_policy(cfg, f, b), cfg, 1, seed)["utility"]
+            for f in factors
+            for b in bands
+        }
+        best = max(utility, key=utility.get)
+        fixed.append(utility[chosen])
+        hindsight.append(utility[best])
+        table.add_row(str(seed), f"{utility[chosen]:.2f}", f"{utility[best]:.2f}", f"{best[0]:g}, {best[1]:g}")
+    console.print(table)
+    mean_fixed, mean_best = sum(fixed) / days, sum(hindsight) / days
+    ratio = mean_best / mean_fixed
+    console.print(f"mean: chosen pair {mean_fixed:.2f}, each day's best {mean_best:.2f} ({ratio:.4f}x)")
 
 
 if __name__ == "__main__":
