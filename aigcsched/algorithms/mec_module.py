@@ -30,6 +30,8 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.framework import try_import_torch
 
+from aigcsched.algorithms.few_explorers import FewExplorersMixin
+
 torch, nn = try_import_torch()
 
 SERVER_FEATURES = 10  # see MECSchedulerModule.server_features
@@ -41,7 +43,7 @@ def _mlp(width: int, hidden: int, out: int) -> nn.Sequential:
     )
 
 
-class MECSchedulerModule(TorchRLModule, ValueFunctionAPI):
+class MECSchedulerModule(FewExplorersMixin, TorchRLModule, ValueFunctionAPI):
     """Observation: the station's view (3 + 4N entries), the booked-work block (A x N, action-major),
     the look-ahead (A); see MECEnv. model_config: n_servers, hidden, anchor_scale (> 0), start_weight
     (every server's w at the start, 0 by default)."""

@@ -128,6 +128,14 @@ class PPOSection(_AlgorithmBase):
     )
     num_epochs: int = Field(4, ge=1, description="passes over each training batch")
     entropy_coeff: float = Field(0.0, ge=0, description="weight of the entropy bonus")
+    explorers: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="agent-slots sampler, module diffusion, mlp or mec_scheduler: the share of agent slots that "
+        "sample their action at each step; the others take their greedy action (as when evaluated greedily) and "
+        "are left out of the loss, so each sampled step is scored among agents that act greedily. None: all sample",
+    )
     clip_param: float = Field(0.2, gt=0, description="PPO's policy ratio clip")
     vf_clip_param: float = Field(1e6, gt=0, description="large: values are in reward units (~600), not ~1")
     logit_scale: float = Field(10.0, gt=0, description="edge_scheduler: scale of the pair scores")
@@ -322,6 +330,13 @@ class ExperimentConfig(_Section):
         if alg.central_critic and not (self.agent_slots and not alg.off_policy and alg.module in ("diffusion", "mlp")):
             raise ValueError(
                 "algorithm.central_critic needs PPO with module diffusion or mlp on the agent_slots sampler "
+                "(a shared policy on a problem with a batched env)"
+            )
+        if getattr(alg, "explorers", None) is not None and not (
+            self.agent_slots and alg.module in ("diffusion", "mlp", "mec_scheduler")
+        ):
+            raise ValueError(
+                "algorithm.explorers needs PPO with module diffusion, mlp or mec_scheduler on the agent_slots sampler "
                 "(a shared policy on a problem with a batched env)"
             )
         if getattr(alg, "booked_work_start", 0.0) and alg.module != "mec_scheduler":

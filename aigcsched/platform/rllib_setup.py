@@ -14,6 +14,7 @@ from ray.rllib.algorithms.sac import SACConfig
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from aigcsched.algorithms import few_explorers
 from aigcsched.algorithms.diffusion.dsac import DSACConfig
 from aigcsched.algorithms.diffusion.module import diffusion_module_spec
 from aigcsched.algorithms.edge_module import EdgeSchedulerModule, edge_model_config
@@ -206,6 +207,10 @@ def algorithm_config(exp: ExperimentConfig) -> AlgorithmConfig:
     if alg.off_policy or alg.module == "default":
         config = config.rl_module(model_config={**config.model_config, "fcnet_hiddens": [alg.hidden, alg.hidden]})
     spec = module_spec(exp)
+    explorers = getattr(alg, "explorers", None)
+    if explorers is not None:  # validated: PPO with one of the project's modules
+        spec.model_config = {**spec.model_config, few_explorers.MODEL_CONFIG_KEY: explorers}
+        config = config.learners(learner_class=few_explorers.FewExplorersPPOLearner)
     if spec is not None:
         config = config.rl_module(rl_module_spec=spec)
     return add_reward_shaping(config, exp.reward_shaping)

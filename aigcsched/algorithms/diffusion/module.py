@@ -21,6 +21,7 @@ from torch import nn
 
 from aigcsched.algorithms.diffusion.denoiser import DiffusionActor, mlp_actor
 from aigcsched.algorithms.diffusion.settings import DEFAULTS, diffusion_model_config
+from aigcsched.algorithms.few_explorers import FewExplorersMixin
 
 
 def logit_layout(action_space: gym.Space) -> tuple[int, type]:
@@ -57,7 +58,7 @@ def build_actor(observation_space: gym.Space, action_space: gym.Space, mc: dict)
     )
 
 
-class DiffusionActorModule(TorchRLModule, ValueFunctionAPI):
+class DiffusionActorModule(FewExplorersMixin, TorchRLModule, ValueFunctionAPI):
     """Diffusion actor + MLP critic (tanh), both on the flattened observation; with
     `actor_obs_size`, the actor reads only its leading entries (the agent's own observation) and
     the critic all of it (own observation and global state: a centralized critic).
