@@ -59,6 +59,13 @@ def test_the_loss_counts_only_the_explored_steps(monkeypatch):
     assert seen[Columns.LOSS_MASK].tolist() == [True, False, True, False]  # PPO's own mask kept
     learner.compute_loss_for_module(module_id="p", config=None, batch={EXPLORED: torch.tensor([0.0, 1.0])}, fwd_out={})
     assert seen[Columns.LOSS_MASK].tolist() == [False, True]
+    # a minibatch without a sampled step: a zero loss that keeps the graph, not PPO's 0 / 0
+    seen.clear()
+    logits = torch.ones(3, 4, requires_grad=True)
+    loss = learner.compute_loss_for_module(
+        module_id="p", config=None, batch={EXPLORED: torch.zeros(3)}, fwd_out={Columns.ACTION_DIST_INPUTS: logits}
+    )
+    assert not seen and loss.item() == 0.0 and loss.requires_grad
 
 
 def test_mec_trains_with_a_few_explorers_and_the_flags_reach_the_loss(store, monkeypatch):

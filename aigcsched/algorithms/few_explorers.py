@@ -58,5 +58,7 @@ class FewExplorersPPOLearner(PPOTorchLearner):
             mask = batch[EXPLORED] > 0
             if Columns.LOSS_MASK in batch:
                 mask = mask & batch[Columns.LOSS_MASK]
+            if not bool(mask.any()):  # no sampled step in this minibatch: nothing to learn (PPO's mean is 0 / 0)
+                return fwd_out[Columns.ACTION_DIST_INPUTS].sum() * 0.0
             batch = {**batch, Columns.LOSS_MASK: mask}
         return super().compute_loss_for_module(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
