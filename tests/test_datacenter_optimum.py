@@ -6,8 +6,9 @@ import pytest
 from cli_runner import run_cli
 
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
-from aigcsched.algorithms.datacenter_optimum import DataCenterOptimumPolicy, solve
+from aigcsched.algorithms.datacenter_optimum import DataCenterOptimumPolicy, _play, _Tracker, plan, solve
 from aigcsched.envs.datacenter import PER_ASP_FIELDS, DataCenterConfig, DataCenterEnv
+from aigcsched.envs.datacenter.lookahead import tuned_handoff_plan
 from aigcsched.platform.errors import ConfigError
 from aigcsched.platform.policies import resolve_policy
 from aigcsched.platform.problems.datacenter import DATACENTER, run_episode
@@ -119,3 +120,22 @@ def test_evaluate_command_offers_optimum_and_bound(capsys, monkeypatch):
     result = json.loads(out)
     assert result["local"]["utility"] <= result["optimum"]["utility"] <= result["upper bound"]["utility"] + 1e-9
     assert result["optimum"]["solver_bound"] == pytest.approx(result["upper bound"]["utility"])
+
+
+def test_one_rounding_is_tuned_handoff_with_the_plans_battery():
+    cfg = small(3, 24)
+    env = DataCenterEnv(cfg)
+    env.reset(seed=1)
+    lp_plan, status, bound = plan(env)
+    actions, played, _ = _play(env, 1, _Tracker(cfg, lp_plan, 1, 0, heuristic=True))
+    env.reset(seed=1)
+    tuned = []
+    for _ in range(cfg.episode_slots):
+        tuned.append(tuned_handoff_plan(cfg, env.state()))
+        env.step(dict(zip(env.agents, tuned[-1], strict=True)))
+    tuned = np.array(tuned)
+    # hand-offs, step levels and power caps are tuned_handoff's (the battery moves no job) ...
+    assert np.array_equal(actions[..., [0, 1, 2, 4]], tuned[..., [0, 1, 2, 4]])
+    # ... and the battery follows the plan's state of charge instead of the price band
+    assert not np.array_equal(actions[..., 3], tuned[..., 3])
+    assert played <= bound and solve(cfg, 1).utility >= played

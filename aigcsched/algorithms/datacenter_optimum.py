@@ -47,7 +47,9 @@ arrivals owed to a target), runs at each slot the step level and cap of best val
 (revenue - energy at the slot's price) among those whose capacity serves at least the LP's
 planned jobs of the slot and never fewer than the jobs that would go late within `margin` slots
 (their FCFS prefix), and picks the battery command whose state of charge is closest to the LP's.
-A few such roundings (ROUNDINGS) are played and the best is kept. Its utility is the env's ledger,
+A few such roundings (ROUNDINGS) are played and the best is kept; one of them takes the
+hand-offs and service of `tuned_handoff` (the strongest heuristic) and only the battery from the
+plan, as the heuristic's band rule leaves money in the battery that the plan does not. Its utility is the env's ledger,
 so `bound - utility` (`gap`) is the LP's relaxation plus what rounding it to the env's discrete,
 FCFS actions lost: an upper bound on how far the schedule is from the day's optimum, not the
 distance itself. `model_parts` and `replay_parts` split both figures into revenue, penalty,
@@ -64,6 +66,7 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 
 from aigcsched.envs.datacenter import BATTERY_ACTIONS, DataCenterConfig, DataCenterEnv, make_config
+from aigcsched.envs.datacenter.lookahead import tuned_handoff_plan
 
 DEFAULT_TIME_LIMIT_S = 300.0  # a day takes ~20-30 s of CPU; wall time on a busy machine is more
 DISCHARGE, IDLE, CHARGE = (BATTERY_ACTIONS.index(a) for a in ("discharge", "idle", "charge"))
@@ -72,8 +75,8 @@ SCALE = 1000.0
 SOLVER = "GLOP"  # on 24-96 slots faster than HiGHS (simplex or barrier), CLP and PDLP
 PARTS = ("revenue", "penalty", "energy_cost", "degradation")  # of the utility, as the ledger books them
 # Roundings of the LP plan tried (see _Tracker): (slots of arrivals a target may be owed, extra
-# slots of deadlines the service must cover).
-ROUNDINGS = ((1, 0), (2, 0), (1, 1), (2, 1))
+# slots of deadlines the service must cover, hand-offs and service by `tuned_handoff` instead).
+ROUNDINGS = ((1, 0, False), (2, 0, False), (1, 1, False), (2, 1, False), (1, 0, True))
 
 
 @dataclass(frozen=True)
@@ -304,8 +307,16 @@ def _sites(lp: _LP, cfg: DataCenterConfig, inputs, served_at: list, late_at: lis
 class _Tracker:
     """Env actions slot by slot that follow an LP plan (see the module docstring)."""
 
-    def __init__(self, cfg: DataCenterConfig, lp_plan: dict[str, np.ndarray], backlog_slots: int, margin_slots: int):
+    def __init__(
+        self,
+        cfg: DataCenterConfig,
+        lp_plan: dict[str, np.ndarray],
+        backlog_slots: int,
+        margin_slots: int,
+        heuristic: bool = False,
+    ):
         self.cfg, self.plan = cfg, lp_plan
+        self.heuristic = heuristic  # hand-offs and service by tuned_handoff, only the battery by the plan
         self.backlog_slots = backlog_slots  # hand-offs owed to a target: at most this many slots' arrivals
         k = cfg.n_asps
         self.deficit = np.zeros((k, k - 1))  # jobs the plan handed and we have not yet
@@ -385,12 +396,16 @@ def _play(env: DataCenterEnv, seed: int, tracker: _Tracker) -> tuple[np.ndarray,
     actions = np.zeros((cfg.episode_slots, cfg.n_asps, 5), dtype=np.int64)
     battery_kwh = np.asarray(cfg.battery_kwh, dtype=np.float64)
     for t in range(cfg.episode_slots):
-        keep, target = tracker.routing(t, arrivals[t])
-        levels, caps = tracker.service(t, env.service_queue(keep, target), inputs.pue[:, t], inputs.price[:, t])
-        battery = tracker.battery(t, env.state().soc * battery_kwh)
-        actions[t] = np.stack([keep, target, levels, battery, caps], axis=1)
+        state = env.state()
+        battery = tracker.battery(t, state.soc * battery_kwh)
+        if tracker.heuristic:
+            actions[t] = tuned_handoff_plan(cfg, state, battery=np.asarray(battery))
+        else:
+            keep, target = tracker.routing(t, arrivals[t])
+            levels, caps = tracker.service(t, env.service_queue(keep, target), inputs.pue[:, t], inputs.price[:, t])
+            actions[t] = np.stack([keep, target, levels, battery, caps], axis=1)
         env.step(dict(zip(env.agents, actions[t], strict=True)))
-        tracker.handed(target, env.ledger["handed_out"][t])
+        tracker.handed(list(actions[t, :, 1]), env.ledger["handed_out"][t])
     ledger = env.ledger
     return actions, float(ledger["utility"].sum()), {name: float(ledger[name].sum()) for name in PARTS}
 
