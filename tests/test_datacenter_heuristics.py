@@ -14,7 +14,13 @@ from aigcsched.algorithms.datacenter_heuristics import (
     value_handoff_policy,
 )
 from aigcsched.envs import DataCenterConfig, DataCenterEnv, DataCenterState
-from aigcsched.envs.datacenter.lookahead import best_value_service, service_values
+from aigcsched.envs.datacenter.lookahead import (
+    best_value_service,
+    price_extremes,
+    service_values,
+    tuned_handoff_plan,
+    value_handoff_plan,
+)
 from aigcsched.platform.problems.datacenter import DATACENTER, evaluate_datacenter
 
 
@@ -171,12 +177,25 @@ def test_the_arbitrage_band_idles_the_battery_near_the_median():
     assert arbitrage(s, band=0.1).tolist() == [CHARGE, IDLE, DISCHARGE]
 
 
-def test_tuned_handoff_without_its_knobs_is_value_handoff_and_with_them_differs():
+def test_the_price_extremes_charge_at_the_cheapest_hours_and_discharge_at_the_dearest():
+    # day prices 0, 5, ..., 115: the cheapest hour is 0; the dearest 30% are >= the 0.7 quantile, 80.5
+    s = state(price=np.array([0.0, 50.0, 85.0]))
+    assert price_extremes(s.price, s.day_prices, 0.0, 0.3).tolist() == [CHARGE, IDLE, DISCHARGE]
+    assert price_extremes(s.price, s.day_prices, 0.5, 0.1).tolist() == [CHARGE, CHARGE, IDLE]
+
+
+def test_tuned_handoff_is_value_handoff_with_more_room_and_another_battery():
     cfg = DATACENTER.evaluation_scenario(DataCenterConfig(episode_slots=96))
+    env = DataCenterEnv(cfg)
+    env.reset(seed=100)
+    for _ in range(30):  # with the median rule's battery and room factor 1, it is value_handoff
+        s = env.state()
+        plain = value_handoff_plan(cfg, s)
+        assert np.array_equal(tuned_handoff_plan(cfg, s, battery=arbitrage(s), room_factor=1.0), plain)
+        env.step(dict(zip(env.agents, plain, strict=True)))
     plain = evaluate_datacenter(value_handoff_policy(cfg), cfg, episodes=2, seed=100)
-    assert evaluate_datacenter(tuned_handoff_policy(cfg, 1.0, 0.0), cfg, episodes=2, seed=100) == plain
-    # a larger room factor hands off more; the band changes the battery, not the hand-offs
-    wider = evaluate_datacenter(tuned_handoff_policy(cfg, 1.5, 0.0), cfg, episodes=2, seed=100)
+    # a larger room factor hands off more; the battery knobs change the battery, not the hand-offs
+    wider = evaluate_datacenter(tuned_handoff_policy(cfg, 1.5), cfg, episodes=2, seed=100)
     assert wider["handed_over"] > plain["handed_over"]
-    banded = evaluate_datacenter(tuned_handoff_policy(cfg, 1.0, 0.15), cfg, episodes=2, seed=100)
-    assert banded["handed_over"] == plain["handed_over"] and banded["energy_cost"] != plain["energy_cost"]
+    narrow = evaluate_datacenter(tuned_handoff_policy(cfg, 1.5, 0.2, 0.5), cfg, episodes=2, seed=100)
+    assert narrow["handed_over"] == wider["handed_over"] and narrow["energy_cost"] != wider["energy_cost"]

@@ -20,9 +20,10 @@ import numpy as np
 
 from aigcsched.envs.datacenter import DataCenterConfig, DataCenterState
 from aigcsched.envs.datacenter.lookahead import (  # the battery commands too, for callers of this module
-    ARBITRAGE_BAND,
     CHARGE,  # noqa: F401
+    CHARGE_QUANTILE,
     DISCHARGE,  # noqa: F401
+    DISCHARGE_SHARE,
     IDLE,
     ROOM_FACTOR,
     arbitrage,
@@ -101,15 +102,18 @@ def value_handoff_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
 
 
 def tuned_handoff_policy(
-    cfg: DataCenterConfig, room_factor: float = ROOM_FACTOR, band: float = ARBITRAGE_BAND
+    cfg: DataCenterConfig,
+    room_factor: float = ROOM_FACTOR,
+    charge_quantile: float = CHARGE_QUANTILE,
+    discharge_share: float = DISCHARGE_SHARE,
 ) -> DataCenterPolicy:
-    """`value_handoff` with two knobs tuned on training days (`lookahead.tuned_handoff_plan` at the
+    """`value_handoff` with knobs tuned on training days (`lookahead.tuned_handoff_plan` at the
     defaults): it hands a receiver up to `room_factor` x its capacity at the service rule's choice
     (less its queue and expected arrivals), as the hindsight optimum hands off more, and its battery
-    cycles only when the price is more than `band` x the day's price spread from the day's median,
-    as each cycle wears it."""
-
-    return _plan_policy(cfg, functools.partial(tuned_handoff_plan, room_factor=room_factor, band=band))
+    charges only at or below the day's `charge_quantile` price quantile and discharges only in the
+    day's dearest `discharge_share` of hours, as each cycle wears it."""
+    knobs = {"room_factor": room_factor, "charge_quantile": charge_quantile, "discharge_share": discharge_share}
+    return _plan_policy(cfg, functools.partial(tuned_handoff_plan, **knobs))
 
 
 def _plan_policy(cfg: DataCenterConfig, plan) -> DataCenterPolicy:

@@ -121,6 +121,17 @@ def price_arbitrage(price: np.ndarray, day_prices: np.ndarray, band: float = 0.0
     return np.where(price < median, CHARGE, np.where(price > median, DISCHARGE, IDLE))
 
 
+def price_extremes(
+    price: np.ndarray, day_prices: np.ndarray, charge_quantile: float, discharge_share: float
+) -> np.ndarray:
+    """Battery at prices (..., K) of days day_prices (..., K, 24): charge at or below the day's
+    `charge_quantile` price quantile (0: its cheapest hour), discharge in its dearest
+    `discharge_share` of hours, idle between. Leading axes broadcast, as in `price_arbitrage`."""
+    low = np.quantile(day_prices, charge_quantile, axis=-1)
+    high = np.quantile(day_prices, 1.0 - discharge_share, axis=-1)
+    return np.where(price <= low, CHARGE, np.where(price >= high, DISCHARGE, IDLE))
+
+
 def combined_plan(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
     """(..., K, 5) the `combined` heuristic's action per provider: hand-off of what exceeds the
     capacity at the middle step level, the most steps that clear, battery arbitrage (`battery`
@@ -178,11 +189,22 @@ def _plan(keep, target, level, battery, cap) -> np.ndarray:
     return np.stack(np.broadcast_arrays(keep, target, level, battery, cap), axis=-1).astype(np.int64)
 
 
-# Chosen on 20 training days (`benchmarks/datacenter_handoff_tuning.py --factors 1.25,1.5,1.75
-# --bands 0,0.1,0.15,...,0.6 --train-days 20`): factor 1.5 earns the most at every band; band 0.45 the
-# most of the bands (481.2 USD per day against 478.7 at 0.15, the best of the earlier 0-0.3 grid).
+# Chosen on training days with `benchmarks/datacenter_handoff_tuning.py` (RESULTS.md, "Two knobs on
+# value_handoff"): room factor 1.5 earns the most at every battery rule tried. The battery: the
+# median rule with a band (idle within band x the day's price spread of the median; best band
+# 0.45) never charges on days whose median lies near the cheapest price, where the hindsight plan
+# charges at the cheapest hours. Charging at the day's cheapest hour and discharging in its dearest
+# 30% earned the most on 20 training days (484.0 USD per day against 481.2 for band 0.45).
 ROOM_FACTOR = 1.5
-ARBITRAGE_BAND = 0.45
+CHARGE_QUANTILE = 0.0
+DISCHARGE_SHARE = 0.3
+
+
+def tuned_handoff_battery(
+    state: DataCenterState, charge_quantile: float = CHARGE_QUANTILE, discharge_share: float = DISCHARGE_SHARE
+) -> np.ndarray:
+    """`tuned_handoff`'s battery: `price_extremes` of the state's prices."""
+    return price_extremes(state.price, state.day_prices, charge_quantile, discharge_share)
 
 
 def tuned_handoff_plan(
@@ -190,23 +212,28 @@ def tuned_handoff_plan(
     state: DataCenterState,
     battery: np.ndarray | None = None,
     room_factor: float = ROOM_FACTOR,
-    band: float = ARBITRAGE_BAND,
+    charge_quantile: float = CHARGE_QUANTILE,
+    discharge_share: float = DISCHARGE_SHARE,
 ) -> np.ndarray:
     """(..., K, 5) the `tuned_handoff` heuristic's action per provider: `value_handoff_plan` with the
-    receivers' room at `room_factor` x their capacity, and the battery cycling only beyond `band` x
-    the day's price spread from the median (`battery` when already known)."""
-    return value_handoff_plan(cfg, state, arbitrage(state, band) if battery is None else battery, room_factor)
+    receivers' room at `room_factor` x their capacity, and the battery charging at the day's
+    cheapest prices and discharging at its dearest (`price_extremes`; `battery` when already known)."""
+    if battery is None:
+        battery = tuned_handoff_battery(state, charge_quantile, discharge_share)
+    return value_handoff_plan(cfg, state, battery, room_factor)
 
 
 # The heuristics whose action `observe_lookahead` offers (`DataCenterConfig.lookahead_plan`), and
-# the price band of each one's battery arbitrage.
+# the battery rule of each one that does not take `price_arbitrage`'s (prices, day prices -> command).
 PLANS = {
     "combined": combined_plan,
     "deadline": deadline_plan,
     "value_handoff": value_handoff_plan,
     "tuned_handoff": tuned_handoff_plan,
 }
-PLAN_BANDS = {"tuned_handoff": ARBITRAGE_BAND}
+PLAN_BATTERY = {
+    "tuned_handoff": lambda price, day_prices: price_extremes(price, day_prices, CHARGE_QUANTILE, DISCHARGE_SHARE)
+}
 
 
 def plan_one_hot(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:

@@ -19,7 +19,7 @@ from aigcsched.envs.datacenter.env import (
 )
 from aigcsched.envs.datacenter.inputs import episode_inputs, load_traces, renewable_kw
 from aigcsched.envs.datacenter.ledger import BatchLedger
-from aigcsched.envs.datacenter.lookahead import PLAN_BANDS, plan_one_hot, price_arbitrage
+from aigcsched.envs.datacenter.lookahead import PLAN_BATTERY, plan_one_hot, price_arbitrage
 from aigcsched.envs.datacenter.queues import QueueLayout
 
 
@@ -80,8 +80,8 @@ class DataCenterVectorEnv:
         self._rate = np.ascontiguousarray(inputs.rate.transpose(2, 0, 1))  # (T, B, K), for state()
         self._day_prices = inputs.day_prices  # (B, K, 24)
         if cfg.observe_lookahead:  # the plan's battery needs no state: every slot's, once
-            band = PLAN_BANDS.get(cfg.lookahead_plan, 0.0)
-            self._battery_plan = price_arbitrage(self._site[:, 2], self._day_prices, band)  # (T, B, K)
+            rule = PLAN_BATTERY.get(cfg.lookahead_plan, price_arbitrage)
+            self._battery_plan = rule(self._site[:, 2], self._day_prices)  # (T, B, K)
         self._renewable_ahead = None  # computed by the first global_state()
         # jobs waiting, (episode, executor, place): see QueueLayout; in transit as in DataCenterEnv.reset
         self._q = np.zeros((b, k, self._queue_size), dtype=np.int64)
