@@ -170,16 +170,10 @@ def test_heuristics_at_defaults():
     assert res["combined"]["handed_over"] > 0
 
 
-def test_the_arbitrage_band_idles_the_battery_near_the_median():
-    # day prices 0..115: spread 115, so a band of 0.1 idles within 11.5 of the median 57.5
-    s = state(price=np.array([40.0, 50.0, 70.0]))
-    assert arbitrage(s).tolist() == [CHARGE, CHARGE, DISCHARGE]
-    assert arbitrage(s, band=0.1).tolist() == [CHARGE, IDLE, DISCHARGE]
-
-
 def test_the_price_extremes_charge_at_the_cheapest_hours_and_discharge_at_the_dearest():
     # day prices 0, 5, ..., 115: the cheapest hour is 0; the dearest 30% are >= the 0.7 quantile, 80.5
     s = state(price=np.array([0.0, 50.0, 85.0]))
+    assert arbitrage(s).tolist() == [CHARGE, CHARGE, DISCHARGE]  # the median rule: around 57.5
     assert price_extremes(s.price, s.day_prices, 0.0, 0.3).tolist() == [CHARGE, IDLE, DISCHARGE]
     assert price_extremes(s.price, s.day_prices, 0.5, 0.1).tolist() == [CHARGE, CHARGE, IDLE]
 

@@ -105,19 +105,15 @@ def best_value_service(
     return level, cap
 
 
-def arbitrage(state: DataCenterState, band: float = 0.0) -> np.ndarray:
-    """Battery: charge below the day's median price, discharge above it, idle at it (with `band`,
-    idle within band x the day's price spread of the median)."""
-    return price_arbitrage(state.price, state.day_prices, band)
+def arbitrage(state: DataCenterState) -> np.ndarray:
+    """Battery: charge below the day's median price, discharge above it, idle at it."""
+    return price_arbitrage(state.price, state.day_prices)
 
 
-def price_arbitrage(price: np.ndarray, day_prices: np.ndarray, band: float = 0.0) -> np.ndarray:
+def price_arbitrage(price: np.ndarray, day_prices: np.ndarray) -> np.ndarray:
     """`arbitrage` at prices (..., K) of days day_prices (..., K, 24); leading axes broadcast, so
     (T, B, K) prices give a batch's decisions for every slot at once."""
     median = np.median(day_prices, axis=-1)
-    if band:  # each cycle wears the battery: only a wide enough price gap pays for it
-        margin = band * (day_prices.max(axis=-1) - day_prices.min(axis=-1))
-        return np.where(price < median - margin, CHARGE, np.where(price > median + margin, DISCHARGE, IDLE))
     return np.where(price < median, CHARGE, np.where(price > median, DISCHARGE, IDLE))
 
 
@@ -190,9 +186,9 @@ def _plan(keep, target, level, battery, cap) -> np.ndarray:
 
 
 # Chosen on training days with `benchmarks/datacenter_handoff_tuning.py` (RESULTS.md, "Two knobs on
-# value_handoff"): room factor 1.5 earns the most at every battery rule tried. The battery: the
-# median rule with a band (idle within band x the day's price spread of the median; best band
-# 0.45) never charges on days whose median lies near the cheapest price, where the hindsight plan
+# value_handoff" and "The battery"): room factor 1.5 earns the most at every battery rule tried. The
+# battery: the median rule with a band (idle within band x the day's price spread of the median; best
+# band 0.45) never charges on days whose median lies near the cheapest price, where the hindsight plan
 # charges at the cheapest hours. Charging at the day's cheapest hour and discharging in its dearest
 # 30% earned the most on 20 training days (484.0 USD per day against 481.2 for band 0.45).
 ROOM_FACTOR = 1.5
