@@ -50,11 +50,12 @@ planned jobs of the slot and never fewer than the jobs that would go late within
 A few such roundings (ROUNDINGS) are played and the best is kept; one of them takes the
 hand-offs and service of `tuned_handoff` (the strongest heuristic) and only the battery from the
 plan, which knows the day's load and earns more with the battery than the heuristic's price rule.
-Its utility is the env's ledger, so `bound - utility` (`gap`) is the LP's relaxation plus what rounding it to the env's discrete,
-FCFS actions lost: an upper bound on how far the schedule is from the day's optimum, not the
-distance itself. `model_parts` and `replay_parts` split both figures into revenue, penalty,
-energy and battery wear, to show where they differ. Where nothing is relaxed in effect (no jobs,
-or capacity to spare), the two agree to ~0.05% (tests/test_datacenter_optimum.py).
+Its utility is the env's ledger, so `bound - utility` (`gap`) is the LP's relaxation plus what
+rounding it to the env's discrete, FCFS actions lost: an upper bound on how far the schedule is
+from the day's optimum, not the distance itself. `model_parts` and `replay_parts` split both
+figures into revenue, penalty, energy and battery wear, to show where they differ. Where nothing
+is relaxed in effect (no jobs, or capacity to spare), the two agree to ~0.05%
+(tests/test_datacenter_optimum.py).
 """
 
 from __future__ import annotations
