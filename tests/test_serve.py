@@ -444,6 +444,15 @@ def test_cluster_state_survives_a_replica_restart(endpoint, client):
 
     old = replicas()
     assert len(old) == 1
+    # Another process holds the next free port of the range: the new replica must pass it by.
+    squatter = socket.socket()
+    for port in endpoint["options"].direct_ports():
+        try:
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            break
+        except OSError:
+            continue
     ray.kill(ray.get_actor(next(iter(old)), namespace="serve"), no_restart=True)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -456,6 +465,7 @@ def test_cluster_state_survives_a_replica_restart(endpoint, client):
         time.sleep(0.5)
     else:
         pytest.fail("no new replica answered within 60 s")
+    squatter.close()
     assert replicas() and not replicas() & old  # a different replica answers
     assert {s["id"]: [q["id"] for q in s["queue"]] for s in after["servers"]} == before
     # the new replica has its own direct port again, and sees the same queues there

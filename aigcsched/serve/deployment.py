@@ -47,9 +47,10 @@ class ServeOptions:
     ingress: Literal["proxy", "direct"] = "direct"
 
     def direct_ports(self) -> range:
-        """Ports replicas may take in direct mode; twice the replica count, so that a restarted
-        replica finds a free one while its predecessor's port is held back."""
-        span = 2 * max(self.replicas, self.max_replicas or 0) + 2
+        """Ports replicas may take in direct mode: room for every replica of this and a second
+        application twice over (a restarted replica's predecessor holds its port a while), and
+        a few more for ports that other processes happen to hold."""
+        span = 4 * max(self.replicas, self.max_replicas or 0) + 8
         return range(self.port + 1, self.port + 1 + span)
 
     def logging_config(self) -> LoggingConfig:
@@ -199,10 +200,12 @@ def ray_env(options: ServeOptions) -> dict[str, str]:
         ports = options.direct_ports()
         env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
         env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(ports.start)
-        env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(ports.stop - 1)
-        # Serve keeps a stopping replica's port open 30 s for external load balancers to notice;
-        # there are none in front of a local endpoint, and Ctrl-C should not take half a minute.
+        env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(ports.stop)  # Serve's upper end is exclusive
+        # Serve keeps a stopping replica's port open 30 s for external load balancers to notice,
+        # and hands it out again only 150 s after; there are none in front of a local endpoint,
+        # Ctrl-C should not take half a minute, nor a crashed replica minutes to come back.
         env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "2"
+        env["RAY_SERVE_PORT_QUARANTINE_S"] = "5"
     return env
 
 
