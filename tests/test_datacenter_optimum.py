@@ -6,7 +6,14 @@ import pytest
 from cli_runner import run_cli
 
 from aigcsched.algorithms.datacenter_heuristics import DATACENTER_HEURISTICS, make_datacenter_heuristic
-from aigcsched.algorithms.datacenter_optimum import DataCenterOptimumPolicy, _play, _Tracker, plan, solve
+from aigcsched.algorithms.datacenter_optimum import (
+    DataCenterOptimumPolicy,
+    _PlannedBattery,
+    _play,
+    _Tracker,
+    plan,
+    solve,
+)
 from aigcsched.envs.datacenter import PER_ASP_FIELDS, DataCenterConfig, DataCenterEnv
 from aigcsched.envs.datacenter.lookahead import tuned_handoff_plan
 from aigcsched.platform.errors import ConfigError
@@ -139,3 +146,25 @@ def test_one_rounding_is_tuned_handoff_with_the_plans_battery():
     # ... and the battery follows the plan's state of charge instead of the price band
     assert not np.array_equal(actions[..., 3], tuned[..., 3])
     assert played <= bound and solve(cfg, 1).utility >= played
+
+
+def test_one_schedule_is_tuned_handoff_with_the_battery_planned_on_the_days_load():
+    cfg = small(3, 96)
+    env = DataCenterEnv(cfg)
+    env.reset(seed=2)
+    known = _PlannedBattery(env, 2)
+    actions, played, _ = _play(env, 2, known)
+    env.reset(seed=2)
+    tuned = []
+    for _ in range(cfg.episode_slots):
+        tuned.append(tuned_handoff_plan(cfg, env.state()))
+        env.step(dict(zip(env.agents, tuned[-1], strict=True)))
+    tuned = np.array(tuned)
+    # the battery moves no job: the net load it was planned on is the one it meets
+    assert np.array_equal(actions[..., [0, 1, 2, 4]], tuned[..., [0, 1, 2, 4]])
+    led = env.ledger
+    assert np.allclose(known.net_kw, (led["load_kwh"] - led["renewable_kwh"]).T * 12)
+    # knowing that load beats forecasting it, which beats the price rule
+    forecast = utility(cfg, make_datacenter_heuristic("planned_handoff", cfg), 2)
+    assert played >= forecast > utility(cfg, make_datacenter_heuristic("tuned_handoff", cfg), 2)
+    assert solve(cfg, 2).utility >= played

@@ -84,6 +84,8 @@ def play_both(num_envs: int, seed: int, episodes: int = 2, **config):
         (3, {"handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "value_handoff"}),
         # its battery band, precomputed for every slot
         (2, {"handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "tuned_handoff"}),
+        # its battery planned every hour on the net load seen
+        (2, {"handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "planned_handoff"}),
     ],
 )
 def test_batched_episodes_equal_single_envs(num_envs, config):

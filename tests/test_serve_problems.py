@@ -18,8 +18,8 @@ from aigcsched.envs.datacenter import DataCenterConfig, DataCenterEnv
 from aigcsched.envs.mec import MECConfig, MECEnv
 from aigcsched.platform.config import ConfigError
 from aigcsched.platform.policies import resolve_policy
+from aigcsched.platform.problems.datacenter_serving import DATACENTER_SERVING, observe, site_of
 from aigcsched.platform.problems.datacenter_serving import EXAMPLE as DATACENTER_EXAMPLE
-from aigcsched.platform.problems.datacenter_serving import observe, site_of
 from aigcsched.platform.problems.mec_serving import EXAMPLE as MEC_EXAMPLE
 from aigcsched.serve.api import make_api
 from aigcsched.serve.cluster import ClusterBook
@@ -462,6 +462,12 @@ def test_unknown_problems_and_policies_and_mismatched_models_are_config_errors(m
         load_decider(PolicySource(heuristic="greedy", problem="mec"))
     with pytest.raises(ConfigError, match="unknown datacenter policy 'random' to serve"):
         load_decider(PolicySource(heuristic="random", problem="datacenter"))
+    # the planned battery needs the slots before, which a body does not carry: refused, model or heuristic
+    with pytest.raises(ConfigError, match="unknown datacenter policy 'planned_handoff' to serve"):
+        load_decider(PolicySource(heuristic="planned_handoff", problem="datacenter"))
+    planned = DataCenterConfig(observe_lookahead=True, lookahead_plan="planned_handoff")
+    with pytest.raises(ConfigError, match="observes planned_handoff's plan is not served"):
+        DATACENTER_SERVING.model_agent_count(planned)
     with pytest.raises(ConfigError, match=f"models:/{MEC_MODEL}@champion is a mec policy, not a datacenter one"):
         load_decider(PolicySource(model_uri=models[MEC_MODEL], problem="datacenter"))
     # a datacenter heuristic without sites acts for the default scenario's providers: another count is 422

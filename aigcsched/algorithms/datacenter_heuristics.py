@@ -1,14 +1,15 @@
 """Reference policies for `datacenter`: local-only, price-aware hand-off, battery arbitrage, both,
-deadline-aware service, that service with hand-offs to where jobs earn more, and the same with two
-knobs tuned on training days (`tuned_handoff`, the strongest).
+deadline-aware service, that service with hand-offs to where jobs earn more, the same with knobs
+tuned on training days (`tuned_handoff`), and that with a battery planned over the rest of the day
+(`planned_handoff`, the strongest).
 
 Each policy maps (observations by agent, DataCenterState) to actions by agent; an action is
 (keep level, hand-off target among the others, step level, battery, power cap) as in
 `DataCenterEnv`. All but `deadline`, `value_handoff` and `tuned_handoff` run the GPUs at full
 power. The per-state computations they share (steps that clear the load, hand-off plan, battery
 arbitrage, best-value service of the jobs due) and the plans of `combined`, `deadline`,
-`value_handoff` and `tuned_handoff` live in the env's `lookahead`, which also offers one of those
-plans as observation features.
+`value_handoff`, `tuned_handoff` and `planned_handoff` live in the env's `lookahead` (the planned
+battery in its `battery_plan`), which also offers one of those plans as observation features.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from aigcsched.envs.datacenter import DataCenterConfig, DataCenterState
+from aigcsched.envs.datacenter.battery_plan import BatteryPlanner
 from aigcsched.envs.datacenter.lookahead import (  # the battery commands too, for callers of this module
     CHARGE,  # noqa: F401
     CHARGE_QUANTILE,
@@ -33,6 +35,7 @@ from aigcsched.envs.datacenter.lookahead import (  # the battery commands too, f
     handoff_plan,
     keep_all,
     most_steps_that_clear,
+    planned_handoff_plan,
     tuned_handoff_plan,
     value_handoff_plan,
 )
@@ -116,6 +119,18 @@ def tuned_handoff_policy(
     return _plan_policy(cfg, functools.partial(tuned_handoff_plan, **knobs))
 
 
+def planned_handoff_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
+    """`tuned_handoff`'s hand-offs and service with a battery planned over the rest of the day
+    (`battery_plan`): the value of each state of charge on the day's prices, discharging only as
+    fast as the site's recent net load takes, replanned every hour."""
+    planner = BatteryPlanner(cfg)
+
+    def act(obs: dict, state: DataCenterState) -> dict:
+        return dict(zip(_agents(cfg), planned_handoff_plan(cfg, state, planner(state)), strict=True))
+
+    return act
+
+
 def _plan_policy(cfg: DataCenterConfig, plan) -> DataCenterPolicy:
     agents = _agents(cfg)
 
@@ -145,6 +160,7 @@ DATACENTER_HEURISTICS: dict[str, Callable[..., DataCenterPolicy]] = {
     "deadline": deadline_policy,
     "value_handoff": value_handoff_policy,
     "tuned_handoff": tuned_handoff_policy,
+    "planned_handoff": planned_handoff_policy,
 }
 
 

@@ -48,8 +48,11 @@ arrivals owed to a target), runs at each slot the step level and cap of best val
 planned jobs of the slot and never fewer than the jobs that would go late within `margin` slots
 (their FCFS prefix), and picks the battery command whose state of charge is closest to the LP's.
 A few such roundings (ROUNDINGS) are played and the best is kept; one of them takes the
-hand-offs and service of `tuned_handoff` (the strongest heuristic) and only the battery from the
-plan, which knows the day's load and earns more with the battery than the heuristic's price rule.
+hand-offs and service of `tuned_handoff` and only the battery from the plan. One more schedule
+joins them, not from the LP: those hand-offs and service with the battery planned by
+`battery_plan` on the day's actual net load (the LP lets the battery discharge beyond the site's
+load, so its battery plan is a poor one to follow; `planned_handoff` plans the same way on a
+forecast).
 Its utility is the env's ledger, so `bound - utility` (`gap`) is the LP's relaxation plus what
 rounding it to the env's discrete, FCFS actions lost: an upper bound on how far the schedule is
 from the day's optimum, not the distance itself. `model_parts` and `replay_parts` split both
@@ -67,6 +70,7 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 
 from aigcsched.envs.datacenter import BATTERY_ACTIONS, DataCenterConfig, DataCenterEnv, make_config
+from aigcsched.envs.datacenter.battery_plan import BatteryPlanner
 from aigcsched.envs.datacenter.lookahead import tuned_handoff_plan
 
 DEFAULT_TIME_LIMIT_S = 300.0  # a day takes ~20-30 s of CPU; wall time on a busy machine is more
@@ -389,7 +393,32 @@ class _Tracker:
         return out
 
 
-def _play(env: DataCenterEnv, seed: int, tracker: _Tracker) -> tuple[np.ndarray, float, dict[str, float]]:
+class _PlannedBattery:
+    """`tuned_handoff`'s hand-offs and service with the battery planned (`battery_plan`) on the
+    day's actual net load instead of a forecast: theirs, which no battery command changes."""
+
+    heuristic = True
+
+    def __init__(self, env: DataCenterEnv, seed: int):
+        cfg = env.cfg
+        _play(env, seed, _Tracker(cfg, {}, 1, 0, heuristic=True))  # the battery idle
+        ledger = env.ledger
+        self.net_kw = ((ledger["load_kwh"] - ledger["renewable_kwh"]) * (60.0 / cfg.slot_minutes)).T  # (K, T)
+        inputs, _ = env.hindsight()
+        self.price = inputs.price
+        self.planner = BatteryPlanner(cfg)
+        self.values = self.planner.values(inputs.day_prices, self.net_kw, 0, cfg.episode_slots)  # (K, T, G)
+
+    def battery(self, t: int, soc_kwh: np.ndarray) -> list[int]:
+        return self.planner.decide(self.values[:, t], soc_kwh, self.price[:, t], self.net_kw[:, t]).tolist()
+
+    def handed(self, target: list[int], handed_out: np.ndarray) -> None:
+        pass
+
+
+def _play(
+    env: DataCenterEnv, seed: int, tracker: _Tracker | _PlannedBattery
+) -> tuple[np.ndarray, float, dict[str, float]]:
     """The tracker's actions over the episode of `seed`, their utility in the env and its parts."""
     cfg = env.cfg
     env.reset(seed=seed)
@@ -424,7 +453,9 @@ def solve(
     lp_plan, status, bound = plan(env, time_limit_s)
     solve_s = time.perf_counter() - started
     # a few roundings of the plan, each played through the env; the best is the schedule
-    actions, utility, parts = max((_play(env, seed, _Tracker(cfg, lp_plan, *v)) for v in ROUNDINGS), key=lambda r: r[1])
+    plays = [_play(env, seed, _Tracker(cfg, lp_plan, *v)) for v in ROUNDINGS]
+    plays.append(_play(env, seed, _PlannedBattery(env, seed)))
+    actions, utility, parts = max(plays, key=lambda r: r[1])
     return DataCenterOptimumResult(
         actions=actions,
         utility=utility,

@@ -142,7 +142,7 @@ class DataCenterConfig(BaseModel):
         False,
         description="append a heuristic's action (`lookahead_plan`), one-hot per action branch, to each observation",
     )
-    lookahead_plan: Literal["combined", "deadline", "value_handoff", "tuned_handoff"] = Field(
+    lookahead_plan: Literal["combined", "deadline", "value_handoff", "tuned_handoff", "planned_handoff"] = Field(
         "combined", description="the heuristic whose action `observe_lookahead` appends"
     )
     reward_mode: Literal["dense", "sparse", "team"] = Field(

@@ -10,12 +10,13 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from aigcsched.envs.datacenter.arrivals import Arrivals
+from aigcsched.envs.datacenter.battery_plan import BatteryPlanner, net_load_kw
 from aigcsched.envs.datacenter.config import DataCenterConfig, make_config, split_days
 from aigcsched.envs.datacenter.deadlines import Deadlines, due_places, jobs_due
 from aigcsched.envs.datacenter.energy import EnergyBalance, per_slot
 from aigcsched.envs.datacenter.inputs import EpisodeInputs, episode_inputs, load_traces
 from aigcsched.envs.datacenter.ledger import Ledger
-from aigcsched.envs.datacenter.lookahead import plan_one_hot
+from aigcsched.envs.datacenter.lookahead import PLANNED, plan_one_hot
 from aigcsched.envs.datacenter.observation import Observations
 from aigcsched.envs.datacenter.service import Service
 
@@ -38,6 +39,9 @@ class DataCenterState(NamedTuple):
     day_prices: np.ndarray  # (K, 24) the episode's first 24 hourly prices (day-ahead market)
     soc: np.ndarray  # (K,) battery state of charge, fraction of capacity
     handoff_fee: float
+    # (K,) mean net load (facility load less renewables, kW) of the last slots (`battery_plan`);
+    # None before the first slot
+    net_kw: np.ndarray | None = None
 
 
 def agent_spaces(cfg: DataCenterConfig) -> tuple[spaces.Box, spaces.MultiDiscrete]:
@@ -169,6 +173,8 @@ class DataCenterEnv(ParallelEnv):
         self._utility_sum = np.zeros(k)
         self._t = 0
         self._ledger = Ledger(k)
+        self._net_kwh = np.zeros((cfg.episode_slots, k))  # per slot: load less renewables
+        self._battery_planner = BatteryPlanner(cfg) if cfg.lookahead_plan in PLANNED else None
         self.agents = list(self.possible_agents)
         obs = self._observe()
         return {agent: obs[i] for i, agent in enumerate(self.agents)}, {agent: {} for agent in self.agents}
@@ -222,6 +228,7 @@ class DataCenterEnv(ParallelEnv):
             day_prices=inp.day_prices.copy(),
             soc=np.array(self._soc) / self._battery_kwh,
             handoff_fee=cfg.handoff_fee,
+            net_kw=net_load_kw(self._net_kwh[: self._t], cfg),
         )
 
     def hindsight(self) -> tuple[EpisodeInputs, np.ndarray]:
@@ -255,6 +262,7 @@ class DataCenterEnv(ParallelEnv):
         penalty, violations = self._deadlines.age(q, transit, settle=last)
         site = self._site_inputs[t]
         energy = self._energy.balance(site, served.busy, cap, battery, self._soc)
+        self._net_kwh[t] = np.subtract(energy.load_kwh, energy.renewable_kwh)
         self._busy = served.busy
         self._last_arrivals = arrived.arrivals
         queue = q.reshape(len(q), -1).sum(axis=1).tolist() if last else served.remaining
@@ -265,5 +273,7 @@ class DataCenterEnv(ParallelEnv):
         static = self._obs_static[min(self._t, self.cfg.episode_slots - 1)]
         obs = self._observations.at_slot(static, self._q, self._busy, self._soc, self._last_arrivals)
         if self.cfg.observe_lookahead:  # the plan for the state the agents now decide on
-            obs[:, obs.shape[1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, self.state())
+            state = self.state()
+            battery = self._battery_planner(state) if self._battery_planner else None
+            obs[:, obs.shape[1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, state, battery)
         return obs

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aigcsched.envs.datacenter.battery_plan import BatteryPlanner
 from aigcsched.envs.datacenter.config import BATTERY_ACTIONS, DataCenterConfig
 
 if TYPE_CHECKING:
@@ -219,6 +220,17 @@ def tuned_handoff_plan(
     return value_handoff_plan(cfg, state, battery, room_factor)
 
 
+def planned_handoff_plan(
+    cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None
+) -> np.ndarray:
+    """(..., K, 5) the `planned_handoff` heuristic's action per provider: `tuned_handoff_plan`'s
+    hand-offs and service, the battery planned over the rest of the day on the day's prices and the
+    recent net load (`battery_plan`; `battery` when already known, else planned from this state)."""
+    if battery is None:
+        battery = BatteryPlanner(cfg)(state)
+    return tuned_handoff_plan(cfg, state, battery)
+
+
 # The heuristics whose action `observe_lookahead` offers (`DataCenterConfig.lookahead_plan`), and
 # the battery rule of each one that does not take `price_arbitrage`'s (prices, day prices -> command).
 PLANS = {
@@ -226,7 +238,10 @@ PLANS = {
     "deadline": deadline_plan,
     "value_handoff": value_handoff_plan,
     "tuned_handoff": tuned_handoff_plan,
+    "planned_handoff": planned_handoff_plan,
 }
+# ... and those whose battery a `BatteryPlanner` kept by the env plans (it keeps the hour's plan).
+PLANNED = ("planned_handoff",)
 PLAN_BATTERY = {
     "tuned_handoff": lambda price, day_prices: price_extremes(price, day_prices, CHARGE_QUANTILE, DISCHARGE_SHARE)
 }

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from aigcsched.envs.datacenter.battery_plan import BatteryPlanner, net_load_kw
 from aigcsched.envs.datacenter.config import DataCenterConfig, make_config, split_days
 from aigcsched.envs.datacenter.deadlines import jobs_due
 from aigcsched.envs.datacenter.energy import SiteInputs
@@ -19,7 +20,7 @@ from aigcsched.envs.datacenter.env import (
 )
 from aigcsched.envs.datacenter.inputs import episode_inputs, load_traces, renewable_kw
 from aigcsched.envs.datacenter.ledger import BatchLedger
-from aigcsched.envs.datacenter.lookahead import PLAN_BATTERY, plan_one_hot, price_arbitrage
+from aigcsched.envs.datacenter.lookahead import PLAN_BATTERY, PLANNED, plan_one_hot, price_arbitrage
 from aigcsched.envs.datacenter.queues import QueueLayout
 
 
@@ -79,7 +80,9 @@ class DataCenterVectorEnv:
         self._obs_static = self._observations.known_in_advance(inputs)  # (T, B, K, obs_size)
         self._rate = np.ascontiguousarray(inputs.rate.transpose(2, 0, 1))  # (T, B, K), for state()
         self._day_prices = inputs.day_prices  # (B, K, 24)
-        if cfg.observe_lookahead:  # the plan's battery needs no state: every slot's, once
+        self._net_kwh = np.zeros((b, cfg.episode_slots, k))  # per slot: load less renewables
+        self._battery_planner = BatteryPlanner(cfg) if cfg.lookahead_plan in PLANNED else None
+        if cfg.observe_lookahead and not self._battery_planner:  # a battery of prices alone: every slot's, once
             rule = PLAN_BATTERY.get(cfg.lookahead_plan, price_arbitrage)
             self._battery_plan = rule(self._site[:, 2], self._day_prices)  # (T, B, K)
         self._renewable_ahead = None  # computed by the first global_state()
@@ -155,6 +158,7 @@ class DataCenterVectorEnv:
             day_prices=self._day_prices.copy(),
             soc=self._soc / self._battery_kwh,
             handoff_fee=self.cfg.handoff_fee,
+            net_kw=net_load_kw(self._net_kwh[:, : self._t], self.cfg),
         )
 
     def _renewable_forecast(self) -> np.ndarray:
@@ -184,6 +188,7 @@ class DataCenterVectorEnv:
         penalty, violations = np.moveaxis(self._deadlines.age_batch(q, transit, settle=last), -2, 0)
         site = SiteInputs(*self._site[t])
         energy = self._energy.balance_batch(site, served.busy, cap, battery, self._soc)
+        self._net_kwh[:, t] = energy.load_kwh - energy.renewable_kwh
         self._busy = served.busy
         self._last_arrivals = arrived.arrivals
         queue = q.sum(axis=-1) if last else served.remaining
@@ -194,6 +199,10 @@ class DataCenterVectorEnv:
         static = self._obs_static[min(self._t, self.cfg.episode_slots - 1)]
         obs = self._observations.at_slot_batch(static, self._q, self._busy, self._soc, self._last_arrivals)
         if self.cfg.observe_lookahead:  # the plan for the state the agents now decide on
-            battery = self._battery_plan[min(self._t, self.cfg.episode_slots - 1)]
-            obs[..., obs.shape[-1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, self.state(), battery)
+            state = self.state()
+            if self._battery_planner:
+                battery = self._battery_planner(state)
+            else:
+                battery = self._battery_plan[min(self._t, self.cfg.episode_slots - 1)]
+            obs[..., obs.shape[-1] - sum(self.cfg.action_nvec) :] = plan_one_hot(self.cfg, state, battery)
         return obs

@@ -25,7 +25,7 @@ from aigcsched.envs.datacenter.config import make_config
 from aigcsched.envs.datacenter.deadlines import due_places, jobs_due
 from aigcsched.envs.datacenter.env import per_job_at_full_power
 from aigcsched.envs.datacenter.inputs import EpisodeInputs
-from aigcsched.envs.datacenter.lookahead import plan_one_hot
+from aigcsched.envs.datacenter.lookahead import PLANNED, plan_one_hot
 from aigcsched.envs.datacenter.observation import Observations
 from aigcsched.platform.errors import ConfigError
 from aigcsched.platform.problems.serving import STRICT, BodyError, Decided, Ident, ProblemServing, finite, unique_ids
@@ -347,7 +347,9 @@ class DataCenterServing(ProblemServing):
         "providers' constants (GPUs, model speed, power, battery size) are a model's training scenario; a "
         "heuristic takes them from each provider's `site`, or uses the default scenario's 3 providers."
     )
-    heuristics = tuple(name for name in DATACENTER_HEURISTICS if name != "random")
+    # not `planned_handoff`: its battery plans the rest of the day from the slot's place in the day
+    # and the net load of the slots before, which one decide body does not carry
+    heuristics = tuple(name for name in DATACENTER_HEURISTICS if name not in ("random", "planned_handoff"))
 
     def heuristic(self, name: str) -> str:
         """The heuristic's name: `decide` builds it for the scenario each body describes."""
@@ -359,6 +361,11 @@ class DataCenterServing(ProblemServing):
         return len(body.providers)
 
     def model_agent_count(self, cfg: DataCenterConfig) -> int:
+        if cfg.observe_lookahead and cfg.lookahead_plan in PLANNED:
+            raise ConfigError(
+                f"a datacenter policy that observes {cfg.lookahead_plan}'s plan is not served: its battery plans "
+                "the rest of the day from the net load of the slots before, which a decide body does not carry"
+            )
         return cfg.n_asps
 
     def decide(self, policy, cfg: DataCenterConfig | None, body: DataCenterDecideRequest) -> dict:
