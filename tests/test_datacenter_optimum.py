@@ -11,6 +11,7 @@ from aigcsched.algorithms.datacenter_optimum import (
     _PlannedBattery,
     _play,
     _Tracker,
+    known_load_battery,
     plan,
     solve,
 )
@@ -167,4 +168,5 @@ def test_one_schedule_is_tuned_handoff_with_the_battery_planned_on_the_days_load
     # knowing that load beats forecasting it, which beats the price rule
     forecast = utility(cfg, make_datacenter_heuristic("planned_handoff", cfg), 2)
     assert played >= forecast > utility(cfg, make_datacenter_heuristic("tuned_handoff", cfg), 2)
+    assert known_load_battery(cfg, 2) == played
     assert solve(cfg, 2).utility >= played

@@ -416,6 +416,14 @@ class _PlannedBattery:
         pass
 
 
+def known_load_battery(config: DataCenterConfig | dict | None = None, seed: int = 0) -> float:
+    """Utility of `tuned_handoff`'s hand-offs and service with the battery planned on the day's
+    actual net load (the episode `DataCenterEnv(config).reset(seed=seed)` plays): what
+    `planned_handoff` would earn with a perfect forecast of that load. No LP is solved."""
+    env = DataCenterEnv(make_config(config, {}))
+    return _play(env, seed, _PlannedBattery(env, seed))[1]
+
+
 def _play(
     env: DataCenterEnv, seed: int, tracker: _Tracker | _PlannedBattery
 ) -> tuple[np.ndarray, float, dict[str, float]]:

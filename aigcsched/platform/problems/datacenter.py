@@ -136,8 +136,17 @@ class DataCenterProblem(Problem):
         "utility and energy in USD per day; violations: share of jobs late; renewable: renewable "
         "share of the energy taken in (on-site used + grid mix); handed: share of jobs handed over"
     )
-    # `tuned_handoff`, the strongest held out (RESULTS.md), is the reference a trained policy must beat
-    default_baselines = ("local", "handoff", "arbitrage", "combined", "deadline", "value_handoff", "tuned_handoff")
+    # `planned_handoff`, the strongest held out (RESULTS.md), is the reference a trained policy must beat
+    default_baselines = (
+        "local",
+        "handoff",
+        "arbitrage",
+        "combined",
+        "deadline",
+        "value_handoff",
+        "tuned_handoff",
+        "planned_handoff",
+    )
     default_evaluate = (
         "random",
         "local",
@@ -147,6 +156,7 @@ class DataCenterProblem(Problem):
         "deadline",
         "value_handoff",
         "tuned_handoff",
+        "planned_handoff",
     )
     progress_fields = (
         ("episode_utility", "utility/day", ",.1f"),
