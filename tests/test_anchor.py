@@ -97,10 +97,10 @@ def untrained_policy(exp) -> TrainedPolicy:
             {
                 "env.config.data_dir": None,
                 "env.config.observe_lookahead": True,
-                "env.config.lookahead_plan": "tuned_handoff",
+                "env.config.lookahead_plan": "planned_handoff",
                 "algorithm.module": "mlp",
             },
-            "tuned_handoff",
+            "planned_handoff",
         ),
     ],
 )

@@ -18,8 +18,8 @@ from aigcsched.envs.datacenter import DataCenterConfig, DataCenterEnv
 from aigcsched.envs.mec import MECConfig, MECEnv
 from aigcsched.platform.config import ConfigError
 from aigcsched.platform.policies import resolve_policy
-from aigcsched.platform.problems.datacenter_serving import DATACENTER_SERVING, observe, site_of
 from aigcsched.platform.problems.datacenter_serving import EXAMPLE as DATACENTER_EXAMPLE
+from aigcsched.platform.problems.datacenter_serving import observe, site_of
 from aigcsched.platform.problems.mec_serving import EXAMPLE as MEC_EXAMPLE
 from aigcsched.serve.api import make_api
 from aigcsched.serve.cluster import ClusterBook
@@ -216,7 +216,9 @@ def datacenter_body(env: DataCenterEnv, sites: bool = False) -> dict:
     pue = physics.pue(temperature, cfg.pue_min, cfg.pue_free_cooling_c, cfg.pue_slope_per_c)
     np.testing.assert_array_equal(pue, inp.pue[:, t])
     soc = np.array(env._soc) / env._battery_kwh
+    net = env.state().net_kw
     return {
+        "slot_of_day": t,
         "providers": [
             {
                 "id": f"p{k}",
@@ -231,10 +233,11 @@ def datacenter_body(env: DataCenterEnv, sites: bool = False) -> dict:
                 "weather": {"temperature_c": float(temperature[k]), "renewable_kw": float(inp.renewable_kw[k, t])},
                 "local_hour": float(inp.local_hour[k, t]),
                 "arrivals": {"last_slot": int(env._last_arrivals[k]), "expected": float(inp.rate[k, t])},
+                **({"net_load_kw": float(net[k])} if net is not None else {}),
                 **({"site": site_of(cfg, k).model_dump()} if sites else {}),
             }
             for k in range(cfg.n_asps)
-        ]
+        ],
     }
 
 
@@ -283,6 +286,45 @@ def test_a_datacenter_heuristic_answers_as_on_the_env():
     cfg = DataCenterConfig()
     seen = check_datacenter_day(app, make_datacenter_heuristic("combined", cfg), cfg)
     assert len(seen) > 1  # the state moved the decisions
+
+
+def test_the_planned_battery_is_served_as_on_the_env():
+    """Planned afresh from each body (its slot of the day and net load), the battery is the env's
+    planner's, kept from hour to hour; so is a model's observation of it. (The service may differ:
+    a body carries no job ages, so every queued job counts as due.)"""
+    from aigcsched.envs.datacenter import BATTERY_ACTIONS
+
+    app, _ = app_of(heuristic="planned_handoff", problem="datacenter")
+    cfg = DataCenterConfig(observe_lookahead=True, lookahead_plan="planned_handoff")
+    battery = slice(cfg.obs_size - 6, cfg.obs_size - 3)  # the plan's battery one-hot, before the power cap's
+    env = DataCenterEnv(cfg)
+    obs, _ = env.reset(seed=3)
+    policy = make_datacenter_heuristic("planned_handoff", cfg)
+    seen = set()
+    for t in range(6 * 12):
+        actions = policy(obs, env.state())
+        if t % 12 == 0:  # one slot an hour
+            body = datacenter_body(env)
+            built, _ = observe(cfg, _parse(body))
+            np.testing.assert_array_equal(built[:, battery], np.stack([obs[a] for a in env.agents])[:, battery])
+            status, answer = call(app, "POST", "/v1/datacenter/decide", body)
+            assert status == 200, answer
+            commands = [BATTERY_ACTIONS[actions[a][3]] for a in env.agents]
+            assert [p["battery"] for p in answer["providers"]] == commands
+            seen.update(commands)
+        obs, *_ = env.step(actions)
+    assert len(seen) > 1
+    without = {k: v for k, v in DATACENTER_EXAMPLE.items() if k != "slot_of_day"}
+    status, answer = call(app, "POST", "/v1/datacenter/decide", without)
+    assert (
+        status == 422 and answer["detail"] == "this policy plans the battery for the rest of the day: give slot_of_day"
+    )
+    providers = [{**p, "net_load_kw": 20.0} for p in DATACENTER_EXAMPLE["providers"]]
+    status, answer = call(app, "POST", "/v1/datacenter/decide", {"slot_of_day": 300, "providers": providers})
+    assert status == 422 and answer["detail"] == "slot_of_day is 300, the scenario's day has 288 slots"
+    providers[1].pop("net_load_kw")
+    status, answer = call(app, "POST", "/v1/datacenter/decide", {"slot_of_day": 3, "providers": providers})
+    assert status == 422 and "provider(s) 'pjm' have no net_load_kw" in json.dumps(answer["detail"])
 
 
 # five providers, each site unlike the default scenario's (regions only pick the simulated traces)
@@ -462,12 +504,6 @@ def test_unknown_problems_and_policies_and_mismatched_models_are_config_errors(m
         load_decider(PolicySource(heuristic="greedy", problem="mec"))
     with pytest.raises(ConfigError, match="unknown datacenter policy 'random' to serve"):
         load_decider(PolicySource(heuristic="random", problem="datacenter"))
-    # the planned battery needs the slots before, which a body does not carry: refused, model or heuristic
-    with pytest.raises(ConfigError, match="unknown datacenter policy 'planned_handoff' to serve"):
-        load_decider(PolicySource(heuristic="planned_handoff", problem="datacenter"))
-    planned = DataCenterConfig(observe_lookahead=True, lookahead_plan="planned_handoff")
-    with pytest.raises(ConfigError, match="observes planned_handoff's plan is not served"):
-        DATACENTER_SERVING.model_agent_count(planned)
     with pytest.raises(ConfigError, match=f"models:/{MEC_MODEL}@champion is a mec policy, not a datacenter one"):
         load_decider(PolicySource(model_uri=models[MEC_MODEL], problem="datacenter"))
     # a datacenter heuristic without sites acts for the default scenario's providers: another count is 422

@@ -25,7 +25,7 @@ from aigcsched.envs.datacenter.config import make_config
 from aigcsched.envs.datacenter.deadlines import due_places, jobs_due
 from aigcsched.envs.datacenter.env import per_job_at_full_power
 from aigcsched.envs.datacenter.inputs import EpisodeInputs
-from aigcsched.envs.datacenter.lookahead import PLANNED, plan_one_hot
+from aigcsched.envs.datacenter.lookahead import PLANNED, PLANS, plan_one_hot
 from aigcsched.envs.datacenter.observation import Observations
 from aigcsched.platform.errors import ConfigError
 from aigcsched.platform.problems.serving import STRICT, BodyError, Decided, Ident, ProblemServing, finite, unique_ids
@@ -59,6 +59,7 @@ def _example(pid: str, queue: list[int], busy: float, price: float, hour: float,
 
 
 EXAMPLE = {
+    "slot_of_day": 120,  # 10:00 in the day of day_usd_mwh
     "providers": [
         _example("caiso", [1200, 400, 150], 16.5, 38.5, 10.0, 2650, 2700.0),
         _example("pjm", [700, 240, 90], 19.0, 52.0, 13.0, 1400, 1450.0),
@@ -139,6 +140,13 @@ class Provider(BaseModel):
     weather: ProviderWeather
     local_hour: float = finite(ge=0, lt=HOURS_PER_DAY, description="local time of day, hours")
     arrivals: ProviderArrivals
+    net_load_kw: float | None = finite(
+        None,
+        ge=-MAX_KW,
+        le=MAX_KW,
+        description="its facility load less on-site renewables, kW, mean over the last 4 hours (48 slots): what "
+        "planned_handoff's battery plans the rest of the day on (omitted for every provider: the idle load)",
+    )
     site: ProviderSite | None = Field(
         None,
         description="its data center's constants; a heuristic needs them for every provider or for none (the "
@@ -149,10 +157,21 @@ class Provider(BaseModel):
 class DataCenterDecideRequest(BaseModel):
     model_config = ConfigDict(**STRICT, json_schema_extra={"examples": [EXAMPLE]})
     providers: list[Provider] = Field(min_length=2, max_length=MAX_PROVIDERS)
+    slot_of_day: int | None = Field(
+        None,
+        strict=True,
+        ge=0,
+        description="this slot's index in the day that the providers' day_usd_mwh cover (0: its first slot, 5 "
+        "minutes by default): planned_handoff, and a model observing its plan, plan the rest of that day from it",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DataCenterDecideRequest:
         unique_ids(self.providers, "provider")
+        given = [p.net_load_kw is not None for p in self.providers]
+        if any(given) and not all(given):
+            missing = ", ".join(repr(p.id) for p, g in zip(self.providers, given, strict=True) if not g)
+            raise ValueError(f"provider(s) {missing} have no net_load_kw: give it for every provider, or for none")
         return self
 
 
@@ -269,6 +288,8 @@ def check_body(cfg: DataCenterConfig, body: DataCenterDecideRequest) -> None:
     k, c, f = cfg.n_asps, len(cfg.deadline_slots), len(cfg.forecast_hours)
     if len(body.providers) != k:
         raise BodyError(f"the scenario has {k} providers, got {len(body.providers)}")
+    if body.slot_of_day is not None and body.slot_of_day >= cfg.episode_slots:
+        raise BodyError(f"slot_of_day is {body.slot_of_day}, the scenario's day has {cfg.episode_slots} slots")
     for p in body.providers:
         if len(p.queue.by_class) != c:
             raise BodyError(f"provider {p.id!r}: queue.by_class needs {c} counts (one per deadline class)")
@@ -319,7 +340,7 @@ def observe(cfg: DataCenterConfig, body: DataCenterDecideRequest) -> tuple[np.nd
         [p.arrivals.last_slot for p in ps],
     )
     state = DataCenterState(
-        slot=0,
+        slot=body.slot_of_day or 0,
         queue=q.sum(axis=(1, 2, 3)),
         # the body gives no ages: in bucket 1, every queued job counts as due (the safe side)
         due=jobs_due(q.sum(axis=-1).reshape(k, -1), due_places(cfg).ravel()),
@@ -331,6 +352,7 @@ def observe(cfg: DataCenterConfig, body: DataCenterDecideRequest) -> tuple[np.nd
         day_prices=inputs.day_prices,
         soc=soc,
         handoff_fee=cfg.handoff_fee,
+        net_kw=None if ps[0].net_load_kw is None else np.array([p.net_load_kw for p in ps]),
     )
     if cfg.observe_lookahead:
         obs[:, obs.shape[1] - sum(cfg.action_nvec) :] = plan_one_hot(cfg, state)
@@ -347,9 +369,7 @@ class DataCenterServing(ProblemServing):
         "providers' constants (GPUs, model speed, power, battery size) are a model's training scenario; a "
         "heuristic takes them from each provider's `site`, or uses the default scenario's 3 providers."
     )
-    # not `planned_handoff`: its battery plans the rest of the day from the slot's place in the day
-    # and the net load of the slots before, which one decide body does not carry
-    heuristics = tuple(name for name in DATACENTER_HEURISTICS if name not in ("random", "planned_handoff"))
+    heuristics = tuple(name for name in DATACENTER_HEURISTICS if name != "random")
 
     def heuristic(self, name: str) -> str:
         """The heuristic's name: `decide` builds it for the scenario each body describes."""
@@ -361,19 +381,18 @@ class DataCenterServing(ProblemServing):
         return len(body.providers)
 
     def model_agent_count(self, cfg: DataCenterConfig) -> int:
-        if cfg.observe_lookahead and cfg.lookahead_plan in PLANNED:
-            raise ConfigError(
-                f"a datacenter policy that observes {cfg.lookahead_plan}'s plan is not served: its battery plans "
-                "the rest of the day from the net load of the slots before, which a decide body does not carry"
-            )
         return cfg.n_asps
 
     def decide(self, policy, cfg: DataCenterConfig | None, body: DataCenterDecideRequest) -> dict:
         if cfg is None:  # a heuristic: the body's scenario
+            planned = policy in PLANNED
             cfg = scenario_of(body)
             policy = _heuristic(policy, cfg)
         else:
+            planned = cfg.observe_lookahead and cfg.lookahead_plan in PLANNED
             check_sites(cfg, body)
+        if planned and body.slot_of_day is None:
+            raise BodyError("this policy plans the battery for the rest of the day: give slot_of_day")
         obs, state = observe(cfg, body)
         agents = [f"asp_{i}" for i in range(cfg.n_asps)]
         actions = policy(dict(zip(agents, obs, strict=True)), state)
@@ -398,6 +417,9 @@ class DataCenterServing(ProblemServing):
 
 @lru_cache(maxsize=64)
 def _heuristic(name: str, cfg: DataCenterConfig):
+    if name in PLANNED:  # planned afresh from each body: nothing kept between calls
+        agents = [f"asp_{i}" for i in range(cfg.n_asps)]
+        return lambda obs, state: dict(zip(agents, PLANS[name](cfg, state), strict=True))
     return make_datacenter_heuristic(name, cfg)
 
 
