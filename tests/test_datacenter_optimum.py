@@ -130,18 +130,23 @@ def test_evaluate_command_offers_optimum_and_bound(capsys, monkeypatch):
     assert result["optimum"]["solver_bound"] == pytest.approx(result["upper bound"]["utility"])
 
 
+def tuned_actions(env: DataCenterEnv, seed: int) -> np.ndarray:
+    """(slot, K, 5) `tuned_handoff`'s actions over the episode of `seed`."""
+    env.reset(seed=seed)
+    tuned = []
+    for _ in range(env.cfg.episode_slots):
+        tuned.append(tuned_handoff_plan(env.cfg, env.state()))
+        env.step(dict(zip(env.agents, tuned[-1], strict=True)))
+    return np.array(tuned)
+
+
 def test_one_rounding_is_tuned_handoff_with_the_plans_battery():
     cfg = small(3, 24)
     env = DataCenterEnv(cfg)
     env.reset(seed=1)
     lp_plan, status, bound = plan(env)
     actions, played, _ = _play(env, 1, _Tracker(cfg, lp_plan, 1, 0, heuristic=True))
-    env.reset(seed=1)
-    tuned = []
-    for _ in range(cfg.episode_slots):
-        tuned.append(tuned_handoff_plan(cfg, env.state()))
-        env.step(dict(zip(env.agents, tuned[-1], strict=True)))
-    tuned = np.array(tuned)
+    tuned = tuned_actions(env, 1)
     # hand-offs, step levels and power caps are tuned_handoff's (the battery moves no job) ...
     assert np.array_equal(actions[..., [0, 1, 2, 4]], tuned[..., [0, 1, 2, 4]])
     # ... and the battery follows the plan's state of charge instead of the price band
@@ -155,12 +160,7 @@ def test_one_schedule_is_tuned_handoff_with_the_battery_planned_on_the_days_load
     env.reset(seed=2)
     known = _PlannedBattery(env, 2)
     actions, played, _ = _play(env, 2, known)
-    env.reset(seed=2)
-    tuned = []
-    for _ in range(cfg.episode_slots):
-        tuned.append(tuned_handoff_plan(cfg, env.state()))
-        env.step(dict(zip(env.agents, tuned[-1], strict=True)))
-    tuned = np.array(tuned)
+    tuned = tuned_actions(env, 2)
     # the battery moves no job: the net load it was planned on is the one it meets
     assert np.array_equal(actions[..., [0, 1, 2, 4]], tuned[..., [0, 1, 2, 4]])
     led = env.ledger

@@ -147,17 +147,7 @@ class DataCenterProblem(Problem):
         "tuned_handoff",
         "planned_handoff",
     )
-    default_evaluate = (
-        "random",
-        "local",
-        "handoff",
-        "arbitrage",
-        "combined",
-        "deadline",
-        "value_handoff",
-        "tuned_handoff",
-        "planned_handoff",
-    )
+    default_evaluate = ("random", *default_baselines)
     progress_fields = (
         ("episode_utility", "utility/day", ",.1f"),
         ("episode_energy_cost", "energy", ",.1f"),
