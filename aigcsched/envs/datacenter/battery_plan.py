@@ -12,7 +12,7 @@ the battery's actual state of charge.
 The forecast: the mean net load of the last `NET_WINDOW_SLOTS` slots (`DataCenterState.net_kw`),
 held flat for the rest of the day and refreshed every hour (the plan is recomputed then); before
 the first slot, the site's idle load. On 20 training days under `tuned_handoff`'s hand-offs and
-service this earns 485.9 USD per day against 484.0 for that heuristic's price rule, and 486.3 with
+service this earns 485.9 USD per day against 484.0 for that heuristic's price rule, and 486.2 with
 the day's actual net load known in hindsight (RESULTS.md, "A planned battery").
 
 Values live on a uniform grid of `GRID_POINTS` states of charge per site, linearly interpolated.
@@ -64,7 +64,8 @@ class BatteryPlanner:
         self._kwh = np.maximum(kwh, 1e-12)
         g = np.asarray(cfg.n_gpus, dtype=np.float64)
         self._idle_kw = g * (cfg.host_power_w + np.asarray(cfg.gpu_idle_w)) / 1000.0
-        self._key: tuple | None = None
+        self._key: tuple | None = None  # (hour, prices) of the plan kept
+        self._t0 = 0  # its first slot
         self._next_values: np.ndarray | None = None  # (..., K, slots of the hour, G)
 
     def __call__(self, state: DataCenterState) -> np.ndarray:

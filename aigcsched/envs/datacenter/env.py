@@ -174,7 +174,8 @@ class DataCenterEnv(ParallelEnv):
         self._t = 0
         self._ledger = Ledger(k)
         self._net_kwh = np.zeros((cfg.episode_slots, k))  # per slot: load less renewables
-        self._battery_planner = BatteryPlanner(cfg) if cfg.lookahead_plan in PLANNED else None
+        planned = cfg.observe_lookahead and cfg.lookahead_plan in PLANNED
+        self._battery_planner = BatteryPlanner(cfg) if planned else None
         self.agents = list(self.possible_agents)
         obs = self._observe()
         return {agent: obs[i] for i, agent in enumerate(self.agents)}, {agent: {} for agent in self.agents}

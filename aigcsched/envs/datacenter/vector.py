@@ -81,8 +81,9 @@ class DataCenterVectorEnv:
         self._rate = np.ascontiguousarray(inputs.rate.transpose(2, 0, 1))  # (T, B, K), for state()
         self._day_prices = inputs.day_prices  # (B, K, 24)
         self._net_kwh = np.zeros((b, cfg.episode_slots, k))  # per slot: load less renewables
-        self._battery_planner = BatteryPlanner(cfg) if cfg.lookahead_plan in PLANNED else None
-        if cfg.observe_lookahead and not self._battery_planner:  # a battery of prices alone: every slot's, once
+        planned = cfg.observe_lookahead and cfg.lookahead_plan in PLANNED
+        self._battery_planner = BatteryPlanner(cfg) if planned else None
+        if cfg.observe_lookahead and not planned:  # a battery of prices alone: every slot's, once
             rule = PLAN_BATTERY.get(cfg.lookahead_plan, price_arbitrage)
             self._battery_plan = rule(self._site[:, 2], self._day_prices)  # (T, B, K)
         self._renewable_ahead = None  # computed by the first global_state()
