@@ -566,3 +566,17 @@ def test_a_policy_trained_in_turn_is_served_in_turn():
     simultaneous = MEC_SERVING.decide(make_policy("myopic"), None, body)
     assert served == sequential
     assert served != simultaneous
+
+
+def test_the_client_sends_slot_of_day_only_when_given(monkeypatch):
+    from aigcsched.serve.client import SchedulerClient
+
+    client, sent = SchedulerClient("http://127.0.0.1:9"), []
+    monkeypatch.setattr(client, "request", lambda method, path, body=None: sent.append((method, path, body)))
+    client.decide_datacenter(DATACENTER_EXAMPLE["providers"])
+    client.decide_datacenter(DATACENTER_EXAMPLE["providers"], slot_of_day=144)
+    route = ("POST", "/v1/datacenter/decide")
+    assert sent == [
+        (*route, {"providers": DATACENTER_EXAMPLE["providers"]}),
+        (*route, {"providers": DATACENTER_EXAMPLE["providers"], "slot_of_day": 144}),
+    ]

@@ -65,9 +65,12 @@ class SchedulerClient:
         """Each base station's servers and shares for its task (the endpoint must serve a mec policy)."""
         return self.request("POST", "/v1/mec/decide", {"stations": stations})
 
-    def decide_datacenter(self, providers: list[dict]) -> dict:
-        """Each provider's action for the slot (the endpoint must serve a datacenter policy)."""
-        return self.request("POST", "/v1/datacenter/decide", {"providers": providers})
+    def decide_datacenter(self, providers: list[dict], slot_of_day: int | None = None) -> dict:
+        """Each provider's action for the slot (the endpoint must serve a datacenter policy);
+        `slot_of_day`: the slot's index in the day of the providers' prices, which a policy that
+        plans the battery for the rest of the day needs."""
+        body = {"providers": providers} if slot_of_day is None else {"providers": providers, "slot_of_day": slot_of_day}
+        return self.request("POST", "/v1/datacenter/decide", body)
 
     def decide_slots(self, problem: str, bodies: list[dict]) -> list[dict]:
         """Independent decisions of a multi-agent problem (mec, datacenter) for several bodies, in order."""
