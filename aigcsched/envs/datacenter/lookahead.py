@@ -198,10 +198,13 @@ DISCHARGE_SHARE = 0.3
 
 
 def tuned_handoff_battery(
-    state: DataCenterState, charge_quantile: float = CHARGE_QUANTILE, discharge_share: float = DISCHARGE_SHARE
+    price: np.ndarray,
+    day_prices: np.ndarray,
+    charge_quantile: float = CHARGE_QUANTILE,
+    discharge_share: float = DISCHARGE_SHARE,
 ) -> np.ndarray:
-    """`tuned_handoff`'s battery: `price_extremes` of the state's prices."""
-    return price_extremes(state.price, state.day_prices, charge_quantile, discharge_share)
+    """`tuned_handoff`'s battery at prices (..., K) of days day_prices (..., K, 24): `price_extremes`."""
+    return price_extremes(price, day_prices, charge_quantile, discharge_share)
 
 
 def tuned_handoff_plan(
@@ -216,7 +219,7 @@ def tuned_handoff_plan(
     receivers' room at `room_factor` x their capacity, and the battery charging at the day's
     cheapest prices and discharging at its dearest (`price_extremes`; `battery` when already known)."""
     if battery is None:
-        battery = tuned_handoff_battery(state, charge_quantile, discharge_share)
+        battery = tuned_handoff_battery(state.price, state.day_prices, charge_quantile, discharge_share)
     return value_handoff_plan(cfg, state, battery, room_factor)
 
 
@@ -231,8 +234,7 @@ def planned_handoff_plan(
     return tuned_handoff_plan(cfg, state, battery)
 
 
-# The heuristics whose action `observe_lookahead` offers (`DataCenterConfig.lookahead_plan`), and
-# the battery rule of each one that does not take `price_arbitrage`'s (prices, day prices -> command).
+# The heuristics whose action `observe_lookahead` offers (`DataCenterConfig.lookahead_plan`).
 PLANS = {
     "combined": combined_plan,
     "deadline": deadline_plan,
@@ -240,11 +242,10 @@ PLANS = {
     "tuned_handoff": tuned_handoff_plan,
     "planned_handoff": planned_handoff_plan,
 }
+# The battery rule (prices, day prices -> command) of each one that does not take `price_arbitrage`'s ...
+PLAN_BATTERY = {"tuned_handoff": tuned_handoff_battery}
 # ... and those whose battery a `BatteryPlanner` kept by the env plans (it keeps the hour's plan).
 PLANNED = ("planned_handoff",)
-PLAN_BATTERY = {
-    "tuned_handoff": lambda price, day_prices: price_extremes(price, day_prices, CHARGE_QUANTILE, DISCHARGE_SHARE)
-}
 
 
 def plan_one_hot(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
