@@ -36,6 +36,7 @@ from aigcsched.envs.datacenter.lookahead import (  # the battery commands too, f
     keep_all,
     most_steps_that_clear,
     planned_handoff_plan,
+    pooled_handoff_plan,
     tuned_handoff_plan,
     value_handoff_plan,
 )
@@ -131,6 +132,18 @@ def planned_handoff_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
     return act
 
 
+def pooled_handoff_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
+    """Hand-offs, step levels and power caps planned for the providers' GPUs as one pool
+    (`lookahead.pooled_handoff_plan`): each slot, the route of new jobs and each site's service that
+    earn the pool the most on the expected arrivals, with `planned_handoff`'s battery."""
+    planner = BatteryPlanner(cfg)
+
+    def act(obs: dict, state: DataCenterState) -> dict:
+        return dict(zip(_agents(cfg), pooled_handoff_plan(cfg, state, planner(state)), strict=True))
+
+    return act
+
+
 def _plan_policy(cfg: DataCenterConfig, plan) -> DataCenterPolicy:
     agents = _agents(cfg)
 
@@ -161,6 +174,7 @@ DATACENTER_HEURISTICS: dict[str, Callable[..., DataCenterPolicy]] = {
     "value_handoff": value_handoff_policy,
     "tuned_handoff": tuned_handoff_policy,
     "planned_handoff": planned_handoff_policy,
+    "pooled_handoff": pooled_handoff_policy,
 }
 
 

@@ -142,9 +142,9 @@ class DataCenterConfig(BaseModel):
         False,
         description="append a heuristic's action (`lookahead_plan`), one-hot per action branch, to each observation",
     )
-    lookahead_plan: Literal["combined", "deadline", "value_handoff", "tuned_handoff", "planned_handoff"] = Field(
-        "combined", description="the heuristic whose action `observe_lookahead` appends"
-    )
+    lookahead_plan: Literal[
+        "combined", "deadline", "value_handoff", "tuned_handoff", "planned_handoff", "pooled_handoff"
+    ] = Field("combined", description="the heuristic whose action `observe_lookahead` appends")
     reward_mode: Literal["dense", "sparse", "team"] = Field(
         "dense",
         description="dense: utility per slot; sparse: the episode's utility at its end; team: system's",

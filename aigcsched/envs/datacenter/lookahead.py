@@ -12,12 +12,14 @@ front of K) and gives the same numbers for each episode either way.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aigcsched.envs.datacenter.battery_plan import BatteryPlanner
 from aigcsched.envs.datacenter.config import BATTERY_ACTIONS, DataCenterConfig
+from aigcsched.envs.datacenter.pooling import PooledRoutes
 
 if TYPE_CHECKING:
     from aigcsched.envs.datacenter.env import DataCenterState
@@ -89,6 +91,12 @@ def job_values(cfg: DataCenterConfig, state: DataCenterState) -> tuple[np.ndarra
     return capacity, revenue - kwh * (state.pue * state.price / 1000.0)[..., None, None]
 
 
+def due_this_slot(cfg: DataCenterConfig, state: DataCenterState) -> np.ndarray:
+    """(..., K) the jobs each data center must serve this slot lest any pay its penalty: `state.due`,
+    and in the episode's last slot the expected arrivals too (whatever is left then pays)."""
+    return state.due + (state.expected_arrivals if state.slot == cfg.episode_slots - 1 else 0.0)
+
+
 def best_value_service(
     cfg: DataCenterConfig, state: DataCenterState, values: tuple[np.ndarray, np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +105,7 @@ def best_value_service(
     then pays its penalty), the one that earns the most per job (`job_values`, or `values` when
     already known); where none covers them, the best of those that serve the most."""
     capacity, value = job_values(cfg, state) if values is None else values
-    due = state.due + (state.expected_arrivals if state.slot == cfg.episode_slots - 1 else 0.0)
-    covers = capacity >= due[..., None, None]
+    covers = capacity >= due_this_slot(cfg, state)[..., None, None]
     most = capacity == capacity.max(axis=(-2, -1), keepdims=True)
     ok = np.where(covers.any(axis=(-2, -1), keepdims=True), covers, most)
     best = np.argmax(np.where(ok, value, -np.inf).reshape(*value.shape[:-2], -1), axis=-1)
@@ -234,6 +241,30 @@ def planned_handoff_plan(
     return tuned_handoff_plan(cfg, state, battery)
 
 
+@functools.lru_cache(maxsize=8)
+def _pooled_routes(cfg: DataCenterConfig) -> PooledRoutes:
+    return PooledRoutes(cfg, service_values(cfg)[0])
+
+
+def pooled_handoff_plan(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
+    """(..., K, 5) the `pooled_handoff` heuristic's action per provider: hand-offs and step levels
+    and power caps planned for the providers' GPUs as one pool (`pooling`), each site at the best
+    value per job that serves its planned load, and `best_value_service` where that would not serve
+    the jobs due or the site gets no load; the battery planned as `planned_handoff`'s (`battery`
+    when already known)."""
+    if battery is None:
+        battery = BatteryPlanner(cfg)(state)
+    capacity, value = job_values(cfg, state)
+    flat = value.reshape(*value.shape[:-2], -1)
+    keep, target, mode, load = _pooled_routes(cfg)(np.asarray(state.expected_arrivals, dtype=np.float64), flat)
+    level, cap = np.unravel_index(mode, capacity.shape[-2:])
+    fallback_level, fallback_cap = best_value_service(cfg, state, (capacity, value))
+    short = (capacity.reshape(len(capacity), -1)[np.arange(len(capacity)), mode] < due_this_slot(cfg, state)) | (
+        load <= 0
+    )
+    return _plan(keep, target, np.where(short, fallback_level, level), battery, np.where(short, fallback_cap, cap))
+
+
 # The heuristics whose action `observe_lookahead` offers (`DataCenterConfig.lookahead_plan`).
 PLANS = {
     "combined": combined_plan,
@@ -241,11 +272,12 @@ PLANS = {
     "value_handoff": value_handoff_plan,
     "tuned_handoff": tuned_handoff_plan,
     "planned_handoff": planned_handoff_plan,
+    "pooled_handoff": pooled_handoff_plan,
 }
 # The battery rule (prices, day prices -> command) of each one that does not take `price_arbitrage`'s ...
 PLAN_BATTERY = {"tuned_handoff": tuned_handoff_battery}
 # ... and those whose battery a `BatteryPlanner` kept by the env plans (it keeps the hour's plan).
-PLANNED = ("planned_handoff",)
+PLANNED = ("planned_handoff", "pooled_handoff")
 
 
 def plan_one_hot(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
