@@ -26,6 +26,7 @@ def branches(cfg, block: np.ndarray) -> list[np.ndarray]:
         {"lookahead_plan": "tuned_handoff", **BUSY},
         {"lookahead_plan": "deadline", **BUSY},
         {"lookahead_plan": "planned_handoff", **BUSY},  # the env's planner and the policy's, hour by hour
+        {"lookahead_plan": "pooled_handoff", **BUSY},
     ],
 )
 def test_block_is_the_heuristics_action(config):

@@ -86,6 +86,8 @@ def play_both(num_envs: int, seed: int, episodes: int = 2, **config):
         (2, {"handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "tuned_handoff"}),
         # its battery planned every hour on the net load seen
         (2, {"handoff_delay_slots": 1, "observe_lookahead": True, "lookahead_plan": "planned_handoff"}),
+        # its routes searched for every episode at once
+        (3, {"episode_slots": 96, "observe_lookahead": True, "lookahead_plan": "pooled_handoff"}),
     ],
 )
 def test_batched_episodes_equal_single_envs(num_envs, config):

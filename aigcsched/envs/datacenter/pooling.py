@@ -58,10 +58,17 @@ class PooledRoutes:
         self.start = int(np.argmax(np.where(self.target == 0, keep_share[self.keep], -1.0)))  # keep all
         n = len(options)
         if n**k <= MAX_EXACT_ROUTES:
-            self.blocks = [(tuple(range(k)), np.array(list(itertools.product(range(n), repeat=k))))]
+            blocks = [tuple(range(k))]
         else:
-            pairs = np.array(list(itertools.product(range(n), repeat=2)))
-            self.blocks = [(pair, pairs) for pair in itertools.combinations(range(k), 2)] * PAIR_SWEEPS
+            blocks = list(itertools.combinations(range(k), 2)) * PAIR_SWEEPS
+        # per block of providers: every combination of their options, and its shares and hand-offs
+        # per provider of the block, (b, R, K) and (b, R)
+        self.blocks = []
+        for block in blocks:
+            combos = np.array(list(itertools.product(range(n), repeat=len(block))))
+            shares = np.stack([self.share[o, combos[:, j]] for j, o in enumerate(block)])
+            handed = np.stack([self.handed[combos[:, j]] for j in range(len(block))])
+            self.blocks.append((list(block), combos, shares, handed))
         # per site, its (level, cap) modes by jobs per slot, fewest first
         self.capacity = capacity.reshape(k, -1)  # (K, M)
         self.order = np.argsort(self.capacity, axis=-1, kind="stable")
@@ -73,12 +80,18 @@ class PooledRoutes:
         into its M) is the best value among those that cover its load, else the most jobs per slot."""
         best, best_mode = self._suffix_best(value)
         choice = np.full(arrivals.shape, self.start)
-        for block, combos in self.blocks:
-            candidates = np.repeat(choice[..., None, :], len(combos), axis=-2)  # (..., R, K)
-            candidates[..., list(block)] = combos
-            score = self._score(arrivals, candidates, best)
-            pick = np.argmax(score, axis=-1)[..., None, None]
-            choice = np.take_along_axis(candidates, pick, axis=-2)[..., 0, :]
+        k = choice.shape[-1]
+        for block, combos, shares, handed in self.blocks:
+            rest = np.ones(k, dtype=bool)
+            rest[block] = False
+            rest_load = self._load(arrivals * rest, choice)
+            rest_handed = (arrivals * rest * self.handed[choice]).sum(axis=-1)
+            mine = arrivals[..., block]
+            load = rest_load[..., None, :] + np.einsum("...j,jre->...re", mine, shares)  # (..., R, K)
+            score = self._value(load, best) - HANDOFF_TIE_COST * (
+                rest_handed[..., None] + np.einsum("...j,jr->...r", mine, handed)
+            )
+            choice[..., block] = combos[np.argmax(score, axis=-1)]
         load = self._load(arrivals, choice)
         at = np.minimum(self._covering(load), best_mode.shape[-1] - 1)
         mode = np.take_along_axis(best_mode, at[..., None], axis=-1)[..., 0]
@@ -97,7 +110,10 @@ class PooledRoutes:
 
     def _covering(self, load: np.ndarray) -> np.ndarray:
         """(..., K) the first sorted mode whose jobs per slot cover each site's load (M: none)."""
-        return (self.sorted_capacity < load[..., None]).sum(axis=-1)
+        at = np.empty(load.shape, dtype=np.int64)
+        for e, capacity in enumerate(self.sorted_capacity):
+            at[..., e] = np.searchsorted(capacity, load[..., e], side="left")
+        return at
 
     def _load(self, arrivals: np.ndarray, choice: np.ndarray) -> np.ndarray:
         """(..., K) expected jobs each site runs per slot under one option per provider (..., K)."""
@@ -105,12 +121,9 @@ class PooledRoutes:
         shares = self.share[np.arange(k), choice]  # (..., origin, site)
         return np.einsum("...o,...oe->...e", arrivals, shares)
 
-    def _score(self, arrivals: np.ndarray, candidates: np.ndarray, best: np.ndarray) -> np.ndarray:
-        """(..., R) the value of each candidate route (..., R, K)."""
-        load = self._load(arrivals[..., None, :], candidates)  # (..., R, K)
-        at = self._covering(load)
-        m = best.shape[-1]
-        per_job = np.take_along_axis(best[..., None, :, :], np.minimum(at, m - 1)[..., None], axis=-1)[..., 0]
+    def _value(self, load: np.ndarray, best: np.ndarray) -> np.ndarray:
+        """(..., R) what the sites earn per slot at loads (..., R, K), best (..., K, M) as sorted."""
+        at = np.minimum(self._covering(load), best.shape[-1] - 1)
+        per_job = np.take_along_axis(best[..., None, :, :], at[..., None], axis=-1)[..., 0]
         overflow = np.maximum(load - self.sorted_capacity[:, -1], 0.0)
-        handed = (arrivals[..., None, :] * self.handed[candidates]).sum(axis=-1)
-        return (per_job * load - OVERFLOW_COST * overflow).sum(axis=-1) - HANDOFF_TIE_COST * handed
+        return (per_job * load - OVERFLOW_COST * overflow).sum(axis=-1)
