@@ -145,7 +145,7 @@ def test_one_rounding_is_tuned_handoff_with_the_plans_battery():
     env = DataCenterEnv(cfg)
     env.reset(seed=1)
     lp_plan, status, bound = plan(env)
-    actions, played, _ = _play(env, 1, _Tracker(cfg, lp_plan, 1, 0, heuristic=True))
+    actions, played, _ = _play(env, 1, _Tracker(cfg, lp_plan, 1, 0, heuristic="tuned_handoff"))
     tuned = tuned_actions(env, 1)
     # hand-offs, step levels and power caps are tuned_handoff's (the battery moves no job) ...
     assert np.array_equal(actions[..., [0, 1, 2, 4]], tuned[..., [0, 1, 2, 4]])
@@ -170,3 +170,21 @@ def test_one_schedule_is_tuned_handoff_with_the_battery_planned_on_the_days_load
     assert played >= forecast > utility(cfg, make_datacenter_heuristic("tuned_handoff", cfg), 2)
     assert known_load_battery(cfg, 2) == played
     assert solve(cfg, 2).utility >= played
+
+
+def test_pooled_handoff_with_the_days_load_is_a_schedule_too():
+    cfg = small(3, 96)
+    env = DataCenterEnv(cfg)
+    known = _PlannedBattery(env, 2, "pooled_handoff")
+    actions, played, _ = _play(env, 2, known)
+    pooled = make_datacenter_heuristic("pooled_handoff", cfg)
+    obs, _ = env.reset(seed=2)
+    while env.agents:  # the same hand-offs and service, slot by slot, with its own battery
+        t, act = env.state().slot, pooled(obs, env.state())
+        assert np.array_equal(np.array([act[a] for a in env.agents])[:, [0, 1, 2, 4]], actions[t][:, [0, 1, 2, 4]])
+        obs, *_ = env.step(act)
+    assert played >= env.ledger["utility"].sum()
+    assert known_load_battery(cfg, 2, "pooled_handoff") == played
+    assert solve(cfg, 2).utility >= played
+    with pytest.raises(ValueError, match="heuristic must be one of"):
+        _PlannedBattery(env, 2, "tuned_handoff")

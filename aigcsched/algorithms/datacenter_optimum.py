@@ -47,12 +47,12 @@ arrivals owed to a target), runs at each slot the step level and cap of best val
 (revenue - energy at the slot's price) among those whose capacity serves at least the LP's
 planned jobs of the slot and never fewer than the jobs that would go late within `margin` slots
 (their FCFS prefix), and picks the battery command whose state of charge is closest to the LP's.
-A few such roundings (ROUNDINGS) are played and the best is kept; one of them takes the
-hand-offs and service of `tuned_handoff` and only the battery from the plan. One more schedule
-joins them, not from the LP: those hand-offs and service with the battery planned by
-`battery_plan` on the day's actual net load (the LP lets the battery discharge beyond the site's
-load, so its battery plan is a poor one to follow; `planned_handoff` plans the same way on a
-forecast).
+A few such roundings (ROUNDINGS) are played and the best is kept; two of them take the
+hand-offs and service of `tuned_handoff` or of `pooled_handoff` and only the battery from the plan.
+Two more schedules join them, not from the LP: those hand-offs and service with the battery
+planned by `battery_plan` on the day's actual net load (KNOWN_LOAD; the LP lets the battery
+discharge beyond the site's load, so its battery plan is a poor one to follow; `planned_handoff`
+and `pooled_handoff` plan the same way on a forecast).
 Its utility is the env's ledger, so `bound - utility` (`gap`) is the LP's relaxation plus what
 rounding it to the env's discrete, FCFS actions lost: an upper bound on how far the schedule is
 from the day's optimum, not the distance itself. `model_parts` and `replay_parts` split both
@@ -71,7 +71,7 @@ from ortools.linear_solver import pywraplp
 
 from aigcsched.envs.datacenter import BATTERY_ACTIONS, DataCenterConfig, DataCenterEnv, make_config
 from aigcsched.envs.datacenter.battery_plan import BatteryPlanner
-from aigcsched.envs.datacenter.lookahead import tuned_handoff_plan
+from aigcsched.envs.datacenter.lookahead import PLANS
 
 DEFAULT_TIME_LIMIT_S = 300.0  # a day takes ~20-30 s of CPU; wall time on a busy machine is more
 DISCHARGE, IDLE, CHARGE = (BATTERY_ACTIONS.index(a) for a in ("discharge", "idle", "charge"))
@@ -80,8 +80,18 @@ SCALE = 1000.0
 SOLVER = "GLOP"  # on 24-96 slots faster than HiGHS (simplex or barrier), CLP and PDLP
 PARTS = ("revenue", "penalty", "energy_cost", "degradation")  # of the utility, as the ledger books them
 # Roundings of the LP plan tried (see _Tracker): (slots of arrivals a target may be owed, extra
-# slots of deadlines the service must cover, hand-offs and service by `tuned_handoff` instead).
-ROUNDINGS = ((1, 0, False), (2, 0, False), (1, 1, False), (2, 1, False), (1, 0, True))
+# slots of deadlines the service must cover, the heuristic whose hand-offs and service replace the
+# plan's, if any).
+ROUNDINGS = (
+    (1, 0, None),
+    (2, 0, None),
+    (1, 1, None),
+    (2, 1, None),
+    (1, 0, "tuned_handoff"),
+    (1, 0, "pooled_handoff"),
+)
+# The heuristics that `solve` also plays with the battery planned on the day's actual net load.
+KNOWN_LOAD = ("planned_handoff", "pooled_handoff")
 
 
 @dataclass(frozen=True)
@@ -318,10 +328,11 @@ class _Tracker:
         lp_plan: dict[str, np.ndarray],
         backlog_slots: int,
         margin_slots: int,
-        heuristic: bool = False,
+        heuristic: str | None = None,
     ):
         self.cfg, self.plan = cfg, lp_plan
-        self.heuristic = heuristic  # hand-offs and service by tuned_handoff, only the battery by the plan
+        # hand-offs and service by this heuristic (a name in PLANS), only the battery by the plan
+        self.heuristic = heuristic
         self.backlog_slots = backlog_slots  # hand-offs owed to a target: at most this many slots' arrivals
         k = cfg.n_asps
         self.deficit = np.zeros((k, k - 1))  # jobs the plan handed and we have not yet
@@ -394,14 +405,16 @@ class _Tracker:
 
 
 class _PlannedBattery:
-    """`tuned_handoff`'s hand-offs and service with the battery planned (`battery_plan`) on the
-    day's actual net load instead of a forecast: theirs, which no battery command changes."""
+    """A planned-battery heuristic's hand-offs and service (`heuristic`, in KNOWN_LOAD) with the
+    battery planned (`battery_plan`) on the day's actual net load instead of a forecast: theirs,
+    which no battery command changes."""
 
-    heuristic = True
-
-    def __init__(self, env: DataCenterEnv, seed: int):
+    def __init__(self, env: DataCenterEnv, seed: int, heuristic: str = "planned_handoff"):
+        if heuristic not in KNOWN_LOAD:
+            raise ValueError(f"heuristic must be one of {', '.join(KNOWN_LOAD)}, got {heuristic!r}")
         cfg = env.cfg
-        _play(env, seed, _Tracker(cfg, {}, 1, 0, heuristic=True))  # the battery idle
+        self.heuristic = heuristic
+        _play(env, seed, _Tracker(cfg, {}, 1, 0, heuristic=heuristic))  # the battery idle
         ledger = env.ledger
         self.net_kw = ((ledger["load_kwh"] - ledger["renewable_kwh"]) * (60.0 / cfg.slot_minutes)).T  # (K, T)
         inputs, _ = env.hindsight()
@@ -416,12 +429,14 @@ class _PlannedBattery:
         pass
 
 
-def known_load_battery(config: DataCenterConfig | dict | None = None, seed: int = 0) -> float:
-    """Utility of `tuned_handoff`'s hand-offs and service with the battery planned on the day's
-    actual net load (the episode `DataCenterEnv(config).reset(seed=seed)` plays): what
-    `planned_handoff` would earn with a perfect forecast of that load. No LP is solved."""
+def known_load_battery(
+    config: DataCenterConfig | dict | None = None, seed: int = 0, heuristic: str = "planned_handoff"
+) -> float:
+    """Utility of `heuristic` (in KNOWN_LOAD) with its battery planned on the day's actual net load
+    (the episode `DataCenterEnv(config).reset(seed=seed)` plays) instead of a forecast: what it
+    would earn with a perfect forecast of that load. No LP is solved."""
     env = DataCenterEnv(make_config(config, {}))
-    return _play(env, seed, _PlannedBattery(env, seed))[1]
+    return _play(env, seed, _PlannedBattery(env, seed, heuristic))[1]
 
 
 def _play(
@@ -437,7 +452,7 @@ def _play(
         state = env.state()
         battery = tracker.battery(t, state.soc * battery_kwh)
         if tracker.heuristic:
-            actions[t] = tuned_handoff_plan(cfg, state, battery=np.asarray(battery))
+            actions[t] = PLANS[tracker.heuristic](cfg, state, battery=np.asarray(battery))
         else:
             keep, target = tracker.routing(t, arrivals[t])
             levels, caps = tracker.service(t, env.service_queue(keep, target), inputs.pue[:, t], inputs.price[:, t])
@@ -462,7 +477,7 @@ def solve(
     solve_s = time.perf_counter() - started
     # a few roundings of the plan, each played through the env; the best is the schedule
     plays = [_play(env, seed, _Tracker(cfg, lp_plan, *v)) for v in ROUNDINGS]
-    plays.append(_play(env, seed, _PlannedBattery(env, seed)))
+    plays += [_play(env, seed, _PlannedBattery(env, seed, name)) for name in KNOWN_LOAD]
     actions, utility, parts = max(plays, key=lambda r: r[1])
     return DataCenterOptimumResult(
         actions=actions,
