@@ -288,19 +288,21 @@ def test_a_datacenter_heuristic_answers_as_on_the_env():
     assert len(seen) > 1  # the state moved the decisions
 
 
-def test_the_planned_battery_is_served_as_on_the_env():
+@pytest.mark.parametrize("name", ["planned_handoff", "pooled_handoff"])
+def test_the_planned_battery_is_served_as_on_the_env(name):
     """Planned afresh from each body (its slot of the day and net load), the battery is the env's
     planner's, kept from hour to hour; so is a model's observation of it. (The service may differ:
-    a body carries no job ages, so every queued job counts as due.)"""
+    a body carries no job ages, so every queued job counts as due.) The pool's hand-offs follow
+    the expected arrivals and prices alone: they are the env's too."""
     from aigcsched.envs.datacenter import BATTERY_ACTIONS
 
-    app, _ = app_of(heuristic="planned_handoff", problem="datacenter")
-    cfg = DataCenterConfig(observe_lookahead=True, lookahead_plan="planned_handoff")
+    app, _ = app_of(heuristic=name, problem="datacenter")
+    cfg = DataCenterConfig(observe_lookahead=True, lookahead_plan=name)
     battery = slice(cfg.obs_size - 6, cfg.obs_size - 3)  # the plan's battery one-hot, before the power cap's
     env = DataCenterEnv(cfg)
     obs, _ = env.reset(seed=3)
-    policy = make_datacenter_heuristic("planned_handoff", cfg)
-    seen = set()
+    policy = make_datacenter_heuristic(name, cfg)
+    seen, handed = set(), 0
     for t in range(6 * 12):
         actions = policy(obs, env.state())
         if t % 12 == 0:  # one slot an hour
@@ -312,8 +314,18 @@ def test_the_planned_battery_is_served_as_on_the_env():
             commands = [BATTERY_ACTIONS[actions[a][3]] for a in env.agents]
             assert [p["battery"] for p in answer["providers"]] == commands
             seen.update(commands)
+            if name == "pooled_handoff":
+                keep = [float(cfg.keep_levels[actions[a][0]]) for a in env.agents]
+                assert [p["keep_share"] for p in answer["providers"]] == keep
+                targets = [p["handoff_to"] for p in answer["providers"]]
+                others = [[j for j in range(cfg.n_asps) if j != i] for i in range(cfg.n_asps)]
+                ids = [p["id"] for p in body["providers"]]
+                expected = [ids[others[i][actions[a][1]]] if keep[i] < 1.0 else None for i, a in enumerate(env.agents)]
+                assert targets == expected
+                handed += sum(k < 1.0 for k in keep)
         obs, *_ = env.step(actions)
     assert len(seen) > 1
+    assert handed > 0 or name != "pooled_handoff"
     without = {k: v for k, v in DATACENTER_EXAMPLE.items() if k != "slot_of_day"}
     status, answer = call(app, "POST", "/v1/datacenter/decide", without)
     assert (

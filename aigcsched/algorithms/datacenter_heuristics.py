@@ -1,15 +1,17 @@
 """Reference policies for `datacenter`: local-only, price-aware hand-off, battery arbitrage, both,
 deadline-aware service, that service with hand-offs to where jobs earn more, the same with knobs
-tuned on training days (`tuned_handoff`), and that with a battery planned over the rest of the day
-(`planned_handoff`, the strongest).
+tuned on training days (`tuned_handoff`), that with a battery planned over the rest of the day
+(`planned_handoff`), and hand-offs and service planned for the sites' GPUs as one pool with that
+battery (`pooled_handoff`, the strongest).
 
 Each policy maps (observations by agent, DataCenterState) to actions by agent; an action is
 (keep level, hand-off target among the others, step level, battery, power cap) as in
 `DataCenterEnv`. All but `deadline`, `value_handoff` and `tuned_handoff` run the GPUs at full
 power. The per-state computations they share (steps that clear the load, hand-off plan, battery
 arbitrage, best-value service of the jobs due) and the plans of `combined`, `deadline`,
-`value_handoff`, `tuned_handoff` and `planned_handoff` live in the env's `lookahead` (the planned
-battery in its `battery_plan`), which also offers one of those plans as observation features.
+`value_handoff`, `tuned_handoff`, `planned_handoff` and `pooled_handoff` live in the env's
+`lookahead` (the planned battery in its `battery_plan`, the pool's routes in its `pooling`), which
+also offers one of those plans as observation features.
 """
 
 from __future__ import annotations

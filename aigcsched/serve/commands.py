@@ -26,7 +26,8 @@ def serve_command(
         typer.Option(
             help="serve a heuristic of --problem instead of a model: edge: greedy, myopic; mec: local, "
             "least_loaded, smcoedge, myopic, anticipating_myopic, sequential_myopic, spreading_myopic; datacenter: "
-            "local, handoff, arbitrage, combined, deadline, value_handoff, tuned_handoff, planned_handoff"
+            "local, handoff, arbitrage, combined, deadline, value_handoff, tuned_handoff, planned_handoff, "
+            "pooled_handoff"
         ),
     ] = None,
     problem: Annotated[

@@ -3,8 +3,9 @@ load and prices would do. Which step level clears the expected load (`most_steps
 which provider has spare room at the lowest marginal cost per job (`handoff_plan`), which step
 level and power cap earn the most per job while serving every job due (`best_value_service`), the price
 against the day's median (`arbitrage`), and together the heuristics' actions (`combined_plan`,
-`deadline_plan`, `value_handoff_plan`), also as one-hots per action branch (`plan_one_hot`, the
-`observe_lookahead` block of the observation).
+`deadline_plan`, `value_handoff_plan`, `tuned_handoff_plan`, `planned_handoff_plan`,
+`pooled_handoff_plan`), also as one-hots per action branch (`plan_one_hot`, the `observe_lookahead`
+block of the observation).
 
 Every function takes a state of one episode ((K,) arrays) or of a batch (axes of episodes in
 front of K) and gives the same numbers for each episode either way.

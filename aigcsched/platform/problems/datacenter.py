@@ -136,7 +136,7 @@ class DataCenterProblem(Problem):
         "utility and energy in USD per day; violations: share of jobs late; renewable: renewable "
         "share of the energy taken in (on-site used + grid mix); handed: share of jobs handed over"
     )
-    # `planned_handoff`, the strongest held out (RESULTS.md), is the reference a trained policy must beat
+    # `pooled_handoff`, the strongest held out (RESULTS.md), is the reference a trained policy must beat
     default_baselines = (
         "local",
         "handoff",
@@ -146,6 +146,7 @@ class DataCenterProblem(Problem):
         "value_handoff",
         "tuned_handoff",
         "planned_handoff",
+        "pooled_handoff",
     )
     default_evaluate = ("random", *default_baselines)
     progress_fields = (

@@ -145,7 +145,8 @@ class Provider(BaseModel):
         ge=-MAX_KW,
         le=MAX_KW,
         description="its facility load less on-site renewables, kW, mean over the last 4 hours (48 slots): what "
-        "planned_handoff's battery plans the rest of the day on (omitted for every provider: the idle load)",
+        "planned_handoff's and pooled_handoff's battery plans the rest of the day on (omitted for every provider: "
+        "the idle load)",
     )
     site: ProviderSite | None = Field(
         None,
@@ -162,7 +163,8 @@ class DataCenterDecideRequest(BaseModel):
         strict=True,
         ge=0,
         description="this slot's index in the day that the providers' day_usd_mwh cover (0: its first slot, 5 "
-        "minutes by default): planned_handoff, and a model observing its plan, plan the rest of that day from it",
+        "minutes by default): planned_handoff, pooled_handoff and a model observing their plan plan the rest of that "
+        "day from it",
     )
 
     @model_validator(mode="after")
