@@ -88,7 +88,7 @@ def test_four_providers_search_pairs_and_come_close_to_the_best(monkeypatch):
     cfg = DataCenterConfig(**EMBEDDED, **FOUR)
     capacity = service_values(cfg)[0]
     pairs = PooledRoutes(cfg, capacity)
-    assert all(len(block) == 2 for block, *_ in pairs.blocks)  # 15 ** 4 routes: too many to search all
+    assert all(len(block) == 2 for block, _ in pairs.blocks)  # 15 ** 4 routes: too many to search all
     monkeypatch.setattr(pooling, "MAX_EXACT_ROUTES", 15**4)
     exact = PooledRoutes(cfg, capacity)
     assert len(exact.blocks) == 1
@@ -135,3 +135,18 @@ def test_pooled_handoff_earns_more_than_planned_handoff(config):
         utility[name] = env.ledger["utility"].sum()
         assert env.ledger["violations"].sum() < 0.01 * env.ledger["arrivals"].sum()
     assert utility["pooled_handoff"] > utility["planned_handoff"] + 1.0, utility
+
+
+def test_eight_providers_search_one_at_a_time_and_beat_keeping_every_job():
+    fields = {f: tuple(v) * 3 for f, v in FOUR.items()}
+    cfg = DataCenterConfig(**EMBEDDED, **{f: v[:8] for f, v in fields.items()})
+    capacity = service_values(cfg)[0]
+    routes = PooledRoutes(cfg, capacity)
+    assert {len(block) for block, _ in routes.blocks} == {1}
+    rng = np.random.default_rng(2)
+    flat = capacity.reshape(cfg.n_asps, -1)
+    for _ in range(3):
+        _, value, arrivals = random_problem(cfg, rng)
+        keep, target, _, _ = routes(arrivals, value)
+        found = route_value(cfg, flat, value, arrivals, list(zip(keep, target, strict=True)))
+        assert found > route_value(cfg, flat, value, arrivals, [(0, 0)] * cfg.n_asps)

@@ -15,8 +15,9 @@ levels and power caps whose jobs per slot cover that load; load beyond a site's 
 slot costs `OVERFLOW_COST` per job. Hand-off fees are transfers between providers and leave the
 pool's sum unchanged; `HANDOFF_TIE_COST` only breaks ties towards fewer hand-offs. The best route
 is searched over all routes when there are at most `MAX_EXACT_ROUTES` (1,000 with 3 providers),
-else by sweeps over pairs of providers, each pair's options searched jointly (a chain of
-hand-offs, A to B and B to C, pays only as a pair).
+else by `SWEEPS` sweeps over pairs of providers, each pair's options searched jointly (a chain of
+hand-offs, A to B and B to C, pays only as a pair), or over single providers where a sweep over
+pairs would score more than `MAX_SWEEP_ROUTES` routes (from 8 providers on).
 
 Each site then serves at the step level and cap the route chose for it, except where that does not
 cover the jobs due this slot (or the site gets no load): there `best_value_service`'s choice.
@@ -28,6 +29,7 @@ Arrays have any leading axes of episodes in front of K, so `DataCenterEnv` ((K,)
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -35,8 +37,9 @@ from aigcsched.envs.datacenter.config import DataCenterConfig
 
 OVERFLOW_COST = 1e-3  # USD per expected job beyond a site's most jobs per slot: above any job's value
 HANDOFF_TIE_COST = 1e-7  # USD per job handed: among routes of equal value, the one that hands off least
-MAX_EXACT_ROUTES = 4096
-PAIR_SWEEPS = 2
+MAX_EXACT_ROUTES = 4096  # all routes searched at once up to this many (1,000 with 3 providers)
+MAX_SWEEP_ROUTES = 20_000  # else routes scored per sweep over pairs (one provider at a time above it)
+SWEEPS = 2
 
 
 class PooledRoutes:
@@ -59,16 +62,11 @@ class PooledRoutes:
         n = len(options)
         if n**k <= MAX_EXACT_ROUTES:
             blocks = [tuple(range(k))]
-        else:
-            blocks = list(itertools.combinations(range(k), 2)) * PAIR_SWEEPS
-        # per block of providers: every combination of their options, and its shares and hand-offs
-        # per provider of the block, (b, R, K) and (b, R)
-        self.blocks = []
-        for block in blocks:
-            combos = np.array(list(itertools.product(range(n), repeat=len(block))))
-            shares = np.stack([self.share[o, combos[:, j]] for j, o in enumerate(block)])
-            handed = np.stack([self.handed[combos[:, j]] for j in range(len(block))])
-            self.blocks.append((list(block), combos, shares, handed))
+        else:  # pairs, or one provider at a time where even the pairs are too many
+            size = 2 if math.comb(k, 2) * n**2 <= MAX_SWEEP_ROUTES else 1
+            blocks = list(itertools.combinations(range(k), size)) * SWEEPS
+        # per block of providers: every combination of their options
+        self.blocks = [(list(b), np.array(list(itertools.product(range(n), repeat=len(b))))) for b in blocks]
         # per site, its (level, cap) modes by jobs per slot, fewest first
         self.capacity = capacity.reshape(k, -1)  # (K, M)
         self.order = np.argsort(self.capacity, axis=-1, kind="stable")
@@ -81,7 +79,10 @@ class PooledRoutes:
         best, best_mode = self._suffix_best(value)
         choice = np.full(arrivals.shape, self.start)
         k = choice.shape[-1]
-        for block, combos, shares, handed in self.blocks:
+        for block, combos in self.blocks:
+            # (b, R, K) and (b, R): each provider of the block under each combination
+            shares = self.share[np.array(block)[:, None], combos.T]
+            handed = self.handed[combos.T]
             rest = np.ones(k, dtype=bool)
             rest[block] = False
             rest_load = self._load(arrivals * rest, choice)
