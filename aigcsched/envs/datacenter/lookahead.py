@@ -257,12 +257,12 @@ def pooled_handoff_plan(cfg: DataCenterConfig, state: DataCenterState, battery: 
         battery = BatteryPlanner(cfg)(state)
     capacity, value = job_values(cfg, state)
     flat = value.reshape(*value.shape[:-2], -1)
-    keep, target, mode, load = _pooled_routes(cfg)(np.asarray(state.expected_arrivals, dtype=np.float64), flat)
+    routes = _pooled_routes(cfg)
+    keep, target, mode, load = routes(np.asarray(state.expected_arrivals, dtype=np.float64), flat)
     level, cap = np.unravel_index(mode, capacity.shape[-2:])
     fallback_level, fallback_cap = best_value_service(cfg, state, (capacity, value))
-    short = (capacity.reshape(len(capacity), -1)[np.arange(len(capacity)), mode] < due_this_slot(cfg, state)) | (
-        load <= 0
-    )
+    served = routes.capacity[np.arange(cfg.n_asps), mode]
+    short = (served < due_this_slot(cfg, state)) | (load <= 0)
     return _plan(keep, target, np.where(short, fallback_level, level), battery, np.where(short, fallback_cap, cap))
 
 

@@ -43,7 +43,7 @@ SWEEPS = 2
 
 
 class PooledRoutes:
-    """The route tables of one config; `__call__` gives a state's (keep, target, site load)."""
+    """The route tables of one config; `__call__` gives a state's (keep, target, mode, site load)."""
 
     def __init__(self, cfg: DataCenterConfig, capacity: np.ndarray):
         k = cfg.n_asps
@@ -68,7 +68,7 @@ class PooledRoutes:
         # per block of providers: every combination of their options
         self.blocks = [(list(b), np.array(list(itertools.product(range(n), repeat=len(b))))) for b in blocks]
         # per site, its (level, cap) modes by jobs per slot, fewest first
-        self.capacity = capacity.reshape(k, -1)  # (K, M)
+        self.capacity = capacity.reshape(k, -1)  # (K, M): jobs per slot of each site's modes
         self.order = np.argsort(self.capacity, axis=-1, kind="stable")
         self.sorted_capacity = np.take_along_axis(self.capacity, self.order, axis=-1)
 
