@@ -185,7 +185,8 @@ def test_same_logits_argmax_and_values(case, weight_std):
         top2 = ref.topk(2, dim=-1).values
         tie = (top2[:, 0] - top2[:, 1]) <= 2 * TOL * scale[:, 0]
         assert (same | tie).all()
-        assert same.float().mean() >= 0.99
+        if weight_std > 0:  # the argmax check bites: a quarter of the rows have a clear top logit
+            assert (~tie).float().mean() >= 0.25
         picked = ref.gather(-1, new.argmax(-1, keepdim=True))[:, 0]
         assert ((ref.amax(-1) - picked) <= 2 * TOL * scale[:, 0]).all()
     # the critic is unchanged: bit for bit
