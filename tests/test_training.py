@@ -188,3 +188,19 @@ def test_select_best_keeps_the_policy_that_validated_best(store):
     assert problem.evaluate(from_run, exp.scenario(), 1, ev.validation_seed)[metric] == pytest.approx(scores[best])
     with pytest.raises(ConfigError, match="no MLflow run nope"):
         resolve_policy("run:nope", exp.scenario())
+
+
+def test_a_run_tune_stops_ends_killed_not_failed(store):
+    """Tune stops a trial (ASHA) by a SystemExit from its report: the run ends KILLED, saying so."""
+    exp = load_experiment(CONFIG, {**TINY, "stop": {"iterations": 3}, "tracking.register_model": False})
+    seen = []
+
+    def stop_after_first(metrics: dict) -> None:
+        seen.append(mlflow.active_run().info.run_id)
+        raise SystemExit(0)
+
+    with pytest.raises(SystemExit):
+        train(exp, on_iteration=stop_after_first)
+    run = mlflow.MlflowClient().get_run(seen[0])
+    assert (run.info.status, run.data.tags["aigcsched.stopped_by"]) == ("KILLED", "tune")
+    assert len(seen) == 1 and mlflow.active_run() is None

@@ -223,10 +223,11 @@ def run_sweep(
 
 
 def _close_stopped(run_id: str, why: str) -> None:
-    """A trial ended by ASHA (or an error) leaves its MLflow run open: close it, saying why."""
+    """Say why a trial ended unfinished (ASHA or an error); close its MLflow run if still open (its
+    actor was gone before the run ended, as `train` ends it when Tune stops it)."""
     client = mlflow.MlflowClient()
+    client.set_tag(run_id, "aigcsched.stopped_by", why)
     if client.get_run(run_id).info.status == "RUNNING":
-        client.set_tag(run_id, "aigcsched.stopped_by", why)
         client.set_terminated(run_id, "KILLED" if why == "early_stopping" else "FAILED")
 
 

@@ -146,6 +146,10 @@ def train(
             tracking.plot_and_log_curve(run_id, exp)
             if not outcome.interrupted:
                 _evaluate_and_register(algo, exp, outcome, console)
+        except SystemExit:  # Tune stops a trial (ASHA) by exiting from its report: not a failure
+            mlflow.set_tag("aigcsched.stopped_by", "tune")
+            mlflow.end_run("KILLED")
+            raise
         finally:
             algo.stop()
     return outcome
