@@ -136,8 +136,9 @@ def planned_handoff_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
 
 def pooled_handoff_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
     """Hand-offs, step levels and power caps planned for the providers' GPUs as one pool
-    (`lookahead.pooled_handoff_plan`): each slot, the route of new jobs and each site's service that
-    earn the pool the most on the expected arrivals, with `planned_handoff`'s battery."""
+    (`lookahead.pooled_handoff_plan`): each slot, the route of new jobs that earns the pool the most
+    on the expected arrivals, each site serving its jobs due and most of its planned load at the
+    best value per job, with `planned_handoff`'s battery."""
     planner = BatteryPlanner(cfg)
 
     def act(obs: dict, state: DataCenterState) -> dict:
