@@ -223,8 +223,9 @@ def run_sweep(
 
 
 def _close_stopped(run_id: str, why: str) -> None:
-    """Say why a trial ended unfinished (ASHA or an error); close its MLflow run if still open (its
-    actor was gone before the run ended, as `train` ends it when Tune stops it)."""
+    """Say why a trial ended unfinished (ASHA or an error; only the driver writes this tag, so it
+    races no trial); close its MLflow run if still open (its actor was gone before the run ended,
+    as `train` ends it when Tune stops it)."""
     client = mlflow.MlflowClient()
     client.set_tag(run_id, "aigcsched.stopped_by", why)
     if client.get_run(run_id).info.status == "RUNNING":

@@ -147,7 +147,7 @@ def train(
             if not outcome.interrupted:
                 _evaluate_and_register(algo, exp, outcome, console)
         except SystemExit:  # Tune stops a trial (ASHA) by exiting from its report: not a failure
-            mlflow.set_tag("aigcsched.stopped_by", "tune")
+            # (its sweep tags why: a tag written here too would race the driver's on the same key)
             mlflow.end_run("KILLED")
             raise
         finally:
