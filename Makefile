@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Two workers, each taking whole test files (their module fixtures start Ray once): most tests wait
-# on Ray's start-up and subprocesses, so two at once take about 0.6x the time on 2 cores.
+# on Ray's start-up and subprocesses, so two at once take 0.6-0.8x the time on 2 cores.
 test: lint
 	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15
 
