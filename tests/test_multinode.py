@@ -295,6 +295,14 @@ def test_a_study_runs_its_trials_on_both_nodes_and_resumes_after_its_driver_is_k
         first.wait()
     before = {r.info.run_name: r.info.run_id for r in finished()}
     assert 1 <= len(before) < 4, (tmp_path / "first.log").read_text()[-3000:]
+    # Ray frees the killed driver's trials a while after it dies (seconds on a busy machine): until
+    # then the resumed study finds one free CPU and would run every trial on that one node.
+    status = [BIN / "ray", "status", "--address", cluster["gcs"]]
+    wait_for(
+        lambda: "0.0/2.0 CPU" in subprocess.run(status, env=env, capture_output=True, text=True).stdout,
+        120,
+        "the killed driver's trials to free their CPUs",
+    )
 
     submit = [sys.executable, "-m", "aigcsched.cli", "submit", str(path), "--address", cluster["address"]]
     again = subprocess.run([*submit, "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
