@@ -136,7 +136,10 @@ def test_each_site_serves_its_jobs_due_and_most_of_its_planned_load_at_the_best_
         state = env.state()
         action = policy(obs, state)
         capacity, value = job_values(cfg, state)
-        _, _, _, load = routes(np.asarray(state.expected_arrivals, dtype=np.float64), value.reshape(cfg.n_asps, -1))
+        arrivals = np.asarray(state.expected_arrivals, dtype=np.float64)
+        _, _, _, load = routes(arrivals, value.reshape(cfg.n_asps, -1))
+        if state.slot == cfg.episode_slots - 1:  # no hand-offs in the last slot
+            load = arrivals
         for e in range(cfg.n_asps):
             due = due_this_slot(cfg, state)[e]
             need = max(due, PLANNED_LOAD_SERVED * load[e]) if load[e] > 0 else due
@@ -149,6 +152,23 @@ def test_each_site_serves_its_jobs_due_and_most_of_its_planned_load_at_the_best_
             below_load += capacity[e][level, cap] < load[e]
         obs, *_ = env.step(action)
     assert below_load > 0  # the share bites: some sites serve less than their planned load
+
+
+@pytest.mark.parametrize("delay", [1, 3])
+def test_no_job_is_handed_off_that_would_land_after_the_episodes_end(delay):
+    """Hand-offs in the last `handoff_delay_slots` slots would still be in transit at the end and pay
+    their penalty unserved: the plan keeps every job then (and on a default day no job is late)."""
+    cfg = DataCenterConfig(**EMBEDDED, handoff_delay_slots=delay, deadline_slots=(delay + 1, 4 + delay, 12))
+    env, policy = DataCenterEnv(cfg), make_datacenter_heuristic("pooled_handoff", cfg)
+    obs, _ = env.reset(seed=4)
+    while env.agents:
+        slot = env.state().slot
+        obs, *_ = env.step(policy(obs, env.state()))
+        if slot >= cfg.episode_slots - delay:
+            assert env.ledger["handed_out"][slot].sum() == 0
+    assert env.ledger["handed_out"][: cfg.episode_slots - delay].sum() > 0
+    if delay == 1:  # the default: nothing else makes a job late on this day
+        assert env.ledger["violations"].sum() == 0
 
 
 @pytest.mark.parametrize("config", [{}, {"base_rate": (3500.0, 1900.0, 1800.0)}, FOUR])

@@ -138,7 +138,8 @@ def pooled_handoff_policy(cfg: DataCenterConfig) -> DataCenterPolicy:
     """Hand-offs, step levels and power caps planned for the providers' GPUs as one pool
     (`lookahead.pooled_handoff_plan`): each slot, the route of new jobs that earns the pool the most
     on the expected arrivals, each site serving its jobs due and most of its planned load at the
-    best value per job, with `planned_handoff`'s battery."""
+    best value per job (no hand-offs that would land after the day's end), with `planned_handoff`'s
+    battery."""
     planner = BatteryPlanner(cfg)
 
     def act(obs: dict, state: DataCenterState) -> dict:

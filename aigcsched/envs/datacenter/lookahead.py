@@ -261,13 +261,17 @@ def pooled_handoff_plan(cfg: DataCenterConfig, state: DataCenterState, battery: 
     """(..., K, 5) the `pooled_handoff` heuristic's action per provider: hand-offs planned for the
     providers' GPUs as one pool (`pooling`); each site at the step level and power cap that earn
     the most per job while serving its jobs due and `PLANNED_LOAD_SERVED` of its planned load
-    (`best_value_service`); the battery planned as `planned_handoff`'s (`battery` when already
-    known)."""
+    (`best_value_service`); no hand-offs in the last `handoff_delay_slots` slots; the battery
+    planned as `planned_handoff`'s (`battery` when already known)."""
     if battery is None:
         battery = BatteryPlanner(cfg)(state)
     capacity, value = job_values(cfg, state)
     flat = value.reshape(*value.shape[:-2], -1)
-    keep, target, _, load = _pooled_routes(cfg)(np.asarray(state.expected_arrivals, dtype=np.float64), flat)
+    arrivals = np.asarray(state.expected_arrivals, dtype=np.float64)
+    keep, target, _, load = _pooled_routes(cfg)(arrivals, flat)
+    if state.slot + cfg.handoff_delay_slots >= cfg.episode_slots:
+        # a job handed off now would land after the episode's end and pay its penalty unserved
+        keep, target, load = np.full_like(keep, keep_all(cfg)), np.zeros_like(target), arrivals
     due = due_this_slot(cfg, state)
     need = np.where(load > 0, np.maximum(due, PLANNED_LOAD_SERVED * load), due)
     level, cap = best_value_service(cfg, state, (capacity, value), need)
