@@ -26,9 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Two workers, each taking whole test files (their module fixtures start Ray once): most tests wait
-# on Ray's start-up and subprocesses, so two at once take 0.6-0.8x the time on 2 cores.
+# on Ray's start-up and subprocesses, so two at once take 0.6-0.8x the time on 2 cores. The files go
+# in collection order, the slowest first (tests/conftest.py), not by their number of tests.
 test: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15
+	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py

@@ -1,5 +1,15 @@
 import pytest
 
+# The slowest files, slowest first (`make test`'s --durations): run first, each on a worker of its own,
+# they do not leave one worker running them alone at the end. pytest-xdist's loadfile would otherwise
+# send the files with the most tests first, and these few-test files last.
+SLOWEST_FILES = ("test_multinode.py", "test_fault_tolerance.py", "test_study.py", "test_quiet.py", "test_serve.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
 
 @pytest.fixture(scope="session", autouse=True)
 def no_downloaded_traces(tmp_path_factory):
