@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -142,7 +143,13 @@ def main() -> None:
         gpus = torch.cuda.device_count()
         if gpus == 0:
             raise SystemExit("--gpu: torch sees no CUDA device")
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    # the cluster's own token: `ray start` with RAY_AUTH_MODE=token fails where none exists
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
     address, procs, temps = start_cluster(args.nodes, folder, env, gpus)
     lengths = [int(n) for n in args.iterations.split(",")]
     rows = []

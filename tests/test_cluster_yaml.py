@@ -23,7 +23,7 @@ def test_schema_check_is_real():
         validate_config(bad)
 
 
-def test_cluster_yaml_keeps_ports_private_and_auth_on():
+def test_cluster_yaml_keeps_ports_private_and_auth_on_with_one_token_on_every_node():
     config = load()
     rules = config["provider"]["security_group"]["IpPermissions"]
     assert [(r["FromPort"], r["ToPort"]) for r in rules] == [(22, 22)]  # only SSH from outside
@@ -31,6 +31,8 @@ def test_cluster_yaml_keeps_ports_private_and_auth_on():
     head_start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_start and "RAY_AUTH_MODE=token" in head_start
     assert all("RAY_AUTH_MODE=token" in c for c in config["worker_start_ray_commands"] if "ray start" in c)
+    # `ray start` with RAY_AUTH_MODE=token makes no token: every node gets the operator's
+    assert config["file_mounts"]["/home/ubuntu/.ray/auth_token"] == "~/.ray/auth_token"
     mlflow = " ".join(config["head_setup_commands"])
     assert "mlflow server --host 127.0.0.1" in mlflow and "--backend-store-uri" in mlflow
     assert any("pip install" in c and "-e ~/aigcsched" in c for c in config["setup_commands"])

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -57,12 +58,14 @@ def wait_for(check, timeout, what):
 def cluster(tmp_path_factory):
     """Head and worker node, 1 CPU each, token authentication on; stopped with SIGTERM. Each node has
     its own temp dir: a job's driver finds its cluster through the head's temp dir (the default
-    /tmp/ray names whichever cluster on this machine started last)."""
+    /tmp/ray names whichever cluster on this machine started last). The cluster's own token: `ray
+    start` with RAY_AUTH_MODE=token fails where none exists, as on a fresh machine."""
     root = tmp_path_factory.mktemp("cluster")
     gcs, dashboard, client, agent1, agent2 = free_ports(5)
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
     }
