@@ -19,11 +19,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from aigcsched.envs.datacenter.config import ACTION_BRANCHES as BRANCHES
 from aigcsched.platform import tracking
 from aigcsched.platform.config import load_experiment, parse_overrides
 from aigcsched.platform.problems.datacenter import episode_metrics, run_episode
-
-BRANCHES = ("keep", "target", "level", "battery", "cap")  # DataCenterEnv's action branches, in order
 
 
 def off_plan(exp, policy) -> tuple[float, np.ndarray, Counter]:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aigcsched.envs.data import REGIONS, WORKLOADS
 
 BATTERY_ACTIONS = ("discharge", "idle", "charge")  # action index -> battery command -1, 0, +1
+ACTION_BRANCHES = ("keep", "target", "level", "battery", "cap")  # an agent's action, in `action_nvec`'s order
 HELDOUT_WEEK_EVERY = 5  # every fifth week of the year is held out (see split_days)
 # Per-ASP fields: one entry per provider, in the order of `regions`.
 PER_ASP_FIELDS = (
@@ -208,7 +209,8 @@ class DataCenterConfig(BaseModel):
 
     @property
     def action_nvec(self) -> tuple[int, ...]:
-        """Choices per branch of an agent's action: keep level, target, step level, battery, power cap."""
+        """Choices per branch of an agent's action (`ACTION_BRANCHES`): keep level, target, step level,
+        battery, power cap."""
         return (
             len(self.keep_levels),
             self.n_asps - 1,
