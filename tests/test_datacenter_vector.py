@@ -179,3 +179,38 @@ def test_global_state_layout():
         for j, hours in enumerate(vec.cfg.forecast_hours):
             if t + hours * per_hour < vec.cfg.episode_slots:
                 np.testing.assert_allclose(ahead[..., j], renewable[t + hours * per_hour] / peak_kw, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "config", [EMBEDDED, {**CONGESTED, "observe_lookahead": True, "lookahead_plan": "pooled_handoff"}]
+)
+def test_fork_replays_or_redraws_the_rest_of_an_episode(config):
+    cfg = {**config, "episode_slots": 40}
+    env = DataCenterVectorEnv(2, cfg)
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    k = env.n_agents
+    actions = rng.integers(0, env.single_action_space.nvec, size=(40, 2, k, 5))
+    for t in range(15):
+        env.step(actions[t])
+    copies = env.fork(1, 3)
+    redrawn = env.fork(1, 4, np.random.default_rng(1), futures=2)
+    assert copies.num_envs == 3 and redrawn.num_envs == 4
+    for bad in ((2, 1, 1), (0, 0, 1), (0, 1, 0)):
+        with pytest.raises(ValueError, match="fork needs"):
+            env.fork(bad[0], bad[1], futures=bad[2])
+    assert all(np.array_equal(redrawn._episode_arrivals[:15, i], env._episode_arrivals[:15, 1]) for i in range(4))
+    later = redrawn._episode_arrivals[15:]
+    assert np.array_equal(later[:, 0], later[:, 2]) and np.array_equal(later[:, 1], later[:, 3])
+    assert not np.array_equal(later[:, 0], later[:, 1])
+    assert not np.array_equal(later[:, 0], env._episode_arrivals[15:, 1])
+    for t in range(15, 40):  # without a redraw every copy replays episode 1
+        obs, reward, done, _, _ = env.step(actions[t])
+        c_obs, c_reward, c_done, _, _ = copies.step(np.repeat(actions[t][1:], 3, axis=0))
+        assert np.array_equal(c_obs, np.repeat(obs[1:], 3, axis=0))
+        assert np.array_equal(c_reward, np.repeat(reward[1:], 3, axis=0))
+        assert c_done.tolist() == [done[1]] * 3
+    for name in LEDGER_FIELDS:
+        assert np.array_equal(copies.ledger[name], np.repeat(env.ledger[name][1:], 3, axis=0)), name
+    with pytest.raises(RuntimeError, match="running episode"):
+        env.fork(0, 1)

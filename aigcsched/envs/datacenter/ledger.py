@@ -118,6 +118,13 @@ class BatchLedger:
         self._t += 1
         return utility
 
+    def fork(self, index: int, n: int) -> BatchLedger:
+        """n copies of episode `index`'s records so far (`DataCenterVectorEnv.fork`)."""
+        out = BatchLedger(n, len(self._rows), self._rows.shape[-1])
+        out._rows[:] = self._rows[:, :, index, None]
+        out._t = self._t
+        return out
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The episodes so far: {field: (B, slots, K) array} for each of LEDGER_FIELDS."""
         rows = self._rows[: self._t].transpose(1, 2, 0, 3)

@@ -3,6 +3,7 @@ numpy; each slot runs the batched form of every phase over (B, K) arrays."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -171,6 +172,41 @@ class DataCenterVectorEnv:
         grid = renewable_kw(cfg, self._traces, self.days[:, None] * 24.0 + slots * (cfg.slot_minutes / 60.0))
         ahead = np.arange(cfg.episode_slots)[:, None] + offsets  # (T, F)
         return grid[..., ahead].transpose(2, 0, 1, 3)
+
+    def fork(self, index: int, n: int, rng: np.random.Generator | None = None, futures: int = 1) -> DataCenterVectorEnv:
+        """n copies of episode `index` as it stands now (same day, queues, batteries and records so
+        far), for planners that simulate what may follow. With `rng`, the arrivals from the current
+        slot on are redrawn: `futures` draws, copy i getting draw i % futures (what a planner that
+        does not know them may simulate; copies that share a draw compare actions on the same
+        future); without, they are the episode's own."""
+        if not self._running:
+            raise RuntimeError("fork() needs a running episode: call reset() first")
+        if not 0 <= index < self.num_envs or n < 1 or futures < 1:
+            raise ValueError(
+                f"fork needs 0 <= index < {self.num_envs}, n >= 1 and futures >= 1, got {index}, {n}, {futures}"
+            )
+        out = copy.copy(self)
+        out.num_envs = n
+        pick = np.zeros(n, dtype=np.int64) + index
+        for name in ("_q", "_transit", "_carry", "_soc", "_busy", "_last_arrivals", "_utility_sum", "_net_kwh"):
+            setattr(out, name, getattr(self, name)[pick])
+        out.days, out._day_prices = self.days[pick], self._day_prices[pick]
+        for name in ("_episode_arrivals", "_rate", "_obs_static"):  # slot first
+            setattr(out, name, getattr(self, name)[:, pick])
+        out._site = self._site[:, :, pick]
+        if hasattr(self, "_battery_plan"):
+            out._battery_plan = self._battery_plan[:, pick]
+        if self._battery_planner:
+            out._battery_planner = BatteryPlanner(self.cfg)
+        out._renewable_ahead = None
+        out._ledger = self._ledger.fork(index, n)
+        out._obs = self._obs[pick]
+        if rng is not None:
+            t = self._t
+            draws = np.stack([self._arrivals.draw(rng, self._rate[t:, index].T) for _ in range(futures)], axis=1)
+            out._episode_arrivals[t:] = draws[:, np.arange(n) % futures]
+        out._rngs = [np.random.default_rng(rng.integers(2**63) if rng else None) for _ in range(n)]
+        return out
 
     def queued_jobs(self) -> np.ndarray:
         """(B,) jobs not yet served: waiting at a data center or in transit."""
