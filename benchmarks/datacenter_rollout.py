@@ -7,7 +7,8 @@ in copies of the episode (`DataCenterVectorEnv.fork`) on `--futures` redrawn fut
 arrivals, the same for every candidate, and `pooled_handoff` then plays `--horizon` slots. The
 candidate whose utility over them (all providers) beats the plan's by more than twice its standard
 error and by `--margin` is played; otherwise the plan. The simulation never sees the day's own
-arrivals, so the rollout is a policy that could run live (at seconds per slot on 2 cores).
+arrivals or weather (it holds the weather as it is now; prices are day-ahead), so the rollout is a
+policy that could run live (at about a second per slot on one core).
 
 Prints each day's utility (USD, all providers) under `pooled_handoff` and under the rollout, the
 ratio, the slots where the rollout left the plan, and which changes it made most often.

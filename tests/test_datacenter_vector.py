@@ -204,6 +204,18 @@ def test_fork_replays_or_redraws_the_rest_of_an_episode(config):
     assert np.array_equal(later[:, 0], later[:, 2]) and np.array_equal(later[:, 1], later[:, 3])
     assert not np.array_equal(later[:, 0], later[:, 1])
     assert not np.array_equal(later[:, 0], env._episode_arrivals[15:, 1])
+    col = env._observations.renewable_column
+    before = redrawn.state(), redrawn._obs[..., col]
+    for t in range(15, 27):  # into the next hour: the copies know no more of the weather than now
+        obs, *_ = redrawn.step(np.repeat(actions[t][1:], 4, axis=0))
+    after = redrawn.state()
+    assert np.array_equal(after.pue, before[0].pue) and np.array_equal(obs[..., col], before[1])
+    assert not np.array_equal(after.price, before[0].price)  # day-ahead prices are known
+    assert redrawn.global_state().shape == (4, redrawn.state_size)
+    own = env.fork(1, 1)  # the episode's own weather did change
+    for t in range(15, 27):
+        own_obs, *_ = own.step(actions[t][1:])
+    assert not (np.array_equal(own.state().pue, before[0].pue[:1]) and np.array_equal(own_obs[..., col], before[1][:1]))
     for t in range(15, 40):  # without a redraw every copy replays episode 1
         obs, reward, done, _, _ = env.step(actions[t])
         c_obs, c_reward, c_done, _, _ = copies.step(np.repeat(actions[t][1:], 3, axis=0))

@@ -37,6 +37,11 @@ class Observations:
         self._class_of = QueueLayout(cfg).class_of
         self._as_float: np.ndarray | None = None
 
+    @property
+    def renewable_column(self) -> int:
+        """The column of on-site renewable power, the one column of `known_in_advance` that is weather."""
+        return self._col_arrivals - 3
+
     def known_in_advance(self, inputs: EpisodeInputs) -> np.ndarray:
         """(T, K, obs_size): the episode's observations with the columns that do not depend on
         actions filled in (day-ahead prices are known in advance). For the inputs of a batch of
@@ -49,7 +54,7 @@ class Observations:
         price = inputs.price.transpose(slot_first) / 100.0
         static[..., c0] = price
         static[..., c0 + 1 : c1 - 3] = inputs.forecast.transpose(slot_first + (-1,)) / 100.0
-        static[..., c1 - 3] = (inputs.renewable_kw / self._kw[:, None]).transpose(slot_first)
+        static[..., self.renewable_column] = (inputs.renewable_kw / self._kw[:, None]).transpose(slot_first)
         static[..., c1 - 2] = np.sin(2 * np.pi * inputs.local_hour / 24).transpose(slot_first)
         static[..., c1 - 1] = np.cos(2 * np.pi * inputs.local_hour / 24).transpose(slot_first)
         static[..., c1 + k : c1 + 2 * k - 1] = price[..., self._others]

@@ -175,10 +175,12 @@ class DataCenterVectorEnv:
 
     def fork(self, index: int, n: int, rng: np.random.Generator | None = None, futures: int = 1) -> DataCenterVectorEnv:
         """n copies of episode `index` as it stands now (same day, queues, batteries and records so
-        far), for planners that simulate what may follow. With `rng`, the arrivals from the current
-        slot on are redrawn: `futures` draws, copy i getting draw i % futures (what a planner that
-        does not know them may simulate; copies that share a draw compare actions on the same
-        future); without, they are the episode's own."""
+        far), for planners that simulate what may follow. With `rng`, the copies know no more of the
+        future than a provider does: the arrivals from the current slot on are redrawn, `futures`
+        draws, copy i getting draw i % futures (copies that share a draw compare actions on the same
+        future), and the weather of later slots (PUE, on-site renewables, the grid's renewable share
+        and carbon) stays as it is now; prices are day-ahead, known. Without, the future is the
+        episode's own."""
         if not self._running:
             raise RuntimeError("fork() needs a running episode: call reset() first")
         if not 0 <= index < self.num_envs or n < 1 or futures < 1:
@@ -198,13 +200,20 @@ class DataCenterVectorEnv:
             out._battery_plan = self._battery_plan[:, pick]
         if self._battery_planner:
             out._battery_planner = BatteryPlanner(self.cfg)
-        out._renewable_ahead = None
+        out._renewable_ahead = self._renewable_ahead[:, pick] if self._renewable_ahead is not None else None
         out._ledger = self._ledger.fork(index, n)
         out._obs = self._obs[pick]
         if rng is not None:
             t = self._t
             draws = np.stack([self._arrivals.draw(rng, self._rate[t:, index].T) for _ in range(futures)], axis=1)
             out._episode_arrivals[t:] = draws[:, np.arange(n) % futures]
+            now = min(t, len(out._site) - 1)
+            weather = [i for i, f in enumerate(SiteInputs._fields) if f != "price"]
+            out._site[now + 1 :, weather] = out._site[now, weather]
+            col = self._observations.renewable_column
+            out._obs_static[now + 1 :, ..., col] = out._obs_static[now, ..., col]
+            renewable = out._site[:, SiteInputs._fields.index("renewable_kw"), :, :, None]
+            out._renewable_ahead = np.repeat(renewable, len(self.cfg.forecast_hours), axis=-1)  # as now
         out._rngs = [np.random.default_rng(rng.integers(2**63) if rng else None) for _ in range(n)]
         return out
 
