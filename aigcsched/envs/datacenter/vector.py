@@ -204,10 +204,9 @@ class DataCenterVectorEnv:
         out._ledger = self._ledger.fork(index, n)
         out._obs = self._obs[pick]
         if rng is not None:
-            t = self._t
-            draws = np.stack([self._arrivals.draw(rng, self._rate[t:, index].T) for _ in range(futures)], axis=1)
-            out._episode_arrivals[t:] = draws[:, np.arange(n) % futures]
-            now = min(t, len(out._site) - 1)
+            now = self._t  # < episode_slots while running
+            draws = np.stack([self._arrivals.draw(rng, self._rate[now:, index].T) for _ in range(futures)], axis=1)
+            out._episode_arrivals[now:] = draws[:, np.arange(n) % futures]
             weather = [i for i, f in enumerate(SiteInputs._fields) if f != "price"]
             out._site[now + 1 :, weather] = out._site[now, weather]
             col = self._observations.renewable_column
