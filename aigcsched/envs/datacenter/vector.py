@@ -200,7 +200,6 @@ class DataCenterVectorEnv:
             out._battery_plan = self._battery_plan[:, pick]
         if self._battery_planner:
             out._battery_planner = BatteryPlanner(self.cfg)
-        out._renewable_ahead = self._renewable_ahead[:, pick] if self._renewable_ahead is not None else None
         out._ledger = self._ledger.fork(index, n)
         out._obs = self._obs[pick]
         if rng is not None:
@@ -213,6 +212,8 @@ class DataCenterVectorEnv:
             out._obs_static[now + 1 :, ..., col] = out._obs_static[now, ..., col]
             renewable = out._site[:, SiteInputs._fields.index("renewable_kw"), :, :, None]
             out._renewable_ahead = np.repeat(renewable, len(self.cfg.forecast_hours), axis=-1)  # as now
+        elif self._renewable_ahead is not None:
+            out._renewable_ahead = self._renewable_ahead[:, pick]
         out._rngs = [np.random.default_rng(rng.integers(2**63) if rng else None) for _ in range(n)]
         return out
 
