@@ -72,16 +72,11 @@ def play_day(cfg: DataCenterConfig, seed: int, args: argparse.Namespace) -> dict
     return {"seed": seed, "day": int(env.days[0]), **utility, "changes": changes, "seconds": time.time() - start}
 
 
-def improve(
-    env: DataCenterVectorEnv,
-    t: int,
-    plan: np.ndarray,
-    branches: list[int],
-    rng: np.random.Generator,
-    args: argparse.Namespace,
-    changes: Counter,
-) -> np.ndarray:
-    """At slot t: the candidate that earns the most in the rollouts where it beats the plan clearly, else the plan."""
+def candidate_gains(
+    env: DataCenterVectorEnv, t: int, plan: np.ndarray, branches: list[int], rng: np.random.Generator, args
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At slot t: the candidates (C, K, 5), plan first, and each one's mean utility gain over the plan
+    on the redrawn futures (C,) with its standard error (C,)."""
     cfg, s = env.cfg, args.futures
     cand = candidates(plan, cfg.action_nvec, branches)
     sim = env.fork(0, len(cand) * s, rng, futures=s)  # copy i: candidate i // s on future i % s
@@ -93,7 +88,20 @@ def improve(
             action = pooled_handoff_plan(cfg, state, planner(state))
         earned += sim.step(action)[1].sum(axis=1)
     gain = earned.reshape(len(cand), s) - earned.reshape(len(cand), s)[:1]
-    mean, se = gain.mean(axis=1), gain.std(axis=1, ddof=1) / np.sqrt(s)
+    return cand, gain.mean(axis=1), gain.std(axis=1, ddof=1) / np.sqrt(s)
+
+
+def improve(
+    env: DataCenterVectorEnv,
+    t: int,
+    plan: np.ndarray,
+    branches: list[int],
+    rng: np.random.Generator,
+    args: argparse.Namespace,
+    changes: Counter,
+) -> np.ndarray:
+    """At slot t: the candidate that earns the most in the rollouts where it beats the plan clearly, else the plan."""
+    cand, mean, se = candidate_gains(env, t, plan, branches, rng, args)
     best = int(np.argmax(mean))
     if mean[best] <= max(args.margin, 2.0 * se[best]):
         return plan
