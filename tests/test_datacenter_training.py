@@ -92,6 +92,47 @@ def test_checkpoint_policy_replays_the_registered_one(per_asp_run):
         resolve_policy(f"checkpoint:{path}", held_out.model_copy(update={"agent_id_in_obs": True}))
 
 
+def test_training_starts_from_a_saved_policy(per_asp_run):
+    from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
+
+    from aigcsched.platform.policies import load_trained
+    from aigcsched.platform.rllib_setup import algorithm_config
+    from aigcsched.platform.training import start_from_policy
+
+    exp, outcome = per_asp_run
+    path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
+    name = f"checkpoint:{path}"  # trained two iterations (the run's selected policy is its start)
+    saved = load_trained(name, exp.scenario()).modules
+    started = load_experiment(CONFIG, {**TINY, "algorithm.init_policy": name})
+    algo = algorithm_config(started).build_algo()
+    try:
+
+        def weights(module_id):  # the env runner's module and the learner's
+            path = f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}/{module_id}"
+            learner = algo.learner_group.get_state(components=path)[COMPONENT_LEARNER][COMPONENT_RL_MODULE]
+            return algo.get_module(module_id).state_dict(), learner[module_id]
+
+        def same(got, want):
+            return all(np.array_equal(np.asarray(v), want[k].numpy()) for k, v in got.items() if k.startswith("actor"))
+
+        assert not same(weights("asp_0")[0], saved["asp_0"].state_dict())  # a fresh start is another policy
+        start_from_policy(algo, started)
+        for module_id, module in saved.items():
+            for got in weights(module_id):
+                assert same(got, module.state_dict())
+    finally:
+        algo.stop()
+    wider = load_experiment(CONFIG, {**TINY, "algorithm.hidden": 16, "algorithm.init_policy": name})
+    algo = algorithm_config(wider).build_algo()
+    try:
+        with pytest.raises(ConfigError, match="not the config's"):
+            start_from_policy(algo, wider)
+    finally:
+        algo.stop()
+    with pytest.raises(ConfigError, match="init_policy must start with"):
+        load_experiment(CONFIG, {"algorithm.init_policy": "my_policy"})
+
+
 @pytest.mark.parametrize("sampler, module_id", [("agent_slots", "default_policy"), ("multi_agent", "shared")])
 def test_shared_policy_sees_agent_ids_on_either_sampler(store, sampler, module_id):
     values = {**TINY, "algorithm.shared_policy": True, "resources.sampler": sampler, "tracking.register_model": False}

@@ -114,10 +114,23 @@ class _AlgorithmBase(_Section):
     diffusion_steps: int = _DIFFUSION["n_steps"]
     diffusion_schedule: Literal[SCHEDULES] = _DIFFUSION["schedule"]
     diffusion_x0_clip: float | None = _DIFFUSION["x0_clip"]
+    init_policy: str | None = Field(
+        None,
+        description="start from a saved policy of the same modules (models:/NAME/VERSION, models:/NAME@ALIAS, "
+        "checkpoint:PATH or run:RUN_ID): its weights replace the new modules' before the first iteration "
+        "(fine-tuning, e.g. of a policy distilled from a planner); none: the modules' own start",
+    )
 
     @property
     def off_policy(self) -> bool:
         return self.name != "PPO"
+
+    @model_validator(mode="after")
+    def _check_init_policy(self):
+        forms = ("models:/", "checkpoint:", "run:")
+        if self.init_policy is not None and not self.init_policy.startswith(forms):
+            raise ValueError(f"init_policy must start with one of {', '.join(forms)}, got {self.init_policy!r}")
+        return self
 
 
 class PPOSection(_AlgorithmBase):

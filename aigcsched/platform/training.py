@@ -142,6 +142,9 @@ def train(
             if resume_from:
                 algo.restore_from_path(resume_from)
                 console.print(f"resumed run {run_id} from {resume_from} at iteration {algo.iteration}")
+            elif exp.algorithm.init_policy:
+                start_from_policy(algo, exp)
+                console.print(f"started from the policy {exp.algorithm.init_policy}")
             outcome = _loop(algo, exp, run_id, console, on_iteration)
             tracking.plot_and_log_curve(run_id, exp)
             if not outcome.interrupted:
@@ -153,6 +156,39 @@ def train(
         finally:
             algo.stop()
     return outcome
+
+
+def start_from_policy(algo, exp: ExperimentConfig) -> None:
+    """`algorithm.init_policy`: the saved policy's module weights replace the algorithm's (RLlib
+    restores each module checkpoint into the learner and syncs the env runners). ConfigError if the
+    policy is another scenario's or its modules differ from the config's."""
+    import tempfile
+    from pathlib import Path
+
+    from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE
+
+    from aigcsched.platform.errors import ConfigError
+    from aigcsched.platform.policies import load_trained
+    from aigcsched.platform.rllib_setup import agent_modules
+
+    name = exp.algorithm.init_policy
+    policy = load_trained(name, exp.scenario())
+    if policy.agent_module != agent_modules(exp):
+        mapping = agent_modules(exp)
+        raise ConfigError(f"init_policy {name} maps agents to {policy.agent_module}, the config to {mapping}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for module_id, module in policy.modules.items():
+            saved, new = module.state_dict(), algo.get_module(module_id).state_dict()
+            # the acting part must load whole: RLlib's restore skips keys it does not know
+            differ = [k for k, v in new.items() if k not in saved or saved[k].shape != v.shape]
+            if differ:
+                raise ConfigError(
+                    f"init_policy {name}: module {module_id} is not the config's (differs in {', '.join(differ[:4])})"
+                )
+            path = Path(tmp) / module_id
+            module.save_to_path(str(path))
+            component = f"{COMPONENT_LEARNER_GROUP}/{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}/{module_id}"
+            algo.restore_from_path(str(path), component=component)
 
 
 def _loop(algo, exp: ExperimentConfig, run_id: str, console: Console, on_iteration=None) -> TrainOutcome:
