@@ -30,6 +30,7 @@ Usage: python benchmarks/datacenter_distill.py [--data DIR] [--runs 5] [--days 8
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,14 +38,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from datacenter_rollout import candidate_gains
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from aigcsched.envs import DataCenterConfig, DataCenterVectorEnv
 from aigcsched.envs.datacenter.battery_plan import BatteryPlanner
 from aigcsched.envs.datacenter.config import ACTION_BRANCHES
-from aigcsched.envs.datacenter.lookahead import pooled_handoff_plan
-from aigcsched.platform.config import load_experiment
+from aigcsched.envs.datacenter.lookahead import branch_one_hot, pooled_handoff_plan
+from aigcsched.platform.config import ConfigError, load_experiment, parse_overrides, validation_message
 from aigcsched.platform.rllib_setup import agent_modules, module_spec
 from aigcsched.platform.study import mean_ci
 from aigcsched.platform.trained_policy import TrainedPolicy, save_policy
@@ -57,7 +59,7 @@ VALIDATION, GAP_DAYS, STUDY_DAYS = (500_000, 5), (100, 5), (1_000_000, 10)
 def record_day(seed: int, data: Path, args: argparse.Namespace) -> str:
     """Play the training day of `seed` with the rollout; store observations, plans and gains."""
     out = data / f"day_{seed}.npz"
-    cfg = DataCenterConfig(day_split="train", data_dir="embedded")
+    cfg = DataCenterConfig(**{**scenario(args), "day_split": "train"})
     branches = [ACTION_BRANCHES.index(b) for b in BRANCHES]
     rng, planner = np.random.default_rng([seed, 1]), BatteryPlanner(cfg)
     env = DataCenterVectorEnv(1, cfg)
@@ -86,22 +88,26 @@ def record_day(seed: int, data: Path, args: argparse.Namespace) -> str:
         rows["gain"].append(gain)
         obs = env.step(played[None])[0]
     seconds = time.time() - start
-    np.savez_compressed(out, day=env.days[0], seconds=seconds, **{k: np.asarray(v) for k, v in rows.items()})
+    arrays = {k: np.asarray(v) for k, v in rows.items()}
+    np.savez_compressed(out, day=env.days[0], seconds=seconds, scenario=json.dumps(scenario(args)), **arrays)
     return f"seed {seed}: day {env.days[0]} recorded in {seconds:.0f} s"
 
 
-def plan_one_hot(plan: np.ndarray, nvec: tuple[int, ...]) -> np.ndarray:
-    """(..., 5) plan -> (..., sum(nvec)) one-hot per branch: the prior that ends the policy's observation."""
-    out = np.zeros((*plan.shape[:-1], sum(nvec)), dtype=np.float32)
-    np.put_along_axis(out, plan + np.cumsum((0, *nvec[:-1])), 1.0, axis=-1)
-    return out
+def scenario(args: argparse.Namespace) -> dict:
+    """The scenario's fields: the embedded typical days (the traces the rollout figures use) and `--set`."""
+    return {"data_dir": "embedded", **parse_overrides(args.set)}
 
 
-def load_days(files: list[Path], nvec: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, float]:
+def load_days(files: list[Path], args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, float]:
     """(N, K, obs_size) observations as the policy sees them, (N, K, sum(nvec)) gains, and the
-    seconds the recording took on one core."""
+    seconds the recording took on one core. Exits if a day was recorded on another scenario."""
     days = [np.load(f) for f in files]
-    obs = np.concatenate([np.concatenate([d["obs"], plan_one_hot(d["plan"], nvec)], axis=-1) for d in days])
+    want = scenario(args)
+    for f, d in zip(files, days, strict=True):
+        if json.loads(str(d["scenario"])) != want:
+            raise SystemExit(f"{f} was recorded on the scenario {d['scenario']}, not {want}: use another --data")
+    nvec = DataCenterConfig(**want).action_nvec
+    obs = np.concatenate([np.concatenate([d["obs"], branch_one_hot(d["plan"], nvec)], axis=-1) for d in days])
     return obs, np.concatenate([d["gain"] for d in days]), float(sum(d["seconds"] for d in days))
 
 
@@ -190,7 +196,7 @@ def record(seeds: range, args: argparse.Namespace, console: Console) -> None:
 def judge_run(exp, run: int, args: argparse.Namespace) -> dict:
     """Run `run`: fit on its recorded days, tau chosen on the validation days, then the held-out days."""
     seeds = range(args.record_seed + run * args.days, args.record_seed + (run + 1) * args.days)
-    obs, gain, seconds = load_days([args.data / f"day_{s}.npz" for s in seeds], exp.scenario().action_nvec)
+    obs, gain, seconds = load_days([args.data / f"day_{s}.npz" for s in seeds], args)
     start = time.time()
     fitted = fit_policy(exp, obs, gain, run, args)
     scored = []
@@ -206,7 +212,7 @@ def judge_run(exp, run: int, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("distill_data"), help="folder of recorded days")
+    parser.add_argument("--data", type=Path, default=Path("outputs/distill"), help="folder of recorded days")
     parser.add_argument("--runs", type=int, default=5, help="runs, each on its own recorded days and fit seed")
     parser.add_argument("--days", type=int, default=8, help="training days recorded per run")
     parser.add_argument("--record-seed", type=int, default=0, help="run r records seeds RECORD_SEED + r x DAYS..")
@@ -220,15 +226,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--min-support", type=int, default=100, help="recorded slots a plan value needs to be left")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="scenario fields (one --data each)")
     parser.add_argument("--save", type=Path, default=None, help="write run 0's policy folder here")
     args = parser.parse_args()
     if min(args.taus) <= 0 or args.every < 1 or args.futures < 2 or args.runs < 1 or args.days < 1:
         parser.error("needs --taus > 0, --every, --runs, --days >= 1 and --futures >= 2 (for a standard error)")
+    try:
+        DataCenterConfig(**scenario(args))
+    except ConfigError as e:
+        parser.error(str(e))
+    except ValidationError as e:
+        parser.error(validation_message(e))
     torch.set_num_threads(1)
     console = Console(width=140)
     record(range(args.record_seed, args.record_seed + args.runs * args.days), args, console)
 
-    exp = load_experiment(CONFIG, {"env.config.data_dir": "embedded"})  # the traces the rollout figures use
+    exp = load_experiment(CONFIG, {f"env.config.{k}": v for k, v in scenario(args).items()})
     heuristic = exp.problem.policy_makers()["pooled_handoff"](exp.scenario(), 0)
     base = {
         "validation": utility(heuristic, exp, "train", VALIDATION),

@@ -296,9 +296,12 @@ PLANNED = ("planned_handoff", "pooled_handoff")
 def plan_one_hot(cfg: DataCenterConfig, state: DataCenterState, battery: np.ndarray | None = None) -> np.ndarray:
     """(..., K, sum(action_nvec)) float32: the plan of `cfg.lookahead_plan` as one one-hot per action
     branch, in branch order (keep level, target, step level, battery, power cap)."""
-    nvec = cfg.action_nvec
-    plan = PLANS[cfg.lookahead_plan](cfg, state, battery)
-    rows = plan.reshape(-1, len(nvec)) + np.cumsum((0, *nvec[:-1]))  # columns of the ones
+    return branch_one_hot(PLANS[cfg.lookahead_plan](cfg, state, battery), cfg.action_nvec)
+
+
+def branch_one_hot(actions: np.ndarray, nvec: tuple[int, ...]) -> np.ndarray:
+    """(..., len(nvec)) actions -> (..., sum(nvec)) float32, one one-hot per action branch."""
+    rows = actions.reshape(-1, len(nvec)) + np.cumsum((0, *nvec[:-1]))  # columns of the ones
     out = np.zeros((len(rows), sum(nvec)), dtype=np.float32)
     out[np.arange(len(rows))[:, None], rows] = 1.0
-    return out.reshape(*plan.shape[:-1], sum(nvec))
+    return out.reshape(*actions.shape[:-1], sum(nvec))
