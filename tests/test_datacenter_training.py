@@ -97,7 +97,7 @@ def test_training_starts_from_a_saved_policy(per_asp_run):
 
     from aigcsched.platform.policies import load_trained
     from aigcsched.platform.rllib_setup import algorithm_config
-    from aigcsched.platform.training import start_from_policy
+    from aigcsched.platform.training import initial_policy, start_from_policy
 
     exp, outcome = per_asp_run
     path = mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="checkpoints/iter_000002")
@@ -116,7 +116,7 @@ def test_training_starts_from_a_saved_policy(per_asp_run):
             return all(np.array_equal(np.asarray(v), want[k].numpy()) for k, v in got.items() if k.startswith("actor"))
 
         assert not same(weights("asp_0")[0], saved["asp_0"].state_dict())  # a fresh start is another policy
-        start_from_policy(algo, started)
+        start_from_policy(algo, initial_policy(started))
         for module_id, module in saved.items():
             for got in weights(module_id):
                 assert same(got, module.state_dict())
@@ -126,11 +126,13 @@ def test_training_starts_from_a_saved_policy(per_asp_run):
     algo = algorithm_config(wider).build_algo()
     try:
         with pytest.raises(ConfigError, match="not the config's"):
-            start_from_policy(algo, wider)
+            start_from_policy(algo, initial_policy(wider))
     finally:
         algo.stop()
     with pytest.raises(ConfigError, match="init_policy must start with"):
         load_experiment(CONFIG, {"algorithm.init_policy": "my_policy"})
+    with pytest.raises(ConfigError, match="not found"):  # before any run starts
+        initial_policy(load_experiment(CONFIG, {**TINY, "algorithm.init_policy": f"{name}-missing"}))
 
 
 @pytest.mark.parametrize("sampler, module_id", [("agent_slots", "default_policy"), ("multi_agent", "shared")])

@@ -131,6 +131,7 @@ def train(
     start_ray(exp, address)
     tracking.use_experiment(exp.tracking.experiment)
     resume_from = tracking.checkpoint_of(resume_run_id) if resume_run_id else None
+    initial = initial_policy(exp) if exp.algorithm.init_policy and not resume_from else None
     with mlflow.start_run(run_id=resume_run_id, run_name=run_name, tags=tags) as run:
         run_id = run.info.run_id
         if resume_run_id is None:
@@ -142,8 +143,8 @@ def train(
             if resume_from:
                 algo.restore_from_path(resume_from)
                 console.print(f"resumed run {run_id} from {resume_from} at iteration {algo.iteration}")
-            elif exp.algorithm.init_policy:
-                start_from_policy(algo, exp)
+            elif initial is not None:
+                start_from_policy(algo, initial)
                 console.print(f"started from the policy {exp.algorithm.init_policy}")
             outcome = _loop(algo, exp, run_id, console, on_iteration)
             tracking.plot_and_log_curve(run_id, exp)
@@ -158,24 +159,30 @@ def train(
     return outcome
 
 
-def start_from_policy(algo, exp: ExperimentConfig) -> None:
-    """`algorithm.init_policy`: the saved policy's module weights replace the algorithm's (RLlib
-    restores each module checkpoint into the learner and syncs the env runners). ConfigError if the
-    policy is another scenario's or its modules differ from the config's."""
+def initial_policy(exp: ExperimentConfig):
+    """`algorithm.init_policy`, loaded and checked against the config before a run starts:
+    ConfigError if it is missing, another scenario's, or maps agents to other modules."""
+    from aigcsched.platform.errors import ConfigError
+    from aigcsched.platform.policies import load_trained
+    from aigcsched.platform.rllib_setup import agent_modules
+
+    name, mapping = exp.algorithm.init_policy, agent_modules(exp)
+    policy = load_trained(name, exp.scenario())
+    if policy.agent_module != mapping:
+        raise ConfigError(f"init_policy {name} maps agents to {policy.agent_module}, the config to {mapping}")
+    return policy
+
+
+def start_from_policy(algo, policy) -> None:
+    """The policy's module weights replace the algorithm's (RLlib restores each module checkpoint
+    into the learner and syncs the env runners). ConfigError if a module differs from the config's."""
     import tempfile
     from pathlib import Path
 
     from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE
 
     from aigcsched.platform.errors import ConfigError
-    from aigcsched.platform.policies import load_trained
-    from aigcsched.platform.rllib_setup import agent_modules
 
-    name = exp.algorithm.init_policy
-    policy = load_trained(name, exp.scenario())
-    if policy.agent_module != agent_modules(exp):
-        mapping = agent_modules(exp)
-        raise ConfigError(f"init_policy {name} maps agents to {policy.agent_module}, the config to {mapping}")
     with tempfile.TemporaryDirectory() as tmp:
         for module_id, module in policy.modules.items():
             saved, new = module.state_dict(), algo.get_module(module_id).state_dict()
@@ -183,7 +190,8 @@ def start_from_policy(algo, exp: ExperimentConfig) -> None:
             differ = [k for k, v in new.items() if k not in saved or saved[k].shape != v.shape]
             if differ:
                 raise ConfigError(
-                    f"init_policy {name}: module {module_id} is not the config's (differs in {', '.join(differ[:4])})"
+                    f"init_policy {policy.describe()}: module {module_id} is not the config's "
+                    f"(differs in {', '.join(differ[:4])})"
                 )
             path = Path(tmp) / module_id
             module.save_to_path(str(path))
