@@ -30,6 +30,7 @@ Usage: python benchmarks/datacenter_distill.py [--data DIR] [--runs 5] [--days 8
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -65,6 +66,7 @@ def record_day(seed: int, data: Path, args: argparse.Namespace) -> str:
     env = DataCenterVectorEnv(1, cfg)
     obs, _ = env.reset(seed=seed)
     nvec = cfg.action_nvec
+    offset = np.cumsum((0, *nvec[:-1]))  # each branch's first logit
     rows: dict[str, list] = {"obs": [], "plan": [], "gain": []}
     start = time.time()
     for t in range(cfg.episode_slots):
@@ -75,7 +77,6 @@ def record_day(seed: int, data: Path, args: argparse.Namespace) -> str:
             continue
         cand, mean, se = candidate_gains(env, t, plan, branches, rng, args)
         gain = np.full((cfg.n_asps, sum(nvec)), np.nan, dtype=np.float32)  # per logit; NaN: not tried
-        offset = np.cumsum((0, *nvec[:-1]))
         for b in branches:
             gain[np.arange(cfg.n_asps), offset[b] + plan[:, b]] = 0.0
         for c in range(1, len(cand)):
@@ -167,8 +168,6 @@ def unseen_plans_kept(
 def with_threshold(policy: TrainedPolicy, tau: float, anchor: float) -> TrainedPolicy:
     """The policy whose logits are anchor x plan + (anchor / tau) x predicted gain: it changes the
     plan where a change is predicted to gain more than tau USD."""
-    import copy
-
     modules = copy.deepcopy(policy.modules)
     for module in modules.values():
         head = module.actor[-1]
