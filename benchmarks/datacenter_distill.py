@@ -117,7 +117,6 @@ def fit_policy(exp, obs: np.ndarray, gain: np.ndarray, seed: int, args: argparse
     torch.manual_seed(seed)
     cfg, agents = exp.scenario(), agent_modules(exp)
     obs_space, act_space = exp.problem.spaces(cfg)
-    tried = torch.tensor(~np.isnan(gain[0, 0]))  # the logits of the branches the rollout tries
     modules = {}
     for k, (agent, module_id) in enumerate(agents.items()):
         spec = module_spec(exp)
@@ -125,13 +124,12 @@ def fit_policy(exp, obs: np.ndarray, gain: np.ndarray, seed: int, args: argparse
         module = spec.build()
         x, y = unseen_plans_kept(obs[:, k], gain[:, k], cfg.action_nvec, args.min_support)
         x, y = torch.tensor(x), torch.tensor(y)
-        mask = ~torch.isnan(y) | ~tried  # untried branches: target 0, the plan's logits unchanged
-        y = torch.nan_to_num(y).clamp(min=args.clip)
+        # a tried branch has a gain for every value; an untried one (NaN) is fitted as 0: the plan's logits
+        y = torch.nan_to_num(y, nan=0.0).clamp(min=args.clip)
         opt = torch.optim.Adam(module.actor.parameters(), lr=args.lr)
         for _ in range(args.epochs):
             for j in torch.randperm(len(x)).split(256):
-                err = (module.actor(x[j]) - y[j]) * mask[j]
-                loss = err.pow(2).sum() / mask[j].sum()
+                loss = (module.actor(x[j]) - y[j]).pow(2).mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
