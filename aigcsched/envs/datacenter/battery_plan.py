@@ -93,19 +93,20 @@ class BatteryPlanner:
         load net_kw (..., K) at every slot, or (..., K, slots) slot by slot (known in hindsight)."""
         per_slot = net_kw.ndim == day_prices.ndim
         s = np.broadcast_to(self._grid, (*day_prices.shape[:-1], GRID_POINTS))
-        moves = None if per_slot else self._moves(s, net_kw)
+        moves = None if per_slot else _flat(self._moves(s, net_kw))
         value = np.zeros(s.shape)
         kept = np.zeros((*s.shape[:-1], keep, GRID_POINTS))  # zero past the end of the day
         for t in range(self.cfg.episode_slots - 1, t0 - 1, -1):
             if t < t0 + keep:
                 kept[..., t - t0, :] = value
-            bought, delivered, charge_at, discharge_at = self._moves(s, net_kw[..., t]) if per_slot else moves
+            bought, delivered, charge_at, discharge_at = _flat(self._moves(s, net_kw[..., t])) if per_slot else moves
             price = day_prices[..., (t // self._per_hour) % 24, None] / 1000.0
+            flat = value.reshape(-1)
             value = np.maximum(
                 value,
                 np.maximum(
-                    _at(value, charge_at) - price * bought,
-                    _at(value, discharge_at) + (price - self._wear) * delivered,
+                    _at_flat(flat, charge_at) - price * bought,
+                    _at_flat(flat, discharge_at) + (price - self._wear) * delivered,
                 ),
             )
         return kept
@@ -144,3 +145,20 @@ def _at(values: np.ndarray, where: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     below = np.take_along_axis(values, i, axis=-1)
     above = np.take_along_axis(values, i + 1, axis=-1)
     return below * (1.0 - w) + above * w
+
+
+def _flat(moves: tuple) -> tuple:
+    """`_moves` with each landing point as indices into the flattened values (..., K, G) and
+    weights: one gather per slot of the backward pass instead of `take_along_axis`'s several."""
+    bought, delivered, *landings = moves
+    flat = []
+    for i, w in landings:
+        rows = np.arange(i.size // i.shape[-1]).reshape(i.shape[:-1] + (1,)) * GRID_POINTS
+        flat.append((rows + i, 1.0 - w, w))
+    return bought, delivered, *flat
+
+
+def _at_flat(flat_values: np.ndarray, where: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """`_at` on values flattened to one axis, at flat indices and weights from `_flat`."""
+    i, w_below, w_above = where
+    return flat_values.take(i) * w_below + flat_values.take(i + 1) * w_above

@@ -124,7 +124,9 @@ class PooledRoutes:
 
     def _value(self, load: np.ndarray, best: np.ndarray) -> np.ndarray:
         """(..., R) what the sites earn per slot at loads (..., R, K), best (..., K, M) as sorted."""
-        at = np.minimum(self._covering(load), best.shape[-1] - 1)
-        per_job = np.take_along_axis(best[..., None, :, :], at[..., None], axis=-1)[..., 0]
+        m = best.shape[-1]
+        at = np.minimum(self._covering(load), m - 1)
+        rows = np.arange(best.size // m).reshape(best.shape[:-1]) * m  # each (..., site)'s first in best's flat order
+        per_job = best.reshape(-1).take(rows[..., None, :] + at)  # one gather, not a broadcast take_along_axis
         overflow = np.maximum(load - self.sorted_capacity[:, -1], 0.0)
         return (per_job * load - OVERFLOW_COST * overflow).sum(axis=-1)
