@@ -93,20 +93,19 @@ class BatteryPlanner:
         load net_kw (..., K) at every slot, or (..., K, slots) slot by slot (known in hindsight)."""
         per_slot = net_kw.ndim == day_prices.ndim
         s = np.broadcast_to(self._grid, (*day_prices.shape[:-1], GRID_POINTS))
-        moves = None if per_slot else _flat(self._moves(s, net_kw))
+        moves = None if per_slot else self._moves(s, net_kw)
         value = np.zeros(s.shape)
         kept = np.zeros((*s.shape[:-1], keep, GRID_POINTS))  # zero past the end of the day
         for t in range(self.cfg.episode_slots - 1, t0 - 1, -1):
             if t < t0 + keep:
                 kept[..., t - t0, :] = value
-            bought, delivered, charge_at, discharge_at = _flat(self._moves(s, net_kw[..., t])) if per_slot else moves
+            bought, delivered, charge_at, discharge_at = self._moves(s, net_kw[..., t]) if per_slot else moves
             price = day_prices[..., (t // self._per_hour) % 24, None] / 1000.0
-            flat = value.reshape(-1)
             value = np.maximum(
                 value,
                 np.maximum(
-                    _at_flat(flat, charge_at) - price * bought,
-                    _at_flat(flat, discharge_at) + (price - self._wear) * delivered,
+                    _at(value, charge_at) - price * bought,
+                    _at(value, discharge_at) + (price - self._wear) * delivered,
                 ),
             )
         return kept
@@ -132,33 +131,21 @@ class BatteryPlanner:
         best = np.maximum(charge, discharge)
         return np.where(best > idle + 1e-9, np.where(charge >= discharge, CHARGE, DISCHARGE), IDLE)[..., 0]
 
-    def _interpolation(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lower grid index and weight of the upper neighbour for states of charge x (..., K, n)."""
+    def _interpolation(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For states of charge x (..., K, n): the lower grid neighbour's index into values of the
+        same leading axes (..., K, G) flattened, and the weights of the lower and upper neighbours."""
         u = (x - self._lo[:, None]) / self._step[:, None]
         i = np.clip(np.floor(u), 0, GRID_POINTS - 2).astype(np.int64)
-        return i, np.clip(u - i, 0.0, 1.0)
+        w = np.clip(u - i, 0.0, 1.0)
+        rows = np.arange(x.size // x.shape[-1]).reshape(*x.shape[:-1], 1) * GRID_POINTS
+        return rows + i, 1.0 - w, w
 
 
-def _at(values: np.ndarray, where: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Values (..., K, G) linearly interpolated at `where` (index, weight), each (..., K, n)."""
-    i, w = where
-    below = np.take_along_axis(values, i, axis=-1)
-    above = np.take_along_axis(values, i + 1, axis=-1)
-    return below * (1.0 - w) + above * w
-
-
-def _flat(moves: tuple) -> tuple:
-    """`_moves` with each landing point as indices into the flattened values (..., K, G) and
-    weights: one gather per slot of the backward pass instead of `take_along_axis`'s several."""
-    bought, delivered, *landings = moves
-    flat = []
-    for i, w in landings:
-        rows = np.arange(i.size // i.shape[-1]).reshape(i.shape[:-1] + (1,)) * GRID_POINTS
-        flat.append((rows + i, 1.0 - w, w))
-    return bought, delivered, *flat
-
-
-def _at_flat(flat_values: np.ndarray, where: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """`_at` on values flattened to one axis, at flat indices and weights from `_flat`."""
+def _at(values: np.ndarray, where: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Values (..., K, G) linearly interpolated at `where` (flat index, weights) from `_interpolation`:
+    one gather on the flattened values, which the backward pass does twice per slot."""
     i, w_below, w_above = where
-    return flat_values.take(i) * w_below + flat_values.take(i + 1) * w_above
+    if i.shape[:-1] != values.shape[:-1]:  # flat indices address rows of these leading axes only
+        raise ValueError(f"states of charge {i.shape} and values {values.shape} differ in their leading axes")
+    flat = values.reshape(-1)
+    return flat.take(i) * w_below + flat.take(i + 1) * w_above
