@@ -278,7 +278,8 @@ def main() -> None:
     cells = []
     for key in ("gap", "study"):
         values = [r[key] for r in rows]
-        cells += ["{:.2f} +- {:.2f}".format(*mean_ci(values)), f"{np.mean(values) / base[key]:.4f}"]
+        mean, half = mean_ci(values)
+        cells += [f"{mean:.2f} +- {half:.2f}" if len(values) > 1 else f"{mean:.2f}", f"{mean / base[key]:.4f}"]
     table.add_row("mean (95% CI)", "", "", "", "", *cells)
     console.print(table)
 
