@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datacenter_rollout import candidate_gains
+from datacenter_rollout import candidate_gains, clear_best
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -83,8 +83,7 @@ def record_day(seed: int, data: Path, args: argparse.Namespace) -> str:
         for c in range(1, len(cand)):
             k, b = np.argwhere(cand[c] != plan)[0]
             gain[k, offset[b] + cand[c][k, b]] = mean[c]
-        best = int(np.argmax(mean))
-        played = cand[best] if mean[best] > max(args.margin, 2.0 * se[best]) else plan
+        played = cand[clear_best(mean, se, args.margin)]
         rows["obs"].append(obs[0].copy())
         rows["plan"].append(plan)
         rows["gain"].append(gain)

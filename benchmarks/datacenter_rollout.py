@@ -91,6 +91,13 @@ def candidate_gains(
     return cand, gain.mean(axis=1), gain.std(axis=1, ddof=1) / np.sqrt(s)
 
 
+def clear_best(mean: np.ndarray, se: np.ndarray, margin: float) -> int:
+    """The candidate to play: the one of highest mean gain if that beats the plan (candidate 0) by
+    more than twice its standard error and `margin` USD, else the plan."""
+    best = int(np.argmax(mean))
+    return best if mean[best] > max(margin, 2.0 * se[best]) else 0
+
+
 def improve(
     env: DataCenterVectorEnv,
     t: int,
@@ -102,8 +109,8 @@ def improve(
 ) -> np.ndarray:
     """At slot t: the candidate that earns the most in the rollouts where it beats the plan clearly, else the plan."""
     cand, mean, se = candidate_gains(env, t, plan, branches, rng, args)
-    best = int(np.argmax(mean))
-    if mean[best] <= max(args.margin, 2.0 * se[best]):
+    best = clear_best(mean, se, args.margin)
+    if best == 0:
         return plan
     k, b = np.argwhere(cand[best] != plan)[0]
     changes[int(k), ACTION_BRANCHES[b], int(plan[k, b]), int(cand[best][k, b])] += 1
